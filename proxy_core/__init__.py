@@ -1,0 +1,60 @@
+"""proxy_core: a streaming aiohttp reverse proxy whose concerns are stages of a TOML-configured pipeline."""
+
+from ._upstream import Origin
+from .app import CONFIG, FORWARDER, METRICS, STAGES, build_stages, create_app, make_context
+from .config import ConfigError, ProxyConfig, ServerConfig, StageSpec, load_config, parse_config
+from .errors import error_response, wants_html
+from .forward import (
+    CLIENT_ADDRESS,
+    ErrorRenderer,
+    Forwarder,
+    ResponseTap,
+    Timeouts,
+    Upstream,
+    UpstreamError,
+    UpstreamRequest,
+)
+from .headers import ClientAddress, TrustedProxies
+from .metrics import Counter, Gauge, Histogram, Metrics
+from .registry import UnknownStageError, installed_stages, load_stage_class
+from .stage import Next, Readiness, Stage, StageConfig, StageContext
+
+__all__ = [
+    "CLIENT_ADDRESS",
+    "CONFIG",
+    "FORWARDER",
+    "METRICS",
+    "STAGES",
+    "ClientAddress",
+    "ConfigError",
+    "Counter",
+    "ErrorRenderer",
+    "Forwarder",
+    "Gauge",
+    "Histogram",
+    "Metrics",
+    "Next",
+    "Origin",
+    "ProxyConfig",
+    "Readiness",
+    "ResponseTap",
+    "ServerConfig",
+    "Stage",
+    "StageConfig",
+    "StageContext",
+    "StageSpec",
+    "Timeouts",
+    "TrustedProxies",
+    "UnknownStageError",
+    "Upstream",
+    "UpstreamError",
+    "UpstreamRequest",
+    "build_stages",
+    "create_app",
+    "error_response",
+    "installed_stages",
+    "load_config",
+    "make_context",
+    "parse_config",
+    "wants_html",
+]

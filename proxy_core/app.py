@@ -1,0 +1,143 @@
+"""Folds the configured stages into one aiohttp application: middlewares in pipeline order, the routes
+stages contribute, their lifespans as cleanup contexts, and the ops endpoints in front of everything."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from .config import ConfigError, ProxyConfig
+from .errors import error_response
+from .forward import Forwarder, Timeouts
+from .headers import TrustedProxies
+from .logs import AccessLog
+from .metrics import Metrics
+from .ops import Ops
+from .registry import UnknownStageError, load_stage_class
+from .stage import Next, Resource, Stage, StageContext
+
+CONFIG = web.AppKey("proxy_core.config", ProxyConfig)
+FORWARDER = web.AppKey("proxy_core.forwarder", Forwarder)
+METRICS = web.AppKey("proxy_core.metrics", Metrics)
+STAGES = web.AppKey("proxy_core.stages", tuple)  # type: ignore[var-annotated]
+
+StageFactory = Callable[[StageContext], Stage[Any]]
+
+
+def make_context(config: ProxyConfig) -> StageContext:
+    metrics = Metrics()
+    forwarder = Forwarder(
+        trusted_proxies=TrustedProxies(config.server.trusted_proxies),
+        max_body_size=int(config.server.max_body_size),
+        timeouts=Timeouts(),
+        metrics=metrics,
+    )
+    return StageContext(config, forwarder, metrics)
+
+
+def build_stages(context: StageContext) -> list[Stage[Any]]:
+    """Construct every ``[[pipeline]]`` stage with its validated config; errors name file, table, key."""
+    config = context.config
+    stages: list[Stage[Any]] = []
+    for spec in config.pipeline:
+        try:
+            cls = load_stage_class(spec.name)
+        except UnknownStageError as exc:
+            raise ConfigError(config.file, spec.table, "stage", str(exc)) from None
+        stage_config = config.stage_config(spec, cls.config_class)
+        try:
+            stages.append(cls(stage_config, context))
+        except ConfigError:
+            raise
+        except (ValueError, OSError) as exc:
+            raise ConfigError(config.file, spec.table, "", str(exc)) from None
+    return stages
+
+
+def create_app(
+    config: ProxyConfig,
+    *,
+    stages: Sequence[StageFactory] | None = None,
+    worker: int = 0,
+    snapshot_dir: Path | None = None,
+) -> web.Application:
+    """The application for ``config``. ``stages`` replaces the ``[[pipeline]]`` list (library use, tests)."""
+    context = make_context(config)
+    pipeline = build_stages(context) if stages is None else [factory(context) for factory in stages]
+    access_log = AccessLog() if config.server.access_log else None
+    ops = Ops(pipeline, context, access_log, worker=worker, snapshot_dir=snapshot_dir)
+    app = web.Application(middlewares=[Pipeline([ops, *pipeline])], client_max_size=int(config.server.max_body_size) or 2**62)
+    app[CONFIG] = config
+    app[FORWARDER] = context.forwarder
+    app[METRICS] = context.metrics
+    app[STAGES] = tuple(pipeline)
+    app.cleanup_ctx.append(_shared_services(context, access_log))
+    for stage in pipeline:
+        app.cleanup_ctx.append(stage.lifespan)
+        app.router.add_routes(stage.routes())
+    # A real catch-all route (rather than aiohttp's "no match" system route) lets aiohttp cache the
+    # middleware chain; it is reached only when every stage handed the request on.
+    app.router.add_route("*", "/{tail:.*}", _not_found)
+    return app
+
+
+async def _not_found(request: web.Request) -> web.StreamResponse:
+    return error_response(request, 404, "Nothing is served at this address.")
+
+
+class Pipeline:
+    """The one aiohttp middleware: runs the stages in order in front of the matched route's handler.
+
+    Each chain is composed once per route handler and cached, and stages are called positionally, so
+    a stage's ``__call__(request, next)`` may name its parameters as it likes.
+    """
+
+    __middleware_version__ = 1  # a (request, handler) middleware for aiohttp
+
+    def __init__(self, stages: Sequence[Callable[[web.Request, Next], Awaitable[web.StreamResponse]]]) -> None:
+        self._stages = tuple(stages)
+        self._chains: dict[Next, Next] = {}
+
+    async def __call__(self, request: web.Request, handler: Next) -> web.StreamResponse:
+        chain = self._chains.get(handler)
+        if chain is None:
+            chain = self._chains[handler] = self._compose(handler)
+        return await chain(request)
+
+    def _compose(self, handler: Next) -> Next:
+        chain = handler
+        for stage in reversed(self._stages):
+            chain = _link(stage, chain)
+        return chain
+
+
+def _link(stage: Callable[[web.Request, Next], Awaitable[web.StreamResponse]], next: Next) -> Next:
+    def call(request: web.Request) -> Awaitable[web.StreamResponse]:
+        return stage(request, next)
+
+    return call
+
+
+def _shared_services(
+    context: StageContext, access_log: AccessLog | None
+) -> Callable[[web.Application], AsyncIterator[None]]:
+    """Opens shared resources before the stages' lifespans and closes them after (reverse order)."""
+
+    async def lifespan(app: web.Application) -> AsyncIterator[None]:
+        opened: list[Resource] = []
+        try:
+            for resource in list(context.resources.values()):
+                await resource.open()
+                opened.append(resource)
+            yield
+        finally:
+            for resource in reversed(opened):
+                await resource.close()
+            await context.forwarder.close()
+            if access_log is not None:
+                access_log.flush()
+
+    return lifespan

@@ -1,0 +1,74 @@
+"""The ``shmastra-cloud`` command: ``serve`` and ``check`` here; plugins add their own sub-commands
+through the ``proxy_core.commands`` entry-point group (a function that receives the sub-parsers)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from importlib.metadata import entry_points
+
+from .app import build_stages, make_context
+from .config import ConfigError, load_config
+from .logs import setup_logging
+from .registry import UnknownStageError
+
+COMMANDS_GROUP = "proxy_core.commands"
+DEFAULT_CONFIG = "proxy.toml"
+
+
+def _config_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config",
+        "-c",
+        default=os.environ.get("PROXY_CONFIG", DEFAULT_CONFIG),
+        help="path to proxy.toml (default: $PROXY_CONFIG or ./proxy.toml)",
+    )
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from .server import serve
+
+    config = load_config(args.config)
+    setup_logging(config.server.log_level, config.server.log_format)
+    serve(args.config)
+    return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    stages = build_stages(make_context(config))
+    names = ", ".join(stage.name or type(stage).__name__ for stage in stages) or "none"
+    print(f"{args.config}: OK ({len(stages)} stages: {names})")
+    return 0
+
+
+def build_parser(prog: str = "shmastra-cloud") -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description="Streaming reverse proxy with a stage pipeline.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    serve = commands.add_parser("serve", help="serve the configured pipeline")
+    _config_option(serve)
+    serve.set_defaults(func=_serve)
+    check = commands.add_parser("check", help="load, validate and construct every stage without serving")
+    _config_option(check)
+    check.set_defaults(func=_check)
+    for ep in entry_points(group=COMMANDS_GROUP):
+        ep.load()(commands, _config_option)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        code: int = args.func(args)
+    except (ConfigError, UnknownStageError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

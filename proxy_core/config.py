@@ -1,0 +1,188 @@
+"""``proxy.toml`` → frozen, typed configuration.
+
+Every error names the file, the table and the key, and says what was expected. ``${VAR}`` and
+``${VAR:-default}`` pull secrets from the environment; ``$${`` writes a literal ``${``. Values that came
+from the environment are never echoed back in error messages.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+from pydantic import AnyHttpUrl, ByteSize, Field, ValidationError
+
+from .stage import StageConfig
+
+M = TypeVar("M", bound=StageConfig)
+
+_ENV_REF = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+class ConfigError(Exception):
+    """A configuration problem, with enough context to fix it without reading code."""
+
+    def __init__(self, file: str, table: str, key: str, problem: str) -> None:
+        self.file, self.table, self.key, self.problem = file, table, key, problem
+        where = f"{file}: {table}" if table else file
+        if key:
+            where += f": key '{key}'"
+        super().__init__(f"{where}: {problem}")
+
+
+class ServerConfig(StageConfig):
+    """The ``[server]`` table."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    public_url: AnyHttpUrl | None = None
+    trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    workers: int = Field(1, ge=1, le=256)
+    uvloop: bool = True
+    max_header_size: ByteSize = Field(ByteSize(8190), gt=0)
+    max_body_size: ByteSize = Field(ByteSize(100 * 1024 * 1024), ge=0)
+    keepalive_timeout: float = Field(75.0, gt=0)
+    shutdown_timeout: float = Field(30.0, ge=0)
+    access_log: bool = True
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["json", "text"] = "json"
+
+
+@dataclass(frozen=True, slots=True)
+class StageSpec:
+    """One ``[[pipeline]]`` entry: the stage name, its position and its own raw table."""
+
+    name: str
+    index: int
+    options: Mapping[str, Any]
+
+    @property
+    def table(self) -> str:
+        return f"[[pipeline]] #{self.index + 1} (stage '{self.name}')"
+
+
+@dataclass(frozen=True)
+class ProxyConfig:
+    """The whole file, validated where the core knows the shape; stage and shared sections on demand."""
+
+    file: str
+    server: ServerConfig
+    pipeline: tuple[StageSpec, ...]
+    sections: Mapping[str, Mapping[str, Any]]
+    from_env: frozenset[str] = frozenset()
+    _parsed: dict[str, StageConfig] = field(default_factory=dict, repr=False, compare=False)
+
+    def section(self, name: str, model: type[M]) -> M:
+        """A shared section such as ``[database]``, validated against ``model`` (cached per name)."""
+        cached = self._parsed.get(name)
+        if cached is None:
+            cached = validate(model, self.sections.get(name, {}), self.file, f"[{name}]", name, self.from_env)
+            self._parsed[name] = cached
+        if not isinstance(cached, model):
+            raise TypeError(f"section [{name}] was already read as {type(cached).__name__}")
+        return cached
+
+    def stage_config(self, spec: StageSpec, model: type[M]) -> M:
+        return validate(model, spec.options, self.file, spec.table, f"pipeline.{spec.index}", self.from_env)
+
+
+def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> ProxyConfig:
+    """Read, interpolate and validate ``path``. Raises :class:`ConfigError` naming file, table and key."""
+    file = str(path)
+    try:
+        raw = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(file, "", "", f"cannot read the file: {exc.strerror or exc}") from None
+    return parse_config(raw, file, os.environ if env is None else env)
+
+
+def parse_config(text: str, file: str, env: Mapping[str, str]) -> ProxyConfig:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(file, "", "", f"not valid TOML: {exc}") from None
+    from_env: set[str] = set()
+    data = _interpolate(data, file, "", env, from_env)
+
+    server = validate(ServerConfig, data.pop("server", {}), file, "[server]", "server", frozenset(from_env))
+    pipeline_raw = data.pop("pipeline", [])
+    if not isinstance(pipeline_raw, list) or not all(isinstance(t, dict) for t in pipeline_raw):
+        raise ConfigError(file, "[[pipeline]]", "", "expected an array of tables: [[pipeline]] stage = \"...\"")
+    specs = []
+    for index, table in enumerate(pipeline_raw):
+        options = dict(table)
+        name = options.pop("stage", None)
+        if not isinstance(name, str) or not name:
+            raise ConfigError(file, f"[[pipeline]] #{index + 1}", "stage", "expected the stage's name, a string")
+        specs.append(StageSpec(name, index, options))
+    for name, section in data.items():
+        if not isinstance(section, dict):
+            raise ConfigError(file, "", name, "top-level keys must be tables such as [database]")
+    return ProxyConfig(file, server, tuple(specs), data, frozenset(from_env))
+
+
+def validate(
+    model: type[M], table: Mapping[str, Any], file: str, where: str, path: str, from_env: frozenset[str] = frozenset()
+) -> M:
+    """Validate one table, turning the first pydantic error into a :class:`ConfigError`."""
+    try:
+        return model.model_validate(dict(table))
+    except ValidationError as exc:
+        error = exc.errors(include_url=False)[0]
+        key = ".".join(str(part) for part in error["loc"])
+        problem = _describe(error)
+        if f"{path}.{key}" not in from_env and error["type"] != "missing" and "input" in error:
+            problem += f" (got {error['input']!r})"
+        raise ConfigError(file, where, key, problem) from None
+
+
+def _describe(error: Any) -> str:
+    kind = error["type"]
+    if kind == "missing":
+        return "this key is required"
+    if kind == "extra_forbidden":
+        return "unknown key (check the spelling, or the stage's documentation)"
+    message = str(error["msg"])
+    return message[0].lower() + message[1:]
+
+
+def _table_and_key(path: str) -> tuple[str, str]:
+    parts = path.split(".")
+    if parts[0] == "pipeline" and len(parts) > 1 and parts[1].isdigit():
+        return f"[[pipeline]] #{int(parts[1]) + 1}", ".".join(parts[2:])
+    if len(parts) == 1:
+        return "", parts[0]
+    return f"[{parts[0]}]", ".".join(parts[1:])
+
+
+def _interpolate(value: Any, file: str, path: str, env: Mapping[str, str], from_env: set[str]) -> Any:
+    if isinstance(value, str):
+        if "$" not in value:
+            return value
+
+        def substitute(match: re.Match[str]) -> str:
+            if match.group(0) == "$${":
+                return "${"
+            name, default = match.group(1), match.group(2)
+            from_env.add(path)
+            if name in env:
+                return env[name]
+            if default is not None:
+                return default
+            table, key = _table_and_key(path)
+            raise ConfigError(
+                file, table, key, f"environment variable {name} is not set (use ${{{name}:-default}} for a default)"
+            )
+
+        return _ENV_REF.sub(substitute, value)
+    if isinstance(value, dict):
+        return {k: _interpolate(v, file, f"{path}.{k}" if path else k, env, from_env) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_interpolate(v, file, f"{path}.{i}", env, from_env) for i, v in enumerate(value)]
+    return value

@@ -1,0 +1,338 @@
+"""The forwarder: the one piece of the proxy that touches bodies.
+
+It streams request and response bodies both ways without buffering (back-pressure on both sockets),
+proxies WebSocket upgrades, strips hop-by-hop headers, sets the forwarded chain, keeps upstream
+connections alive in a pool and turns upstream failures into clear 502/504 answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from aiohttp import web
+from multidict import CIMultiDict
+from yarl import URL
+
+from ._upstream import (
+    Origin,
+    UpstreamConnection,
+    UpstreamConnectionError,
+    UpstreamPool,
+    UpstreamProtocolError,
+)
+from ._websocket import WebSocketRelay, is_websocket_upgrade
+from .errors import error_response
+from .headers import ClientAddress, TrustedProxies, add_forwarded, request_headers, response_headers
+from .metrics import Metrics
+
+CLIENT_ADDRESS = web.RequestKey("proxy_core.client_address", ClientAddress)
+"""The resolved client (after trusted proxies), cached on the request by :meth:`Forwarder.client`."""
+
+_IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
+_CHUNK = 64 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    """Upstream timeouts in seconds: ``connect``; ``read``, until the response head arrives; ``idle``,
+    the longest silence between two pieces of a body (``None``: wait forever, for long-lived streams)."""
+
+    connect: float = 10.0
+    read: float = 60.0
+    idle: float | None = 900.0
+
+
+@dataclass(frozen=True, slots=True)
+class Upstream:
+    """A base URL to forward to: its origin plus a path prefix put before the request's own path."""
+
+    origin: Origin
+    prefix: str = ""
+
+    @classmethod
+    def from_url(cls, url: str | URL) -> Upstream:
+        parsed = URL(url)
+        if parsed.scheme not in ("http", "https") or not parsed.host:
+            raise ValueError(f"expected an http:// or https:// URL with a host, got {str(url)!r}")
+        port = parsed.port or (443 if parsed.scheme == "https" else 80)
+        return cls(Origin(parsed.scheme, parsed.host, port), parsed.raw_path.rstrip("/"))
+
+    def __str__(self) -> str:
+        return f"{self.origin.scheme}://{self.origin.netloc}{self.prefix}"
+
+
+@dataclass(slots=True)
+class UpstreamRequest:
+    """What will be sent upstream. Stages may change any field before calling :meth:`Forwarder.send`."""
+
+    origin: Origin
+    target: str  # raw path and query, as sent on the request line
+    method: str
+    headers: CIMultiDict[str]
+    host: str
+    body: bytes | None = None  # None: stream the client's own body
+
+
+class ResponseTap(Protocol):
+    """Watches (and may rewrite) a response as it streams. Used e.g. to read token usage."""
+
+    def on_head(self, status: int, headers: CIMultiDict[str]) -> None: ...
+
+    def on_chunk(self, data: bytes) -> bytes: ...
+
+    def on_end(self) -> bytes: ...
+
+
+class UpstreamError(Exception):
+    """The upstream failed before an answer could start; ``status`` is what the client should get."""
+
+    def __init__(self, status: int, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.kind, self.message = status, kind, message
+
+
+class RequestBodyTooLarge(Exception):
+    pass
+
+
+ErrorRenderer = Callable[[web.Request, UpstreamError], web.StreamResponse]
+
+
+def default_error_renderer(request: web.Request, error: UpstreamError) -> web.StreamResponse:
+    return error_response(request, error.status, error.message)
+
+
+@dataclass
+class Forwarder:
+    """Shared by every stage of one app; create it in the app and ``await close()`` on shutdown."""
+
+    trusted_proxies: TrustedProxies = field(default_factory=lambda: TrustedProxies(()))
+    max_body_size: int = 0  # 0: unlimited
+    timeouts: Timeouts = field(default_factory=Timeouts)
+    metrics: Metrics = field(default_factory=Metrics)
+    _pool: UpstreamPool | None = field(default=None, init=False, repr=False)
+    _websockets: WebSocketRelay | None = field(default=None, init=False, repr=False)
+
+    @property
+    def pool(self) -> UpstreamPool:
+        if self._pool is None:
+            self._pool = UpstreamPool(asyncio.get_running_loop())
+        return self._pool
+
+    async def close(self) -> None:
+        if self._websockets is not None:
+            await self._websockets.close()
+            self._websockets = None
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+
+    def client(self, request: web.Request) -> ClientAddress:
+        """Who sent ``request``, believing forwarded headers only from trusted proxies."""
+        address = request.get(CLIENT_ADDRESS)
+        if address is None:
+            address = request[CLIENT_ADDRESS] = self.trusted_proxies.resolve(request)
+        return address
+
+    def build(
+        self, request: web.Request, upstream: Upstream, *, path: str | None = None, preserve_host: bool = False
+    ) -> UpstreamRequest:
+        """The default upstream request for ``request``: same method, path (or ``path``), filtered headers
+        plus the forwarded chain. ``path`` is raw (percent-encoded) and may carry a query string."""
+        headers = request_headers(request)
+        add_forwarded(headers, self.client(request))
+        host = request.host if preserve_host else upstream.origin.netloc
+        target = upstream.prefix + (request.raw_path if path is None else path)
+        return UpstreamRequest(upstream.origin, target or "/", request.method, headers, host)
+
+    async def forward(
+        self,
+        request: web.Request,
+        upstream: Upstream,
+        *,
+        stage: str = "",
+        timeouts: Timeouts | None = None,
+    ) -> web.StreamResponse:
+        """Forward ``request`` unchanged (apart from proxy headers) to ``upstream``."""
+        return await self.send(request, self.build(request, upstream), stage=stage, timeouts=timeouts)
+
+    async def send(
+        self,
+        request: web.Request,
+        outgoing: UpstreamRequest,
+        *,
+        stage: str = "",
+        timeouts: Timeouts | None = None,
+        tap: ResponseTap | None = None,
+        on_error: ErrorRenderer = default_error_renderer,
+    ) -> web.StreamResponse:
+        """Send ``outgoing`` and stream the answer back to ``request``'s client."""
+        limits = timeouts or self.timeouts
+        if is_websocket_upgrade(request):
+            if self._websockets is None:
+                self._websockets = WebSocketRelay(self.metrics)
+            return await self._websockets.relay(request, outgoing, stage, limits, on_error)
+        if outgoing.body is None and self.max_body_size and (request.content_length or 0) > self.max_body_size:
+            return error_response(request, 413, f"The request body is larger than {self.max_body_size} bytes.")
+        try:
+            conn, sender = await self._exchange(request, outgoing, limits)
+        except UpstreamError as exc:
+            self.metrics.upstream_errors.inc((stage, exc.kind))
+            return on_error(request, exc)
+        except RequestBodyTooLarge:
+            return error_response(request, 413, f"The request body is larger than {self.max_body_size} bytes.")
+        try:
+            return await self._respond(request, conn, stage, limits, tap)
+        finally:
+            if sender is not None and not sender.done():
+                sender.cancel()
+                conn.keep_alive = False
+            if conn.reusable:
+                self.pool.release(conn)
+            else:
+                conn.abort()
+
+    async def _exchange(
+        self, request: web.Request, outgoing: UpstreamRequest, limits: Timeouts
+    ) -> tuple[UpstreamConnection, asyncio.Task[None] | None]:
+        streamed = outgoing.body is None and request.body_exists
+        head = _encode_head(outgoing, request, streamed)
+        for attempt in (1, 2):
+            try:
+                async with asyncio.timeout(limits.connect):
+                    conn = await self.pool.acquire(outgoing.origin)
+            except TimeoutError:
+                raise UpstreamError(504, "connect_timeout", "The upstream server did not accept a connection in time.")
+            except UpstreamConnectionError:
+                raise UpstreamError(502, "connect", "The upstream server is not reachable.") from None
+            conn.begin(head_only=outgoing.method == "HEAD")
+            sender: asyncio.Task[None] | None = None
+            try:
+                conn.write(head)
+                if outgoing.body:
+                    conn.write(outgoing.body)
+                elif streamed:
+                    chunked = request.content_length is None
+                    sender = asyncio.get_running_loop().create_task(self._send_body(request, conn, chunked))
+                async with asyncio.timeout(limits.read):
+                    await conn.read_head()
+                return conn, sender
+            except UpstreamConnectionError:
+                conn.abort()
+                if sender is not None:
+                    sender.cancel()
+                replayable = sender is None and outgoing.method in _IDEMPOTENT
+                if attempt == 1 and conn.reused and not conn.any_data and replayable:
+                    continue  # a keep-alive connection the upstream had just closed: try a fresh one
+                raise UpstreamError(502, "reset", "The upstream server closed the connection without answering.")
+            except UpstreamProtocolError as exc:
+                conn.abort()
+                raise UpstreamError(502, "protocol", f"The upstream server sent an invalid response: {exc}") from None
+            except TimeoutError:
+                conn.abort()
+                if sender is not None:
+                    sender.cancel()
+                raise UpstreamError(504, "read_timeout", "The upstream server did not answer in time.") from None
+            except BaseException:
+                conn.abort()
+                if sender is not None:
+                    sender.cancel()
+                raise
+        raise AssertionError("unreachable")
+
+    async def _send_body(self, request: web.Request, conn: UpstreamConnection, chunked: bool) -> None:
+        """Copy the client's body upstream, waiting on the upstream socket's buffer (back-pressure)."""
+        limit, sent = self.max_body_size, 0
+        try:
+            while chunk := await request.content.readany():
+                sent += len(chunk)
+                if limit and sent > limit:
+                    raise RequestBodyTooLarge()
+                conn.write(b"%x\r\n%b\r\n" % (len(chunk), chunk) if chunked else chunk)
+                await conn.drain()
+            if chunked:
+                conn.write(b"0\r\n\r\n")
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:  # the client went away or sent too much: stop the exchange
+            conn.fail(exc)
+
+    async def _respond(
+        self,
+        request: web.Request,
+        conn: UpstreamConnection,
+        stage: str,
+        limits: Timeouts,
+        tap: ResponseTap | None,
+    ) -> web.StreamResponse:
+        headers = response_headers(conn.headers)
+        if tap is not None:
+            tap.on_head(conn.status, headers)
+        length = _content_length(conn.headers) if tap is None else None
+        if length is not None and conn.complete and not conn.head_only and conn.status not in (204, 304):
+            # the whole (small) answer is already here: one write, headers and body together
+            return web.Response(status=conn.status, headers=headers, body=conn.take_body())
+        response = web.StreamResponse(status=conn.status, headers=headers)
+        if length is not None:
+            response.content_length = length
+        await response.prepare(request)
+        gauge, labels = self.metrics.open_streams, (stage,)
+        gauge.inc(labels)
+        try:
+            async with asyncio.timeout(None) as deadline:
+                while True:
+                    if limits.idle is not None:
+                        deadline.reschedule(asyncio.get_running_loop().time() + limits.idle)
+                    chunk = await conn.read_body()
+                    if not chunk:
+                        break
+                    if tap is not None:
+                        chunk = tap.on_chunk(chunk)
+                    if chunk:
+                        await response.write(chunk)
+            if tap is not None and (tail := tap.on_end()):
+                await response.write(tail)
+            await response.write_eof()
+        except (UpstreamConnectionError, UpstreamProtocolError, TimeoutError) as exc:
+            # the answer has started: the only honest signal left is to cut the client's connection
+            kind = "idle_timeout" if isinstance(exc, TimeoutError) else "midstream"
+            self.metrics.upstream_errors.inc((stage, kind))
+            _cut(request)
+        finally:
+            gauge.dec(labels)
+        return response
+
+
+def _content_length(raw: list[tuple[bytes, bytes]]) -> int | None:
+    for name, value in raw:
+        if len(name) == 14 and name.lower() == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
+
+
+def _cut(request: web.Request) -> None:
+    transport = request.transport
+    if transport is not None:
+        transport.abort()
+
+
+def _encode_head(outgoing: UpstreamRequest, request: web.Request, streamed: bool) -> bytes:
+    parts = [f"{outgoing.method} {outgoing.target} HTTP/1.1\r\nHost: {outgoing.host}\r\n"]
+    for name, value in outgoing.headers.items():
+        if "\n" in value or "\r" in value:
+            raise ValueError(f"header {name!r} contains a line break")
+        parts.append(f"{name}: {value}\r\n")
+    if outgoing.body is not None:
+        if outgoing.body or outgoing.method not in ("GET", "HEAD"):
+            parts.append(f"Content-Length: {len(outgoing.body)}\r\n")
+    elif streamed:
+        length = request.content_length
+        parts.append("Transfer-Encoding: chunked\r\n" if length is None else f"Content-Length: {length}\r\n")
+    parts.append("\r\n")
+    return "".join(parts).encode("utf-8", "surrogateescape")

@@ -1,0 +1,135 @@
+"""Header rules every proxied request and response follows: hop-by-hop stripping and the forwarded chain.
+
+Client-supplied ``X-Forwarded-*`` and ``Forwarded`` headers are believed only when the connection comes
+from a configured trusted proxy; otherwise they are replaced by what this proxy saw itself.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable
+from dataclasses import dataclass
+from functools import lru_cache
+
+from aiohttp import web
+from multidict import CIMultiDict, CIMultiDictProxy
+
+HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+    }
+)
+# Never copied from the client: the proxy sets these itself for the upstream hop.
+_REQUEST_DROP = HOP_BY_HOP | {"host", "content-length", "expect", "x-forwarded-for", "x-forwarded-proto",
+                              "x-forwarded-host", "x-forwarded-port", "forwarded", "x-real-ip"}
+_RESPONSE_DROP = HOP_BY_HOP | {"content-length"}
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def _connection_tokens(headers: CIMultiDictProxy[str] | CIMultiDict[str]) -> set[str]:
+    tokens: set[str] = set()
+    for value in headers.getall("Connection", ()):
+        tokens.update(t.strip().lower() for t in value.split(",") if t.strip())
+    return tokens
+
+
+def request_headers(request: web.BaseRequest) -> CIMultiDict[str]:
+    """The client's headers minus hop-by-hop ones and anything the proxy must set itself."""
+    extra = _connection_tokens(request.headers) if "Connection" in request.headers else ()
+    return CIMultiDict(
+        (k, v) for k, v in request.headers.items() if (lk := k.lower()) not in _REQUEST_DROP and lk not in extra
+    )
+
+
+def response_headers(raw: Iterable[tuple[bytes, bytes]]) -> CIMultiDict[str]:
+    """Upstream response headers (raw, as parsed) minus hop-by-hop ones and Content-Length."""
+    headers: CIMultiDict[str] = CIMultiDict()
+    extra: set[bytes] = set()
+    for name, value in raw:
+        lower = name.lower()
+        if lower == b"connection":
+            extra.update(t.strip().lower() for t in value.split(b","))
+        if lower.decode("latin-1") in _RESPONSE_DROP:
+            continue
+        headers.add(name.decode("latin-1"), value.decode("latin-1"))
+    for token in extra:
+        headers.popall(token.decode("latin-1"), None)
+    return headers
+
+
+@dataclass(frozen=True, slots=True)
+class ClientAddress:
+    """Who the request really came from, after walking the trusted-proxy chain."""
+
+    ip: str
+    proto: str
+    host: str
+    forwarded_for: str  # the X-Forwarded-For value to send upstream (chain plus the direct peer)
+    forwarded: str  # the Forwarded value to send upstream
+
+
+class TrustedProxies:
+    """The ``[server] trusted_proxies`` networks, with a small cache of per-address verdicts."""
+
+    def __init__(self, networks: Iterable[Network]) -> None:
+        self.networks = tuple(networks)
+        self._trusts = lru_cache(maxsize=4096)(self._check)
+
+    def trusts(self, address: str) -> bool:
+        return bool(self.networks) and self._trusts(address)
+
+    def _check(self, address: str) -> bool:
+        try:
+            ip = ipaddress.ip_address(address.split("%", 1)[0])
+        except ValueError:
+            return False
+        return any(ip in net for net in self.networks)
+
+    def resolve(self, request: web.BaseRequest) -> ClientAddress:
+        peer = _peer_ip(request)
+        scheme = "https" if request.secure else "http"
+        host = request.headers.get("Host", "")
+        if not self.trusts(peer):
+            return ClientAddress(peer, scheme, host, peer, _forwarded_element(peer, scheme, host))
+        chain = [a.strip() for v in request.headers.getall("X-Forwarded-For", ()) for a in v.split(",") if a.strip()]
+        client = peer
+        for address in reversed(chain):
+            client = address
+            if not self.trusts(address):
+                break
+        proto = request.headers.get("X-Forwarded-Proto", scheme).split(",", 1)[0].strip().lower() or scheme
+        host = request.headers.get("X-Forwarded-Host", host).split(",", 1)[0].strip() or host
+        xff = ", ".join([*chain, peer])
+        earlier = ", ".join(request.headers.getall("Forwarded", ()))
+        element = _forwarded_element(peer, proto, host)
+        return ClientAddress(client, proto, host, xff, f"{earlier}, {element}" if earlier else element)
+
+
+def _peer_ip(request: web.BaseRequest) -> str:
+    transport = request.transport
+    peer = transport.get_extra_info("peername") if transport is not None else None
+    if isinstance(peer, tuple | list) and peer:
+        return str(peer[0])
+    return "unknown"
+
+
+def _forwarded_element(ip: str, proto: str, host: str) -> str:
+    node = f'"[{ip}]"' if ":" in ip else ip
+    return f'for={node};proto={proto};host="{host}"' if host else f"for={node};proto={proto}"
+
+
+def add_forwarded(headers: CIMultiDict[str], client: ClientAddress) -> None:
+    headers["X-Forwarded-For"] = client.forwarded_for
+    headers["X-Forwarded-Proto"] = client.proto
+    if client.host:
+        headers["X-Forwarded-Host"] = client.host
+    headers["Forwarded"] = client.forwarded

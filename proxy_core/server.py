@@ -1,0 +1,187 @@
+"""Serving: one process, or N worker processes sharing the port (SO_REUSEPORT), with graceful shutdown.
+
+On SIGTERM/SIGINT a worker stops accepting, lets in-flight requests finish for up to
+``[server] shutdown_timeout`` seconds, then runs every stage's tear-down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import multiprocessing
+import signal
+import tempfile
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+from aiohttp.http_exceptions import LineTooLong
+from aiohttp.web_protocol import RequestHandler
+
+from .app import METRICS, create_app
+from .config import ProxyConfig, load_config
+from .errors import error_response
+
+log = logging.getLogger("proxy_core.server")
+_SNAPSHOT_EVERY = 1.0
+
+
+class _ProxyRequestHandler(RequestHandler):
+    """aiohttp answers every parse error with a bare 400; give oversized heads their own status
+    (414 for the request line, 431 for header fields) and the same HTML/JSON shape as other errors."""
+
+    def handle_error(
+        self,
+        request: Any,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        if request.writer.output_size > 0:
+            return super().handle_error(request, status, exc, message)
+        text = "The request could not be understood."
+        if isinstance(exc, LineTooLong):
+            first = str(exc.args[0] if exc.args else "").lower()
+            if "status line" in first or "request line" in first or "url" in first:
+                status, text = 414, "The request line is too long."
+            else:
+                status, text = 431, "The request's header fields are too large."
+        elif status >= 500:
+            self.log_exception("Error handling request", exc_info=exc)
+            text = "The proxy failed to handle the request."
+        response = error_response(request, status, text)
+        response.force_close()
+        return response
+
+
+class _ProxyServer(web.Server):
+    def __call__(self) -> RequestHandler:
+        return _ProxyRequestHandler(self, loop=self._loop, **self._kwargs)
+
+
+class ProxyRunner(web.AppRunner):
+    """An AppRunner whose connections use :class:`_ProxyRequestHandler`."""
+
+    async def _make_server(self) -> web.Server:
+        server = await super()._make_server()
+        server.__class__ = _ProxyServer  # same state, one overridden factory method
+        return server
+
+
+def runner_for(app: web.Application, config: ProxyConfig) -> ProxyRunner:
+    server = config.server
+    return ProxyRunner(
+        app,
+        access_log=None,
+        handler_cancellation=True,
+        shutdown_timeout=server.shutdown_timeout,
+        keepalive_timeout=server.keepalive_timeout,
+        max_line_size=int(server.max_header_size),
+        max_field_size=int(server.max_header_size),
+    )
+
+
+async def serve_app(
+    app: web.Application, config: ProxyConfig, *, reuse_port: bool = False, stop: asyncio.Event | None = None
+) -> None:
+    """Serve until ``stop`` is set (or SIGTERM/SIGINT arrives), then drain and tear down."""
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(signum, stop.set)
+    runner = runner_for(app, config)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, config.server.host, config.server.port, reuse_port=reuse_port, backlog=2048)
+        await site.start()
+        log.info("listening", extra={"fields": {"address": f"http://{config.server.host}:{config.server.port}"}})
+        await stop.wait()
+        log.info("shutting down: draining in-flight requests")
+    finally:
+        await runner.cleanup()
+
+
+def run(main: Callable[[], Coroutine[Any, Any, None]], use_uvloop: bool) -> None:
+    if use_uvloop:
+        try:
+            import uvloop
+        except ImportError:
+            log.warning("uvloop is not installed; using asyncio's own event loop")
+        else:
+            with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+                runner.run(main())
+            return
+    asyncio.run(main())
+
+
+def serve(config_path: str) -> None:
+    """``shmastra-cloud serve``: one worker in this process, or a supervisor of N workers."""
+    config = load_config(config_path)
+    workers = config.server.workers
+    if workers == 1:
+        run(lambda: serve_app(create_app(config), config), config.server.uvloop)
+        return
+    _supervise(config_path, workers)
+
+
+def _worker_main(config_path: str, worker: int, snapshot_dir: str) -> None:
+    from .logs import setup_logging
+
+    config = load_config(config_path)
+    setup_logging(config.server.log_level, config.server.log_format)
+    directory = Path(snapshot_dir)
+
+    async def main() -> None:
+        app = create_app(config, worker=worker, snapshot_dir=directory)
+        metrics = app[METRICS]
+
+        async def publish() -> None:
+            while True:
+                await asyncio.sleep(_SNAPSHOT_EVERY)
+                metrics.write_snapshot(directory, worker)
+
+        task = asyncio.get_running_loop().create_task(publish())
+        try:
+            await serve_app(app, config, reuse_port=True)
+        finally:
+            task.cancel()
+            metrics.write_snapshot(directory, worker)
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides; workers stop on SIGTERM
+    run(main, config.server.uvloop)
+
+
+def _supervise(config_path: str, workers: int) -> None:
+    ctx = multiprocessing.get_context("spawn")
+    stopping = False
+    with tempfile.TemporaryDirectory(prefix="proxy-metrics-") as snapshot_dir:
+
+        def start(index: int) -> multiprocessing.process.BaseProcess:
+            process = ctx.Process(target=_worker_main, args=(config_path, index, snapshot_dir), daemon=False)
+            process.start()
+            return process
+
+        procs = {i: start(i) for i in range(workers)}
+
+        def on_signal(signum: int, frame: Any) -> None:
+            nonlocal stopping
+            stopping = True
+            for p in procs.values():
+                if p.is_alive() and p.pid is not None:
+                    p.terminate()
+
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+        log.info("supervising workers", extra={"fields": {"workers": workers}})
+        while True:
+            for index, process in list(procs.items()):
+                process.join(timeout=0.5 / workers)
+                if process.is_alive() or stopping:
+                    continue
+                log.error("worker exited; restarting it", extra={"fields": {"worker": index, "code": process.exitcode}})
+                procs[index] = start(index)
+            if stopping and not any(p.is_alive() for p in procs.values()):
+                return

@@ -1,0 +1,36 @@
+"""The built-in ``upstream`` stage: forward everything that reaches it to one fixed URL.
+
+With it alone, ``proxy_core`` is a complete reverse proxy.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+from pydantic import AnyHttpUrl, Field
+
+from ..forward import Timeouts, Upstream
+from ..stage import Next, Stage, StageConfig, StageContext
+
+
+class UpstreamConfig(StageConfig):
+    url: AnyHttpUrl
+    preserve_host: bool = False
+    connect_timeout: float = Field(10.0, gt=0)
+    read_timeout: float = Field(60.0, gt=0)
+    idle_timeout: float | None = Field(900.0, gt=0)
+
+
+class UpstreamStage(Stage[UpstreamConfig]):
+    name = "upstream"
+    config_class = UpstreamConfig
+
+    def __init__(self, config: UpstreamConfig, context: StageContext) -> None:
+        super().__init__(config, context)
+        self.upstream = Upstream.from_url(str(config.url))
+        self.timeouts = Timeouts(config.connect_timeout, config.read_timeout, config.idle_timeout)
+        self.forwarder = context.forwarder
+
+    async def __call__(self, request: web.Request, next: Next) -> web.StreamResponse:
+        forwarder = self.forwarder
+        outgoing = forwarder.build(request, self.upstream, preserve_host=self.config.preserve_host)
+        return await forwarder.send(request, outgoing, stage=self.name, timeouts=self.timeouts)
