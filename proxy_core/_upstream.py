@@ -41,6 +41,10 @@ class UpstreamProtocolError(Exception):
     """The upstream answered with something that is not valid HTTP/1.1."""
 
 
+class UpstreamTimeout(Exception):
+    """The upstream kept us waiting longer than the configured timeout."""
+
+
 class UpstreamConnection(asyncio.Protocol):
     """One keep-alive connection to an upstream, carrying one exchange at a time."""
 
@@ -121,7 +125,7 @@ class UpstreamConnection(asyncio.Protocol):
             self.headers = []
             return
         self.status = status
-        self.keep_alive = self._parser.should_keep_alive()
+        self.keep_alive = self._parser.should_keep_alive() and not self.head_only
         self.head_received = True
         if self.head_only:
             self.complete = True
@@ -180,14 +184,22 @@ class UpstreamConnection(asyncio.Protocol):
             self.transport.resume_reading()
         return data
 
-    async def read_body(self) -> bytes:
-        """The next piece of the body; ``b""`` once the body is complete."""
+    async def read_body(self, idle_timeout: float | None = None) -> bytes:
+        """The next piece of the body; ``b""`` once the body is complete. Fails with
+        :class:`UpstreamTimeout` when the upstream stays silent for ``idle_timeout`` seconds."""
         while True:
             if self._chunks:
                 return self.take_body()
             if self.complete:
                 return b""
-            await self._wait()
+            if idle_timeout is None:
+                await self._wait()
+                continue
+            timer = self._loop.call_later(idle_timeout, self.fail, UpstreamTimeout())
+            try:
+                await self._wait()
+            finally:
+                timer.cancel()
 
     @property
     def reusable(self) -> bool:
@@ -260,7 +272,8 @@ class UpstreamPool:
     def open_connections(self) -> int:
         return len(self._all)
 
-    async def acquire(self, origin: Origin) -> UpstreamConnection:
+    def take(self, origin: Origin) -> UpstreamConnection | None:
+        """A warm idle connection to ``origin``, if one is left."""
         idle = self._idle.get(origin)
         if idle:
             horizon = self.loop.time() - self.idle_ttl
@@ -270,7 +283,7 @@ class UpstreamPool:
                     conn.reused = True
                     return conn
                 conn.close()
-        return await self._connect(origin)
+        return None
 
     def release(self, conn: UpstreamConnection) -> None:
         """Keep ``conn`` for reuse if its exchange ended cleanly, else close it."""
@@ -302,7 +315,7 @@ class UpstreamPool:
         # let the transports deliver connection_lost before the loop goes away
         await asyncio.sleep(0)
 
-    async def _connect(self, origin: Origin) -> UpstreamConnection:
+    async def connect(self, origin: Origin) -> UpstreamConnection:
         secure = origin.scheme == "https"
         ssl_context: ssl.SSLContext | None = None
         if secure:

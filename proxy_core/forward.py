@@ -22,6 +22,7 @@ from ._upstream import (
     UpstreamConnectionError,
     UpstreamPool,
     UpstreamProtocolError,
+    UpstreamTimeout,
 )
 from ._websocket import WebSocketRelay, is_websocket_upgrade
 from .errors import error_response
@@ -200,24 +201,29 @@ class Forwarder:
     ) -> tuple[UpstreamConnection, asyncio.Task[None] | None]:
         streamed = outgoing.body is None and request.body_exists
         head = _encode_head(outgoing, request, streamed)
+        loop = asyncio.get_running_loop()
+        pool = self.pool
         for attempt in (1, 2):
-            try:
-                async with asyncio.timeout(limits.connect):
-                    conn = await self.pool.acquire(outgoing.origin)
-            except TimeoutError:
-                raise UpstreamError(504, "connect_timeout", "The upstream server did not accept a connection in time.")
-            except UpstreamConnectionError:
-                raise UpstreamError(502, "connect", "The upstream server is not reachable.") from None
+            conn = pool.take(outgoing.origin)
+            if conn is None:
+                try:
+                    async with asyncio.timeout(limits.connect):
+                        conn = await pool.connect(outgoing.origin)
+                except TimeoutError:
+                    raise UpstreamError(504, "connect_timeout", "The upstream did not accept a connection in time.") from None
+                except UpstreamConnectionError:
+                    raise UpstreamError(502, "connect", "The upstream server is not reachable.") from None
             conn.begin(head_only=outgoing.method == "HEAD")
             sender: asyncio.Task[None] | None = None
+            timer = loop.call_later(limits.read, conn.fail, UpstreamTimeout())
             try:
                 conn.write(head)
                 if outgoing.body:
                     conn.write(outgoing.body)
                 elif streamed:
                     chunked = request.content_length is None
-                    sender = asyncio.get_running_loop().create_task(self._send_body(request, conn, chunked))
-                async with asyncio.timeout(limits.read):
+                    sender = loop.create_task(self._send_body(request, conn, chunked))
+                if not conn.head_received:
                     await conn.read_head()
                 return conn, sender
             except UpstreamConnectionError:
@@ -231,8 +237,7 @@ class Forwarder:
             except UpstreamProtocolError as exc:
                 conn.abort()
                 raise UpstreamError(502, "protocol", f"The upstream server sent an invalid response: {exc}") from None
-            except TimeoutError:
-                conn.abort()
+            except UpstreamTimeout:
                 if sender is not None:
                     sender.cancel()
                 raise UpstreamError(504, "read_timeout", "The upstream server did not answer in time.") from None
@@ -241,6 +246,8 @@ class Forwarder:
                 if sender is not None:
                     sender.cancel()
                 raise
+            finally:
+                timer.cancel()
         raise AssertionError("unreachable")
 
     async def _send_body(self, request: web.Request, conn: UpstreamConnection, chunked: bool) -> None:
@@ -282,23 +289,18 @@ class Forwarder:
         gauge, labels = self.metrics.open_streams, (stage,)
         gauge.inc(labels)
         try:
-            async with asyncio.timeout(None) as deadline:
-                while True:
-                    if limits.idle is not None:
-                        deadline.reschedule(asyncio.get_running_loop().time() + limits.idle)
-                    chunk = await conn.read_body()
-                    if not chunk:
-                        break
-                    if tap is not None:
-                        chunk = tap.on_chunk(chunk)
-                    if chunk:
-                        await response.write(chunk)
+            idle = limits.idle
+            while chunk := await conn.read_body(idle):
+                if tap is not None:
+                    chunk = tap.on_chunk(chunk)
+                if chunk:
+                    await response.write(chunk)
             if tap is not None and (tail := tap.on_end()):
                 await response.write(tail)
             await response.write_eof()
-        except (UpstreamConnectionError, UpstreamProtocolError, TimeoutError) as exc:
+        except (UpstreamConnectionError, UpstreamProtocolError, UpstreamTimeout) as exc:
             # the answer has started: the only honest signal left is to cut the client's connection
-            kind = "idle_timeout" if isinstance(exc, TimeoutError) else "midstream"
+            kind = "idle_timeout" if isinstance(exc, UpstreamTimeout) else "midstream"
             self.metrics.upstream_errors.inc((stage, kind))
             _cut(request)
         finally:
