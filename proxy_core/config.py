@@ -149,7 +149,9 @@ def _describe(error: Any) -> str:
     if kind == "extra_forbidden":
         return "unknown key (check the spelling, or the stage's documentation)"
     message = str(error["msg"])
-    return message[0].lower() + message[1:]
+    if message[1:2].islower():  # "Input should…" reads better mid-sentence; keep acronyms such as "URL"
+        message = message[0].lower() + message[1:]
+    return message
 
 
 def _table_and_key(path: str) -> tuple[str, str]:

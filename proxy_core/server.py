@@ -44,8 +44,11 @@ class _ProxyRequestHandler(RequestHandler):
             return super().handle_error(request, status, exc, message)
         text = "The request could not be understood."
         if isinstance(exc, LineTooLong):
-            first = str(exc.args[0] if exc.args else "").lower()
-            if "status line" in first or "request line" in first or "url" in first:
+            # aiohttp's parser reports the start of the offending text: a request target starts with
+            # "/" or a scheme, a header field with its name or value
+            line = exc.args[0] if exc.args else b""
+            line = bytes(line) if isinstance(line, bytes | bytearray) else str(line).encode()
+            if line.startswith(b"/") or b"://" in line[:16]:
                 status, text = 414, "The request line is too long."
             else:
                 status, text = 431, "The request's header fields are too large."

@@ -1,0 +1,188 @@
+"""The stage pipeline: order, short-circuit, typed keys between stages, routes, lifespans, readiness,
+and finding stages by entry point or module path."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from typing import Any, ClassVar
+
+import pytest
+from aiohttp import web
+
+from proxy_core import STAGES, Next, Readiness, Stage, StageConfig, StageContext
+from proxy_core.registry import UnknownStageError, installed_stages, load_stage_class
+from proxy_core.stages.upstream import UpstreamStage
+from proxy_core.testing import echo_app, make_app, stage
+
+TRAIL = web.RequestKey("tests.trail", list)  # type: ignore[var-annotated]
+USER = web.RequestKey("tests.user", str)
+EVENTS: list[str] = []
+
+
+class MarkConfig(StageConfig):
+    label: str
+
+
+class Mark(Stage[MarkConfig]):
+    """Appends its label to the trail on the way in and to a response header on the way out."""
+
+    name = "mark"
+    config_class = MarkConfig
+
+    async def __call__(self, request: web.Request, next: Next) -> web.StreamResponse:
+        request.setdefault(TRAIL, []).append(self.config.label)  # type: ignore[union-attr]
+        response = await next(request)
+        response.headers.add("X-Trail", self.config.label)
+        return response
+
+
+class GateConfig(StageConfig):
+    token: str
+
+
+class Gate(Stage[GateConfig]):
+    """Answers 401 itself unless the token matches; exports the caller through a typed key."""
+
+    name = "gate"
+    config_class = GateConfig
+
+    async def __call__(self, request: web.Request, next: Next) -> web.StreamResponse:
+        if request.headers.get("X-Token") != self.config.token:
+            return web.json_response({"error": "no"}, status=401)
+        request[USER] = "alice"
+        return await next(request)
+
+
+class Hello(Stage[StageConfig]):
+    """Contributes a route that reads what earlier stages left on the request."""
+
+    name = "hello"
+    ready: ClassVar[bool] = True
+
+    def routes(self) -> Sequence[web.AbstractRouteDef]:
+        return [web.get("/hello", self.hello)]
+
+    async def hello(self, request: web.Request) -> web.Response:
+        return web.json_response({"user": request.get(USER), "trail": request.get(TRAIL)})
+
+    async def lifespan(self, app: web.Application) -> AsyncIterator[None]:
+        EVENTS.append("hello:start")
+        yield
+        EVENTS.append("hello:stop")
+
+    async def readiness(self) -> Readiness:
+        return Readiness(Hello.ready, "" if Hello.ready else "warming up")
+
+
+async def test_stages_run_in_order_and_unwind_in_reverse(aiohttp_client: Any) -> None:
+    client = await aiohttp_client(make_app([stage(Mark, label="a"), stage(Mark, label="b"), stage(Hello)]))
+    resp = await client.get("/hello")
+    assert (await resp.json())["trail"] == ["a", "b"]
+    assert resp.headers.getall("X-Trail") == ["b", "a"]
+
+
+async def test_a_stage_short_circuits_and_later_stages_never_run(aiohttp_client: Any) -> None:
+    client = await aiohttp_client(make_app([stage(Mark, label="a"), stage(Gate, token="t"), stage(Mark, label="c")]))
+    resp = await client.get("/hello")
+    assert resp.status == 401
+    assert resp.headers.getall("X-Trail") == ["a"]
+
+
+async def test_typed_keys_carry_data_to_later_stages(aiohttp_client: Any) -> None:
+    client = await aiohttp_client(make_app([stage(Gate, token="t"), stage(Hello)]))
+    resp = await client.get("/hello", headers={"X-Token": "t"})
+    assert (await resp.json())["user"] == "alice"
+
+
+async def test_unmatched_requests_fall_through_to_a_404(aiohttp_client: Any) -> None:
+    client = await aiohttp_client(make_app([stage(Hello)]))
+    resp = await client.get("/nothing-here")
+    assert resp.status == 404
+    assert (await resp.json())["error"]["status"] == 404
+
+
+async def test_stage_routes_sit_behind_earlier_stages(aiohttp_server: Any, aiohttp_client: Any) -> None:
+    upstream = await aiohttp_server(echo_app())
+    app = make_app([stage(Gate, token="t"), stage(Hello), stage(UpstreamStage, url=str(upstream.make_url("/")))])
+    client = await aiohttp_client(app)
+    assert (await client.get("/hello")).status == 401
+    proxied = await client.get("/other", headers={"X-Token": "t"})
+    assert (await proxied.json())["path"] == "/other"
+
+
+async def test_lifespans_start_and_stop_with_the_app(aiohttp_client: Any) -> None:
+    EVENTS.clear()
+    client = await aiohttp_client(make_app([stage(Hello)]))
+    assert EVENTS == ["hello:start"]
+    await client.close()
+    assert EVENTS == ["hello:start", "hello:stop"]
+
+
+async def test_readiness_comes_from_every_stage(aiohttp_client: Any) -> None:
+    client = await aiohttp_client(make_app([stage(Hello), stage(Mark, label="x")]))
+    Hello.ready = False
+    try:
+        resp = await client.get("/readyz")
+        assert resp.status == 503
+        body = await resp.json()
+        assert body == {
+            "ready": False,
+            "checks": {"hello": {"ready": False, "detail": "warming up"}, "mark": {"ready": True, "detail": ""}},
+        }
+    finally:
+        Hello.ready = True
+    assert (await client.get("/readyz")).status == 200
+
+
+async def test_ops_paths_bypass_the_stages(aiohttp_client: Any) -> None:
+    client = await aiohttp_client(make_app([stage(Gate, token="t")]))
+    assert (await client.get("/healthz")).status == 200
+
+
+def test_stages_load_by_entry_point_name() -> None:
+    assert "upstream" in installed_stages()
+    assert load_stage_class("upstream") is UpstreamStage
+
+
+def test_stages_load_by_module_path() -> None:
+    assert load_stage_class("tests.core.test_pipeline:Mark") is Mark
+
+
+def test_loading_something_that_is_not_a_stage_fails_clearly() -> None:
+    with pytest.raises(UnknownStageError, match="is not a proxy_core Stage subclass"):
+        load_stage_class("proxy_core.config:load_config")
+    with pytest.raises(UnknownStageError, match="cannot load stage 'no.such.module:X'"):
+        load_stage_class("no.such.module:X")
+
+
+async def test_stage_context_shares_resources(aiohttp_client: Any) -> None:
+    opened: list[str] = []
+
+    class Pool:
+        name = "pool"
+
+        async def open(self) -> None:
+            opened.append("open")
+
+        async def close(self) -> None:
+            opened.append("close")
+
+        async def readiness(self) -> Readiness:
+            return Readiness(False, "no connection yet")
+
+    class UsesPool(Stage[StageConfig]):
+        name = "uses_pool"
+
+        def __init__(self, config: StageConfig, context: StageContext) -> None:
+            super().__init__(config, context)
+            self.pool = context.resource("pool", Pool)
+
+    app = make_app([stage(UsesPool), stage(UsesPool)])
+    first, second = app[STAGES]
+    assert first.pool is second.pool
+    client = await aiohttp_client(app)
+    assert opened == ["open"]
+    body = await (await client.get("/readyz")).json()
+    assert body["checks"]["pool"] == {"ready": False, "detail": "no connection yet"}
+    await client.close()
+    assert opened == ["open", "close"]

@@ -1,0 +1,193 @@
+"""The production server: limits on malformed and oversized requests, ops endpoints, graceful shutdown,
+and the ``shmastra-cloud`` command (check, serve, workers)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from proxy_core.cli import main
+from proxy_core.server import runner_for
+from proxy_core.stages.upstream import UpstreamStage
+from proxy_core.testing import config_from_toml, echo_app, make_app, run_proxy, stage
+
+
+async def raw_request(host: str, port: int, data: bytes) -> bytes:
+    reader, writer = await asyncio.open_connection(host, port)
+    writer.write(data)
+    await writer.drain()
+    response = await reader.read()
+    writer.close()
+    return response
+
+
+async def test_oversized_header_gets_431(aiohttp_server: Any) -> None:
+    upstream = await aiohttp_server(echo_app())
+    config = config_from_toml("[server]\naccess_log = false\nmax_header_size = 1024\n")
+    app = make_app([stage(UpstreamStage, url=str(upstream.make_url("/")))], config)
+    async with run_proxy(app) as url:
+        assert url.host is not None and url.port is not None
+        big = b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 2000 + b"\r\nAccept: application/json\r\n\r\n"
+        response = await raw_request(url.host, url.port, big)
+        assert response.split(b" ", 2)[1] == b"431"
+        assert b"header fields are too large" in response
+        long_line = b"GET /" + b"a" * 2000 + b" HTTP/1.1\r\nHost: x\r\n\r\n"
+        assert (await raw_request(url.host, url.port, long_line)).split(b" ", 2)[1] == b"414"
+
+
+async def test_malformed_request_gets_400_with_a_readable_body(aiohttp_server: Any) -> None:
+    upstream = await aiohttp_server(echo_app())
+    app = make_app([stage(UpstreamStage, url=str(upstream.make_url("/")))])
+    async with run_proxy(app) as url:
+        assert url.host is not None and url.port is not None
+        response = await raw_request(url.host, url.port, b"GET / HTTP/1.1\r\nBad Header Line\r\n\r\n")
+        assert response.split(b" ", 2)[1] == b"400"
+        assert b"could not be understood" in response
+
+
+async def test_metrics_count_requests_and_upstream_errors(aiohttp_client: Any, unused_tcp_port: int) -> None:
+    app = make_app([stage(UpstreamStage, url=f"http://127.0.0.1:{unused_tcp_port}")])
+    client = await aiohttp_client(app)
+    for _ in range(3):
+        await client.get("/x")
+    text = await (await client.get("/metrics")).text()
+    assert 'proxy_requests_total{method="GET",status="502"} 3' in text
+    assert 'proxy_upstream_errors_total{stage="upstream",kind="connect"} 3' in text
+    assert "proxy_request_duration_seconds_count 3" in text
+    assert '# TYPE proxy_open_websockets gauge' in text
+
+
+async def test_healthz(aiohttp_client: Any) -> None:
+    client = await aiohttp_client(make_app([]))
+    resp = await client.get("/healthz")
+    assert resp.status == 200
+    assert await resp.json() == {"status": "ok"}
+
+
+async def test_graceful_shutdown_lets_in_flight_requests_finish(aiohttp_server: Any) -> None:
+    started = asyncio.Event()
+
+    async def slow(request: web.Request) -> web.Response:
+        started.set()
+        await asyncio.sleep(0.5)
+        return web.Response(text="finished")
+
+    upstream_app = web.Application()
+    upstream_app.router.add_get("/", slow)
+    upstream = await aiohttp_server(upstream_app)
+    config = config_from_toml("[server]\naccess_log = false\nshutdown_timeout = 5\n")
+    app = make_app([stage(UpstreamStage, url=str(upstream.make_url("/")))], config)
+    runner = runner_for(app, config)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    async with aiohttp.ClientSession() as session:
+        pending = asyncio.ensure_future(session.get(f"http://127.0.0.1:{port}/"))
+        await started.wait()
+        await runner.cleanup()  # what SIGTERM does
+        resp = await pending
+        assert await resp.text() == "finished"
+
+
+@pytest.fixture
+def proxy_toml(tmp_path: Path, unused_tcp_port: int) -> Path:
+    path = tmp_path / "proxy.toml"
+    path.write_text(
+        f'[server]\nport = {unused_tcp_port}\nlog_level = "info"\n\n'
+        '[[pipeline]]\nstage = "upstream"\nurl = "http://127.0.0.1:9"\n'
+    )
+    return path
+
+
+def test_check_succeeds_on_a_valid_file(proxy_toml: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check", "--config", str(proxy_toml)]) == 0
+    assert capsys.readouterr().out == f"{proxy_toml}: OK (1 stages: upstream)\n"
+
+
+def test_check_fails_with_the_message(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[[pipeline]]\nstage = "upstream"\nurl = 5\n')
+    assert main(["check", "--config", str(bad)]) == 1
+    assert capsys.readouterr().err == (
+        f"error: {bad}: [[pipeline]] #1 (stage 'upstream'): key 'url': URL input should be a string or URL (got 5)\n"
+    )
+
+
+@pytest.fixture
+def served(proxy_toml: Path, request: pytest.FixtureRequest) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+    workers = getattr(request, "param", 1)
+    text = proxy_toml.read_text().replace("[server]\n", f"[server]\nworkers = {workers}\n")
+    proxy_toml.write_text(text)
+    port = int(text.split("port = ")[1].split("\n")[0])
+    process = subprocess.Popen(
+        [sys.executable, "-m", "proxy_core.cli", "serve", "--config", str(proxy_toml)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        yield process, port
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait()
+
+
+async def _wait_healthy(port: int) -> None:
+    async with aiohttp.ClientSession() as session:
+        for _ in range(200):
+            try:
+                async with session.get(f"http://127.0.0.1:{port}/healthz") as resp:
+                    if resp.status == 200:
+                        return
+            except aiohttp.ClientConnectionError:
+                pass
+            await asyncio.sleep(0.05)
+    raise AssertionError("the server never became healthy")
+
+
+async def test_serve_logs_json_and_stops_cleanly_on_sigterm(served: tuple[subprocess.Popen[bytes], int]) -> None:
+    process, port = served
+    await _wait_healthy(port)
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"http://127.0.0.1:{port}/api?key=sk-secret", headers={"Accept": "application/json"}) as resp:
+            assert resp.status == 502
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=20)
+    assert process.returncode == 0
+    lines = err.decode().splitlines()
+    access = [line for line in lines if '"logger":"access"' in line]
+    assert len(access) == 1
+    assert '"path":"/api"' in access[0] and '"status":502' in access[0]
+    assert "sk-secret" not in err.decode()
+
+
+@pytest.mark.parametrize("served", [2], indirect=True)
+async def test_workers_share_the_port_and_metrics(served: tuple[subprocess.Popen[bytes], int]) -> None:
+    process, port = served
+    await _wait_healthy(port)
+    async with aiohttp.ClientSession() as session:
+        for _ in range(40):
+            async with session.get(f"http://127.0.0.1:{port}/x", headers={"Connection": "close"}) as resp:
+                assert resp.status == 502
+        await asyncio.sleep(1.5)  # each worker publishes its numbers every second
+        async with session.get(f"http://127.0.0.1:{port}/metrics") as resp:
+            text = await resp.text()
+    assert 'proxy_requests_total{method="GET",status="502"} 40' in text
+    children = subprocess.run(["pgrep", "-P", str(process.pid)], capture_output=True, text=True).stdout.split()
+    assert len(children) >= 2
+    process.send_signal(signal.SIGTERM)
+    process.communicate(timeout=30)
+    assert process.returncode == 0
+    for pid in children:
+        assert not os.path.exists(f"/proc/{pid}/status") or "zombie" in Path(f"/proc/{pid}/status").read_text()
