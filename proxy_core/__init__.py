@@ -54,6 +54,7 @@ __all__ = [
     "error_response",
     "installed_stages",
     "load_config",
+    "load_stage_class",
     "make_context",
     "parse_config",
     "wants_html",

@@ -279,7 +279,11 @@ class UpstreamPool:
             horizon = self.loop.time() - self.idle_ttl
             while idle:
                 conn = idle.pop()
-                if conn.transport is not None and not conn.transport.is_closing() and conn.idle_since > horizon:
+                if (
+                    conn.transport is not None
+                    and not conn.transport.is_closing()
+                    and conn.idle_since > horizon
+                ):
                     conn.reused = True
                     return conn
                 conn.close()

@@ -18,8 +18,13 @@ if TYPE_CHECKING:
     from .forward import ErrorRenderer, Timeouts, UpstreamRequest
     from .metrics import Metrics
 
-_HANDSHAKE_HEADERS = ("Sec-WebSocket-Key", "Sec-WebSocket-Version", "Sec-WebSocket-Extensions",
-                      "Sec-WebSocket-Protocol", "Sec-WebSocket-Accept")
+_HANDSHAKE_HEADERS = (
+    "Sec-WebSocket-Key",
+    "Sec-WebSocket-Version",
+    "Sec-WebSocket-Extensions",
+    "Sec-WebSocket-Protocol",
+    "Sec-WebSocket-Accept",
+)
 _UNSENDABLE_CODES = frozenset({1005, 1006, 1015})  # reserved: never put on the wire
 
 WebSocket = web.WebSocketResponse | aiohttp.ClientWebSocketResponse
@@ -38,6 +43,14 @@ class WebSocketRelay:
     def __init__(self, metrics: Metrics) -> None:
         self._metrics = metrics
         self._session: aiohttp.ClientSession | None = None
+        self._open: set[web.WebSocketResponse] = set()
+
+    async def shut_down(self) -> None:
+        """Server shutdown: tell every proxied client "going away" (1001) so the drain need not wait."""
+        await asyncio.gather(
+            *(ws.close(code=1001, message=b"server shutting down") for ws in list(self._open)),
+            return_exceptions=True,
+        )
 
     async def close(self) -> None:
         if self._session is not None:
@@ -45,7 +58,12 @@ class WebSocketRelay:
             self._session = None
 
     async def relay(
-        self, request: web.Request, outgoing: UpstreamRequest, stage: str, limits: Timeouts, on_error: ErrorRenderer
+        self,
+        request: web.Request,
+        outgoing: UpstreamRequest,
+        stage: str,
+        limits: Timeouts,
+        on_error: ErrorRenderer,
     ) -> web.StreamResponse:
         from .forward import UpstreamError
 
@@ -61,7 +79,9 @@ class WebSocketRelay:
         for name in _HANDSHAKE_HEADERS:
             headers.popall(name, None)
         headers["Host"] = outgoing.host
-        offered = [p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",") if p.strip()]
+        offered = [
+            p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",") if p.strip()
+        ]
         try:
             async with asyncio.timeout(limits.connect + limits.read):
                 upstream = await self._session.ws_connect(
@@ -80,7 +100,9 @@ class WebSocketRelay:
             self._metrics.upstream_errors.inc((stage, error.kind))
             return on_error(request, error)
         except TimeoutError:
-            error = UpstreamError(504, "connect_timeout", "The upstream did not accept the WebSocket in time.")
+            error = UpstreamError(
+                504, "connect_timeout", "The upstream did not accept the WebSocket in time."
+            )
             self._metrics.upstream_errors.inc((stage, error.kind))
             return on_error(request, error)
         except aiohttp.ClientError:
@@ -99,9 +121,11 @@ class WebSocketRelay:
         try:
             await client.prepare(request)
             gauge.inc(labels)
+            self._open.add(client)
             try:
                 await _relay_both_ways(client, upstream)
             finally:
+                self._open.discard(client)
                 gauge.dec(labels)
         finally:
             await asyncio.shield(_close_both(client, upstream))
@@ -112,7 +136,7 @@ async def _relay_both_ways(client: web.WebSocketResponse, upstream: aiohttp.Clie
     loop = asyncio.get_running_loop()
     pumps = {loop.create_task(_pump(client, upstream)), loop.create_task(_pump(upstream, client))}
     try:
-        done, pending = await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
+        _, pending = await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
         # one side closed: its pump already relayed the close; give the other a moment to see it
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.gather(*pending, return_exceptions=True), 10.0)

@@ -22,7 +22,7 @@ from .stage import Next, Resource, Stage, StageContext
 CONFIG = web.AppKey("proxy_core.config", ProxyConfig)
 FORWARDER = web.AppKey("proxy_core.forwarder", Forwarder)
 METRICS = web.AppKey("proxy_core.metrics", Metrics)
-STAGES = web.AppKey("proxy_core.stages", tuple)  # type: ignore[var-annotated]
+STAGES: web.AppKey[tuple[Stage[Any], ...]] = web.AppKey("proxy_core.stages")
 
 StageFactory = Callable[[StageContext], Stage[Any]]
 
@@ -69,12 +69,15 @@ def create_app(
     pipeline = build_stages(context) if stages is None else [factory(context) for factory in stages]
     access_log = AccessLog() if config.server.access_log else None
     ops = Ops(pipeline, context, access_log, worker=worker, snapshot_dir=snapshot_dir)
-    app = web.Application(middlewares=[Pipeline([ops, *pipeline])], client_max_size=int(config.server.max_body_size) or 2**62)
+    app = web.Application(
+        middlewares=[Pipeline([ops, *pipeline])], client_max_size=int(config.server.max_body_size) or 2**62
+    )
     app[CONFIG] = config
     app[FORWARDER] = context.forwarder
     app[METRICS] = context.metrics
     app[STAGES] = tuple(pipeline)
     app.cleanup_ctx.append(_shared_services(context, access_log))
+    app.on_shutdown.append(lambda _: context.forwarder.shut_down())
     for stage in pipeline:
         app.cleanup_ctx.append(stage.lifespan)
         app.router.add_routes(stage.routes())
@@ -97,7 +100,9 @@ class Pipeline:
 
     __middleware_version__ = 1  # a (request, handler) middleware for aiohttp
 
-    def __init__(self, stages: Sequence[Callable[[web.Request, Next], Awaitable[web.StreamResponse]]]) -> None:
+    def __init__(
+        self, stages: Sequence[Callable[[web.Request, Next], Awaitable[web.StreamResponse]]]
+    ) -> None:
         self._stages = tuple(stages)
         self._chains: dict[Next, Next] = {}
 

@@ -113,13 +113,15 @@ def parse_config(text: str, file: str, env: Mapping[str, str]) -> ProxyConfig:
     server = validate(ServerConfig, data.pop("server", {}), file, "[server]", "server", frozenset(from_env))
     pipeline_raw = data.pop("pipeline", [])
     if not isinstance(pipeline_raw, list) or not all(isinstance(t, dict) for t in pipeline_raw):
-        raise ConfigError(file, "[[pipeline]]", "", "expected an array of tables: [[pipeline]] stage = \"...\"")
+        raise ConfigError(file, "[[pipeline]]", "", 'expected an array of tables: [[pipeline]] stage = "..."')
     specs = []
     for index, table in enumerate(pipeline_raw):
         options = dict(table)
         name = options.pop("stage", None)
         if not isinstance(name, str) or not name:
-            raise ConfigError(file, f"[[pipeline]] #{index + 1}", "stage", "expected the stage's name, a string")
+            raise ConfigError(
+                file, f"[[pipeline]] #{index + 1}", "stage", "expected the stage's name, a string"
+            )
         specs.append(StageSpec(name, index, options))
     for name, section in data.items():
         if not isinstance(section, dict):
@@ -128,7 +130,12 @@ def parse_config(text: str, file: str, env: Mapping[str, str]) -> ProxyConfig:
 
 
 def validate(
-    model: type[M], table: Mapping[str, Any], file: str, where: str, path: str, from_env: frozenset[str] = frozenset()
+    model: type[M],
+    table: Mapping[str, Any],
+    file: str,
+    where: str,
+    path: str,
+    from_env: frozenset[str] = frozenset(),
 ) -> M:
     """Validate one table, turning the first pydantic error into a :class:`ConfigError`."""
     try:
@@ -179,12 +186,17 @@ def _interpolate(value: Any, file: str, path: str, env: Mapping[str, str], from_
                 return default
             table, key = _table_and_key(path)
             raise ConfigError(
-                file, table, key, f"environment variable {name} is not set (use ${{{name}:-default}} for a default)"
+                file,
+                table,
+                key,
+                f"environment variable {name} is not set (use ${{{name}:-default}} for a default)",
             )
 
         return _ENV_REF.sub(substitute, value)
     if isinstance(value, dict):
-        return {k: _interpolate(v, file, f"{path}.{k}" if path else k, env, from_env) for k, v in value.items()}
+        return {
+            k: _interpolate(v, file, f"{path}.{k}" if path else k, env, from_env) for k, v in value.items()
+        }
     if isinstance(value, list):
         return [_interpolate(v, file, f"{path}.{i}", env, from_env) for i, v in enumerate(value)]
     return value

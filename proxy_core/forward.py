@@ -123,6 +123,11 @@ class Forwarder:
             self._pool = UpstreamPool(asyncio.get_running_loop())
         return self._pool
 
+    async def shut_down(self) -> None:
+        """Called when the server starts draining: closes proxied WebSockets with 1001 (going away)."""
+        if self._websockets is not None:
+            await self._websockets.shut_down()
+
     async def close(self) -> None:
         if self._websockets is not None:
             await self._websockets.close()
@@ -139,7 +144,12 @@ class Forwarder:
         return address
 
     def build(
-        self, request: web.Request, upstream: Upstream, *, path: str | None = None, preserve_host: bool = False
+        self,
+        request: web.Request,
+        upstream: Upstream,
+        *,
+        path: str | None = None,
+        preserve_host: bool = False,
     ) -> UpstreamRequest:
         """The default upstream request for ``request``: same method, path (or ``path``), filtered headers
         plus the forwarded chain. ``path`` is raw (percent-encoded) and may carry a query string."""
@@ -176,15 +186,23 @@ class Forwarder:
             if self._websockets is None:
                 self._websockets = WebSocketRelay(self.metrics)
             return await self._websockets.relay(request, outgoing, stage, limits, on_error)
-        if outgoing.body is None and self.max_body_size and (request.content_length or 0) > self.max_body_size:
-            return error_response(request, 413, f"The request body is larger than {self.max_body_size} bytes.")
+        if (
+            outgoing.body is None
+            and self.max_body_size
+            and (request.content_length or 0) > self.max_body_size
+        ):
+            return error_response(
+                request, 413, f"The request body is larger than {self.max_body_size} bytes."
+            )
         try:
             conn, sender = await self._exchange(request, outgoing, limits)
         except UpstreamError as exc:
             self.metrics.upstream_errors.inc((stage, exc.kind))
             return on_error(request, exc)
         except RequestBodyTooLarge:
-            return error_response(request, 413, f"The request body is larger than {self.max_body_size} bytes.")
+            return error_response(
+                request, 413, f"The request body is larger than {self.max_body_size} bytes."
+            )
         try:
             return await self._respond(request, conn, stage, limits, tap)
         finally:
@@ -210,7 +228,9 @@ class Forwarder:
                     async with asyncio.timeout(limits.connect):
                         conn = await pool.connect(outgoing.origin)
                 except TimeoutError:
-                    raise UpstreamError(504, "connect_timeout", "The upstream did not accept a connection in time.") from None
+                    raise UpstreamError(
+                        504, "connect_timeout", "The upstream did not accept a connection in time."
+                    ) from None
                 except UpstreamConnectionError:
                     raise UpstreamError(502, "connect", "The upstream server is not reachable.") from None
             conn.begin(head_only=outgoing.method == "HEAD")
@@ -233,14 +253,20 @@ class Forwarder:
                 replayable = sender is None and outgoing.method in _IDEMPOTENT
                 if attempt == 1 and conn.reused and not conn.any_data and replayable:
                     continue  # a keep-alive connection the upstream had just closed: try a fresh one
-                raise UpstreamError(502, "reset", "The upstream server closed the connection without answering.")
+                raise UpstreamError(
+                    502, "reset", "The upstream server closed the connection without answering."
+                ) from None
             except UpstreamProtocolError as exc:
                 conn.abort()
-                raise UpstreamError(502, "protocol", f"The upstream server sent an invalid response: {exc}") from None
+                raise UpstreamError(
+                    502, "protocol", f"The upstream server sent an invalid response: {exc}"
+                ) from None
             except UpstreamTimeout:
                 if sender is not None:
                     sender.cancel()
-                raise UpstreamError(504, "read_timeout", "The upstream server did not answer in time.") from None
+                raise UpstreamError(
+                    504, "read_timeout", "The upstream server did not answer in time."
+                ) from None
             except BaseException:
                 conn.abort()
                 if sender is not None:

@@ -28,8 +28,17 @@ HOP_BY_HOP = frozenset(
     }
 )
 # Never copied from the client: the proxy sets these itself for the upstream hop.
-_REQUEST_DROP = HOP_BY_HOP | {"host", "content-length", "expect", "x-forwarded-for", "x-forwarded-proto",
-                              "x-forwarded-host", "x-forwarded-port", "forwarded", "x-real-ip"}
+_REQUEST_DROP = HOP_BY_HOP | {
+    "host",
+    "content-length",
+    "expect",
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+    "x-forwarded-port",
+    "forwarded",
+    "x-real-ip",
+}
 _RESPONSE_DROP = HOP_BY_HOP | {"content-length"}
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -46,7 +55,9 @@ def request_headers(request: web.BaseRequest) -> CIMultiDict[str]:
     """The client's headers minus hop-by-hop ones and anything the proxy must set itself."""
     extra = _connection_tokens(request.headers) if "Connection" in request.headers else ()
     return CIMultiDict(
-        (k, v) for k, v in request.headers.items() if (lk := k.lower()) not in _REQUEST_DROP and lk not in extra
+        (k, v)
+        for k, v in request.headers.items()
+        if (lk := k.lower()) not in _REQUEST_DROP and lk not in extra
     )
 
 
@@ -100,7 +111,12 @@ class TrustedProxies:
         host = request.headers.get("Host", "")
         if not self.trusts(peer):
             return ClientAddress(peer, scheme, host, peer, _forwarded_element(peer, scheme, host))
-        chain = [a.strip() for v in request.headers.getall("X-Forwarded-For", ()) for a in v.split(",") if a.strip()]
+        chain = [
+            a.strip()
+            for v in request.headers.getall("X-Forwarded-For", ())
+            for a in v.split(",")
+            if a.strip()
+        ]
         client = peer
         for address in reversed(chain):
             client = address

@@ -8,12 +8,12 @@ directory and ``/metrics`` adds them up, so one scrape sees the whole server.
 from __future__ import annotations
 
 import math
-from abc import ABC, abstractmethod
 import os
+from abc import ABC, abstractmethod
 from bisect import bisect_left
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 
@@ -36,6 +36,9 @@ class _Series(ABC):
 
     @abstractmethod
     def merge(self, data: Any) -> None: ...
+
+
+S = TypeVar("S", bound=_Series)
 
 
 class Counter(_Series):
@@ -125,7 +128,9 @@ class Metrics:
     def __init__(self, prefix: str = "proxy") -> None:
         self.prefix = prefix
         self._series: dict[str, _Series] = {}
-        self.requests = self.counter("requests_total", "Requests answered, by method and status.", ("method", "status"))
+        self.requests = self.counter(
+            "requests_total", "Requests answered, by method and status.", ("method", "status")
+        )
         self.latency = self.histogram("request_duration_seconds", "Time to answer, including the body.")
         self.upstream_errors = self.counter(
             "upstream_errors_total", "Upstream failures, by stage and kind.", ("stage", "kind")
@@ -144,7 +149,7 @@ class Metrics:
     ) -> Histogram:
         return self._add(Histogram(f"{self.prefix}_{name}", help, labelnames, buckets))
 
-    def _add(self, series: Any) -> Any:
+    def _add(self, series: S) -> S:
         if series.name in self._series:
             existing = self._series[series.name]
             if type(existing) is not type(series):

@@ -104,9 +104,13 @@ async def serve_app(
     gc.freeze()
     gc.set_threshold(10_000, 20, 20)
     try:
-        site = web.TCPSite(runner, config.server.host, config.server.port, reuse_port=reuse_port, backlog=2048)
+        site = web.TCPSite(
+            runner, config.server.host, config.server.port, reuse_port=reuse_port, backlog=2048
+        )
         await site.start()
-        log.info("listening", extra={"fields": {"address": f"http://{config.server.host}:{config.server.port}"}})
+        log.info(
+            "listening", extra={"fields": {"address": f"http://{config.server.host}:{config.server.port}"}}
+        )
         await stop.wait()
         log.info("shutting down: draining in-flight requests")
     finally:
@@ -190,7 +194,10 @@ def _supervise(config_path: str, workers: int) -> None:
                 process.join(timeout=0.5 / workers)
                 if process.is_alive() or stopping:
                     continue
-                log.error("worker exited; restarting it", extra={"fields": {"worker": index, "code": process.exitcode}})
+                log.error(
+                    "worker exited; restarting it",
+                    extra={"fields": {"worker": index, "code": process.exitcode}},
+                )
                 procs[index] = start(index)
             if stopping and not any(p.is_alive() for p in procs.values()):
                 return

@@ -26,7 +26,9 @@ from .stage import Stage, StageContext
 __all__ = ["config_from_toml", "echo_app", "make_app", "run_proxy", "stage"]
 
 
-def config_from_toml(text: str = "", env: Mapping[str, str] | None = None, file: str = "test.toml") -> ProxyConfig:
+def config_from_toml(
+    text: str = "", env: Mapping[str, str] | None = None, file: str = "test.toml"
+) -> ProxyConfig:
     """A :class:`ProxyConfig` from TOML text (``[server] access_log`` defaults to off in tests)."""
     if "access_log" not in text:
         text = "[server]\naccess_log = false\n" + text if "[server]" not in text else text
@@ -44,7 +46,7 @@ def stage(cls: type[Stage[Any]], **options: Any) -> StageFactory:
 
 
 def make_app(stages: Sequence[StageFactory], config: ProxyConfig | str | None = None) -> web.Application:
-    """The proxy app for ``stages``, with ``config`` (object or TOML text) for the server and shared sections."""
+    """The proxy app for ``stages``; ``config`` (object or TOML text) holds the server and shared sections."""
     if not isinstance(config, ProxyConfig):
         config = config_from_toml(config or "")
     return create_app(config, stages=stages)

@@ -17,7 +17,9 @@ ProxyFactory = Callable[..., Awaitable[TestClient[web.Request, web.Application]]
 def proxy_to(aiohttp_client: Any) -> ProxyFactory:
     """A test client for a proxy whose only stage forwards to ``upstream`` (a running test server)."""
 
-    async def make(upstream: TestServer, config: str = "", **options: Any) -> TestClient[web.Request, web.Application]:
+    async def make(
+        upstream: TestServer, config: str = "", **options: Any
+    ) -> TestClient[web.Request, web.Application]:
         options.setdefault("url", str(upstream.make_url("/")))
         app = make_app([stage(UpstreamStage, **options)], config)
         client: TestClient[web.Request, web.Application] = await aiohttp_client(app)

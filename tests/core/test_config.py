@@ -78,7 +78,9 @@ def test_unknown_stage_lists_the_installed_ones() -> None:
 def test_stage_option_errors_name_the_pipeline_entry() -> None:
     text = '[[pipeline]]\nstage = "upstream"\nurl = "http://a"\n[[pipeline]]\nstage = "upstream"\nurl = "ftp://x"\n'
     message = error_of(text)
-    assert message == ("proxy.toml: [[pipeline]] #2 (stage 'upstream'): key 'url': URL scheme should be 'http' or 'https' (got 'ftp://x')")
+    assert message == (
+        "proxy.toml: [[pipeline]] #2 (stage 'upstream'): key 'url': URL scheme should be 'http' or 'https' (got 'ftp://x')"
+    )
 
 
 def test_missing_required_stage_option() -> None:
@@ -118,7 +120,10 @@ def test_shared_sections_are_validated_on_demand() -> None:
     config = parse_config('[database]\nurl = "x"\npool = 0\n', "proxy.toml", {})
     with pytest.raises(ConfigError) as info:
         config.section("database", _Section)
-    assert str(info.value) == "proxy.toml: [database]: key 'pool': input should be greater than or equal to 1 (got 0)"
+    assert (
+        str(info.value)
+        == "proxy.toml: [database]: key 'pool': input should be greater than or equal to 1 (got 0)"
+    )
     ok = parse_config('[database]\nurl = "x"\n', "proxy.toml", {})
     assert ok.section("database", _Section) is ok.section("database", _Section)
 

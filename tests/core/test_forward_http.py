@@ -17,8 +17,6 @@ from proxy_core.stages.upstream import UpstreamStage
 from proxy_core.testing import echo_app, make_app, run_proxy, stage
 
 
-
-
 async def test_get_is_forwarded_with_path_query_and_headers(aiohttp_server: Any, proxy_to: Any) -> None:
     client = await proxy_to(await aiohttp_server(echo_app()))
     resp = await client.get("/a%2Fb/c?x=1&y=%20z", headers={"X-Custom": "kept"})
@@ -285,7 +283,9 @@ async def _ok(request: web.Request) -> web.Response:
     return web.Response(text="ok")
 
 
-async def test_upstream_down_gives_502_json_for_api_callers(aiohttp_client: Any, unused_tcp_port: int) -> None:
+async def test_upstream_down_gives_502_json_for_api_callers(
+    aiohttp_client: Any, unused_tcp_port: int
+) -> None:
     app = make_app([stage(UpstreamStage, url=f"http://127.0.0.1:{unused_tcp_port}")])
     client = await aiohttp_client(app)
     resp = await client.get("/api/x", headers={"Accept": "application/json"})

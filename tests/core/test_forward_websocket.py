@@ -105,12 +105,18 @@ async def test_ping_and_pong_are_relayed(aiohttp_server: Any, aiohttp_client: An
     assert ("ping", b"are-you-there") in events
 
 
-async def test_upstream_refusing_the_upgrade_keeps_its_status(aiohttp_server: Any, aiohttp_client: Any) -> None:
+async def test_upstream_refusing_the_upgrade_keeps_its_status(
+    aiohttp_server: Any, aiohttp_client: Any
+) -> None:
     client = await _proxy(aiohttp_server, aiohttp_client, [])
     resp = await client.get(
         "/forbidden",
-        headers={"Connection": "Upgrade", "Upgrade": "websocket", "Sec-WebSocket-Version": "13",
-                 "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="},
+        headers={
+            "Connection": "Upgrade",
+            "Upgrade": "websocket",
+            "Sec-WebSocket-Version": "13",
+            "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+        },
     )
     assert resp.status == 403
 
@@ -120,8 +126,13 @@ async def test_dead_upstream_gives_502_on_upgrade(aiohttp_client: Any, unused_tc
     client = await aiohttp_client(app)
     resp = await client.get(
         "/ws",
-        headers={"Connection": "Upgrade", "Upgrade": "websocket", "Sec-WebSocket-Version": "13",
-                 "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==", "Accept": "application/json"},
+        headers={
+            "Connection": "Upgrade",
+            "Upgrade": "websocket",
+            "Sec-WebSocket-Version": "13",
+            "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+            "Accept": "application/json",
+        },
     )
     assert resp.status == 502
     assert app[METRICS].upstream_errors.get(("upstream", "connect")) == 1
@@ -149,7 +160,9 @@ async def test_abrupt_client_disconnect_closes_the_upstream_socket(aiohttp_serve
                 await asyncio.sleep(0.01)
 
 
-async def test_upstream_dying_closes_the_client_with_an_error_code(aiohttp_server: Any, aiohttp_client: Any) -> None:
+async def test_upstream_dying_closes_the_client_with_an_error_code(
+    aiohttp_server: Any, aiohttp_client: Any
+) -> None:
     async def dies(request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse()
         await ws.prepare(request)

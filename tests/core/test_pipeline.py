@@ -14,7 +14,7 @@ from proxy_core.registry import UnknownStageError, installed_stages, load_stage_
 from proxy_core.stages.upstream import UpstreamStage
 from proxy_core.testing import echo_app, make_app, stage
 
-TRAIL = web.RequestKey("tests.trail", list)  # type: ignore[var-annotated]
+TRAIL: web.RequestKey[list[str]] = web.RequestKey("tests.trail")
 USER = web.RequestKey("tests.user", str)
 EVENTS: list[str] = []
 
@@ -30,7 +30,7 @@ class Mark(Stage[MarkConfig]):
     config_class = MarkConfig
 
     async def __call__(self, request: web.Request, next: Next) -> web.StreamResponse:
-        request.setdefault(TRAIL, []).append(self.config.label)  # type: ignore[union-attr]
+        request.setdefault(TRAIL, []).append(self.config.label)
         response = await next(request)
         response.headers.add("X-Trail", self.config.label)
         return response
@@ -82,7 +82,9 @@ async def test_stages_run_in_order_and_unwind_in_reverse(aiohttp_client: Any) ->
 
 
 async def test_a_stage_short_circuits_and_later_stages_never_run(aiohttp_client: Any) -> None:
-    client = await aiohttp_client(make_app([stage(Mark, label="a"), stage(Gate, token="t"), stage(Mark, label="c")]))
+    client = await aiohttp_client(
+        make_app([stage(Mark, label="a"), stage(Gate, token="t"), stage(Mark, label="c")])
+    )
     resp = await client.get("/hello")
     assert resp.status == 401
     assert resp.headers.getall("X-Trail") == ["a"]
@@ -103,7 +105,9 @@ async def test_unmatched_requests_fall_through_to_a_404(aiohttp_client: Any) -> 
 
 async def test_stage_routes_sit_behind_earlier_stages(aiohttp_server: Any, aiohttp_client: Any) -> None:
     upstream = await aiohttp_server(echo_app())
-    app = make_app([stage(Gate, token="t"), stage(Hello), stage(UpstreamStage, url=str(upstream.make_url("/")))])
+    app = make_app(
+        [stage(Gate, token="t"), stage(Hello), stage(UpstreamStage, url=str(upstream.make_url("/")))]
+    )
     client = await aiohttp_client(app)
     assert (await client.get("/hello")).status == 401
     proxied = await client.get("/other", headers={"X-Token": "t"})
@@ -127,7 +131,10 @@ async def test_readiness_comes_from_every_stage(aiohttp_client: Any) -> None:
         body = await resp.json()
         assert body == {
             "ready": False,
-            "checks": {"hello": {"ready": False, "detail": "warming up"}, "mark": {"ready": True, "detail": ""}},
+            "checks": {
+                "hello": {"ready": False, "detail": "warming up"},
+                "mark": {"ready": True, "detail": ""},
+            },
         }
     finally:
         Hello.ready = True
@@ -151,7 +158,7 @@ def test_stages_load_by_module_path() -> None:
 def test_loading_something_that_is_not_a_stage_fails_clearly() -> None:
     with pytest.raises(UnknownStageError, match="is not a proxy_core Stage subclass"):
         load_stage_class("proxy_core.config:load_config")
-    with pytest.raises(UnknownStageError, match="cannot load stage 'no.such.module:X'"):
+    with pytest.raises(UnknownStageError, match=r"cannot load stage 'no\.such\.module:X'"):
         load_stage_class("no.such.module:X")
 
 
@@ -179,7 +186,7 @@ async def test_stage_context_shares_resources(aiohttp_client: Any) -> None:
 
     app = make_app([stage(UsesPool), stage(UsesPool)])
     first, second = app[STAGES]
-    assert first.pool is second.pool
+    assert getattr(first, "pool") is getattr(second, "pool")  # noqa: B009
     client = await aiohttp_client(app)
     assert opened == ["open"]
     body = await (await client.get("/readyz")).json()
