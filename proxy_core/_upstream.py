@@ -323,7 +323,9 @@ class UpstreamPool:
         secure = origin.scheme == "https"
         ssl_context: ssl.SSLContext | None = None
         if secure:
-            ssl_context = self._ssl or ssl.create_default_context()
+            if self._ssl is None:
+                self._ssl = ssl.create_default_context()  # loading the CA bundle is slow: once per pool
+            ssl_context = self._ssl
         try:
             _, conn = await self.loop.create_connection(
                 lambda: UpstreamConnection(self, origin),

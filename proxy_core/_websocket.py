@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 from typing import TYPE_CHECKING
 
 import aiohttp
@@ -40,8 +41,9 @@ def is_websocket_upgrade(request: web.BaseRequest) -> bool:
 
 
 class WebSocketRelay:
-    def __init__(self, metrics: Metrics) -> None:
+    def __init__(self, metrics: Metrics, ssl_context: ssl.SSLContext | None = None) -> None:
         self._metrics = metrics
+        self._ssl: ssl.SSLContext | bool = ssl_context if ssl_context is not None else True
         self._session: aiohttp.ClientSession | None = None
         self._open: set[web.WebSocketResponse] = set()
 
@@ -69,7 +71,7 @@ class WebSocketRelay:
 
         if self._session is None:
             self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=0, force_close=True),
+                connector=aiohttp.TCPConnector(limit=0, force_close=True, ssl=self._ssl),
                 cookie_jar=aiohttp.DummyCookieJar(),
                 auto_decompress=False,
             )

@@ -8,6 +8,7 @@ connections alive in a pool and turns upstream failures into clear 502/504 answe
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -114,13 +115,14 @@ class Forwarder:
     max_body_size: int = 0  # 0: unlimited
     timeouts: Timeouts = field(default_factory=Timeouts)
     metrics: Metrics = field(default_factory=Metrics)
+    ssl_context: ssl.SSLContext | None = None  # for https upstreams; None: the system's CA bundle
     _pool: UpstreamPool | None = field(default=None, init=False, repr=False)
     _websockets: WebSocketRelay | None = field(default=None, init=False, repr=False)
 
     @property
     def pool(self) -> UpstreamPool:
         if self._pool is None:
-            self._pool = UpstreamPool(asyncio.get_running_loop())
+            self._pool = UpstreamPool(asyncio.get_running_loop(), ssl_context=self.ssl_context)
         return self._pool
 
     async def shut_down(self) -> None:
@@ -184,7 +186,7 @@ class Forwarder:
         limits = timeouts or self.timeouts
         if is_websocket_upgrade(request):
             if self._websockets is None:
-                self._websockets = WebSocketRelay(self.metrics)
+                self._websockets = WebSocketRelay(self.metrics, self.ssl_context)
             return await self._websockets.relay(request, outgoing, stage, limits, on_error)
         if (
             outgoing.body is None

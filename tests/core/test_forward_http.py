@@ -14,7 +14,7 @@ from aiohttp import web
 
 from proxy_core.app import METRICS
 from proxy_core.stages.upstream import UpstreamStage
-from proxy_core.testing import echo_app, make_app, run_proxy, stage
+from proxy_core.testing import config_from_toml, echo_app, make_app, run_proxy, stage
 
 
 async def test_get_is_forwarded_with_path_query_and_headers(aiohttp_server: Any, proxy_to: Any) -> None:
@@ -428,3 +428,106 @@ async def test_malformed_upstream_response_gives_502(unused_tcp_port: int, aioht
         resp = await client.get("/")
         assert resp.status == 502
         assert "invalid response" in (await resp.json())["error"]["message"]
+
+
+@pytest.fixture
+def tls_ca() -> Any:
+    import trustme
+
+    return trustme.CA()
+
+
+async def _tls_upstream(aiohttp_server: Any, ca: Any) -> Any:
+    import ssl
+
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(server_context)
+    return await aiohttp_server(echo_app(), ssl=server_context)
+
+
+async def test_https_upstream_with_a_trusted_ca(aiohttp_server: Any, tls_ca: Any) -> None:
+    import ssl
+
+    from proxy_core import Forwarder, Upstream
+
+    upstream = await _tls_upstream(aiohttp_server, tls_ca)
+    client_context = ssl.create_default_context()
+    tls_ca.configure_trust(client_context)
+    forwarder = Forwarder(ssl_context=client_context)
+    target = Upstream.from_url(f"https://127.0.0.1:{upstream.port}/")
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        return await forwarder.forward(request, target)
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handler)
+    async with run_proxy(app, config_from_toml()) as url, aiohttp.ClientSession() as session:
+        async with session.get(url / "secure") as resp:
+            assert (await resp.json())["path"] == "/secure"
+    await forwarder.close()
+
+
+async def test_https_upstream_with_an_unknown_certificate_gives_502(aiohttp_server: Any, tls_ca: Any) -> None:
+    upstream = await _tls_upstream(aiohttp_server, tls_ca)
+    app = make_app([stage(UpstreamStage, url=f"https://127.0.0.1:{upstream.port}/")])
+    async with run_proxy(app) as url, aiohttp.ClientSession() as session:
+        async with session.get(url / "secure") as resp:
+            assert resp.status == 502
+
+
+async def test_compressed_bodies_pass_through_untouched(aiohttp_server: Any, proxy_to: Any) -> None:
+    import gzip
+
+    payload = b"token " * 5000
+
+    async def compressed(request: web.Request) -> web.Response:
+        return web.Response(body=gzip.compress(payload), headers={"Content-Encoding": "gzip"})
+
+    app = web.Application()
+    app.router.add_get("/", compressed)
+    client = await proxy_to(await aiohttp_server(app))
+    resp = await client.get("/", auto_decompress=False)
+    assert resp.headers["Content-Encoding"] == "gzip"
+    assert gzip.decompress(await resp.read()) == payload
+
+
+class _Upper:
+    """A tap that upper-cases the body and appends a trailer line."""
+
+    def __init__(self) -> None:
+        self.status = 0
+
+    def on_head(self, status: int, headers: Any) -> None:
+        self.status = status
+        headers["X-Tapped"] = "yes"
+
+    def on_chunk(self, data: bytes) -> bytes:
+        return data.upper()
+
+    def on_end(self) -> bytes:
+        return b"|END"
+
+
+async def test_a_tap_sees_and_rewrites_the_stream_and_body_can_be_replaced(aiohttp_server: Any) -> None:
+    from proxy_core import FORWARDER, Upstream
+
+    upstream = await aiohttp_server(echo_app())
+    target = Upstream.from_url(str(upstream.make_url("/")))
+    tap = _Upper()
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        forwarder = request.app[FORWARDER]
+        outgoing = forwarder.build(request, target, path="/rewritten?x=1")
+        outgoing.body = b"replaced body"
+        return await forwarder.send(request, outgoing, tap=tap)
+
+    app = make_app([])
+    app.router.add_post("/in", handler)
+    async with run_proxy(app) as url, aiohttp.ClientSession() as session:
+        async with session.post(url / "in", data=b"original") as resp:
+            text = await resp.text()
+            assert resp.headers["X-Tapped"] == "yes"
+    assert tap.status == 200
+    assert text.endswith("|END")
+    assert '"RAW_PATH":"/REWRITTEN?X=1"' in text
+    assert '"BODY":"REPLACED BODY"' in text
