@@ -27,6 +27,7 @@ _HANDSHAKE_HEADERS = (
     "Sec-WebSocket-Accept",
 )
 _UNSENDABLE_CODES = frozenset({1005, 1006, 1015})  # reserved: never put on the wire
+_MAX_MESSAGE = 64 * 1024 * 1024  # aiohttp reassembles a message in memory: bound what one peer can pin
 
 WebSocket = web.WebSocketResponse | aiohttp.ClientWebSocketResponse
 
@@ -92,7 +93,7 @@ class WebSocketRelay:
                     headers=headers,
                     autoping=False,
                     autoclose=False,
-                    max_msg_size=0,
+                    max_msg_size=_MAX_MESSAGE,
                     timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=10.0),
                 )
         except aiohttp.WSServerHandshakeError as exc:
@@ -116,7 +117,7 @@ class WebSocketRelay:
             protocols=(upstream.protocol,) if upstream.protocol else (),
             autoping=False,
             autoclose=False,
-            max_msg_size=0,
+            max_msg_size=_MAX_MESSAGE,
             compress=False,
         )
         gauge, labels = self._metrics.open_websockets, (stage,)

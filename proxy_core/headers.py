@@ -39,7 +39,7 @@ _REQUEST_DROP = HOP_BY_HOP | {
     "forwarded",
     "x-real-ip",
 }
-_RESPONSE_DROP = HOP_BY_HOP | {"content-length"}
+_RESPONSE_DROP_BYTES = frozenset(name.encode() for name in HOP_BY_HOP | {"content-length"})
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -63,15 +63,16 @@ def request_headers(request: web.BaseRequest) -> CIMultiDict[str]:
 
 def response_headers(raw: Iterable[tuple[bytes, bytes]]) -> CIMultiDict[str]:
     """Upstream response headers (raw, as parsed) minus hop-by-hop ones and Content-Length."""
-    headers: CIMultiDict[str] = CIMultiDict()
+    kept: list[tuple[str, str]] = []
     extra: set[bytes] = set()
     for name, value in raw:
         lower = name.lower()
-        if lower == b"connection":
-            extra.update(t.strip().lower() for t in value.split(b","))
-        if lower.decode("latin-1") in _RESPONSE_DROP:
+        if lower in _RESPONSE_DROP_BYTES:
+            if lower == b"connection":
+                extra.update(t.strip().lower() for t in value.split(b","))
             continue
-        headers.add(name.decode("latin-1"), value.decode("latin-1"))
+        kept.append((name.decode("latin-1"), value.decode("latin-1")))
+    headers = CIMultiDict(kept)
     for token in extra:
         headers.popall(token.decode("latin-1"), None)
     return headers
