@@ -102,10 +102,8 @@ class Ops:
     async def metrics_page(self, request: web.Request) -> web.Response:
         others = read_snapshots(self.snapshot_dir, self.worker) if self.snapshot_dir is not None else []
         return web.Response(
-            text=self.metrics.render(others),
-            content_type="text/plain",
-            charset="utf-8",
-            headers={"Cache-Control": "no-store"},
+            body=self.metrics.render(others).encode(),
+            headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8", "Cache-Control": "no-store"},
         )
 
 
