@@ -1,0 +1,286 @@
+"""The ``vkey`` stage: answers ``<path_prefix>/<provider>/<rest>`` by forwarding to the provider with
+the team's real key in place of the caller's virtual key, reading token usage as the answer streams.
+
+It should come early in the pipeline (before ``auth``): gateway callers are sandboxes holding a
+virtual key, not browsers holding a session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Protocol
+
+import orjson
+from aiohttp import web
+
+from proxy_core import (
+    ErrorRenderer,
+    Next,
+    Readiness,
+    Stage,
+    StageContext,
+    Timeouts,
+    UpstreamError,
+    UpstreamRequest,
+    error_response,
+)
+from proxy_core.stage import Resource
+
+from .activity import ACTIVITY, Activity
+from .config import VKeyConfig
+from .credentials import ConflictingKeys, find_key, swap_headers, swap_query
+from .errors import Shape, provider_error
+from .keys import KeyChecker, KeyRecord, KeyRejected, KeyStore
+from .ledger import UsageRow, UsageSink
+from .limits import Limits, SpendSource, SpendTracker
+from .pricing import PriceTable
+from .providers import Provider, load_providers
+from .tap import UsageTap
+
+log = logging.getLogger(__name__)
+
+_READABLE_ENCODINGS = ("gzip", "deflate", "identity")
+
+STORE = "plugins.vkey.store"
+"""The key of the gateway's store among the shared resources (see :class:`GatewayBackend`)."""
+
+
+class GatewayBackend(KeyStore, SpendSource, UsageSink, Resource, Protocol):
+    """Everything the stage needs from storage: key look-up, spend sums and batched usage rows."""
+
+
+class VKeyStage(Stage[VKeyConfig]):
+    name = "vkey"
+    config_class = VKeyConfig
+
+    def __init__(self, config: VKeyConfig, context: StageContext) -> None:
+        super().__init__(config, context)
+        self.providers = load_providers(config.providers)
+        self.store: GatewayBackend = context.resource(STORE, lambda: _database_store(context))
+        self.keys = KeyChecker(self.store, config.key_cache_seconds)
+        self.limits = Limits(config.limits, SpendTracker(self.store, config.spend_refresh_seconds))
+        self.prices = PriceTable(config.prices)
+        self.activity = Activity(config.activity_flush_seconds)
+        self.forwarder = context.forwarder
+        self.timeouts = Timeouts(config.connect_timeout, config.read_timeout, config.idle_timeout)
+        self.max_body = self.forwarder.max_body_size
+        self._prefix = config.path_prefix + "/"
+        self._renderers = {shape: _renderer(shape) for shape in ("openai", "anthropic", "gemini", "composio")}
+        metrics = context.metrics
+        self.m_requests = metrics.counter(
+            "vkey_requests_total",
+            "Gateway requests forwarded, by provider and status.",
+            ("provider", "status"),
+        )
+        self.m_refused = metrics.counter(
+            "vkey_refused_total", "Gateway requests refused, by provider and reason.", ("provider", "reason")
+        )
+        self.m_tokens = metrics.counter(
+            "vkey_tokens_total",
+            "Tokens reported by providers, by provider and direction.",
+            ("provider", "kind"),
+        )
+        self.m_cost = metrics.counter("vkey_cost_usd_total", "Spend in USD, by provider.", ("provider",))
+        self.m_overhead = metrics.histogram(
+            "vkey_overhead_seconds",
+            "Time spent in the gateway before forwarding.",
+            buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05),
+        )
+
+    async def lifespan(self, app: web.Application) -> AsyncIterator[None]:
+        app[ACTIVITY] = self.activity
+        flusher = asyncio.create_task(self.activity.run())
+        try:
+            yield
+        finally:
+            flusher.cancel()
+            await asyncio.gather(flusher, return_exceptions=True)
+
+    async def readiness(self) -> Readiness:
+        missing = sorted(p.name for p in self.providers.values() if p.real_key is None)
+        return Readiness(True, f"no real key for: {', '.join(missing)}" if missing else "")
+
+    async def __call__(self, request: web.Request, next: Next) -> web.StreamResponse:
+        if not request.raw_path.startswith(self._prefix):
+            return await next(request)
+        return await self._serve(request)
+
+    async def _serve(self, request: web.Request) -> web.StreamResponse:
+        started = time.perf_counter()
+        name, _, rest = request.raw_path[len(self._prefix) :].partition("/")
+        path, _, query = ("/" + rest).partition("?")
+        provider = self.providers.get(name)
+        if provider is None:
+            return error_response(request, 404, "Unknown provider.")
+        shape = provider.shape
+        if _has_dot_segments(path):
+            return self._refuse(provider, 404, "No such path.", "path")
+        try:
+            presented = find_key(request.headers, query)
+        except ConflictingKeys:
+            return self._refuse(provider, 401, "Invalid API key", "conflicting")
+        if presented is None:
+            return self._refuse(provider, 401, "Missing API key", "missing")
+        try:
+            record = await self.keys.check(presented.key)
+        except KeyRejected as rejected:
+            return self._refuse(provider, 401, rejected.message, rejected.reason)
+        if provider.real_key is None:
+            message = f"The gateway has no key for {provider.name}."
+            return self._refuse(provider, 503, message, "unconfigured")
+        refusal = await self.limits.check(record.user_id)
+        if refusal is not None:
+            self.m_refused.inc((provider.name, refusal.reason))
+            return provider_error(
+                shape,
+                refusal.status,
+                refusal.message,
+                retry_after=refusal.retry_after,
+                retryable=refusal.retryable,
+            )
+        if self.max_body and (request.content_length or 0) > self.max_body:
+            return self._too_large(provider)
+
+        new_query = swap_query(query, presented, provider.real_key)
+        base = provider.upstream.prefix  # SDKs whose base URL is the host add ".../v1" themselves
+        sent = path[len(base) :] if base and path.startswith(base + "/") else path
+        target = f"{sent}?{new_query}" if new_query else sent
+        outgoing = self.forwarder.build(request, provider.upstream, path=target)
+        swap_headers(outgoing.headers, presented, provider.real_key)
+        _offer_readable_encodings(outgoing)
+        strip = False
+        if shape == "openai" and request.method == "POST" and path.endswith("/chat/completions"):
+            body = await self._read_body(request)
+            if body is None:
+                return self._too_large(provider)
+            outgoing.body, strip = _with_usage_requested(body)
+            if strip:  # the extra chunk can only be cut out of a stream the gateway can read
+                outgoing.headers["Accept-Encoding"] = "identity"
+        tap = UsageTap(shape, strip_usage=strip)
+        overhead = time.perf_counter() - started
+        tap.extra_headers["x-gateway-overhead-ms"] = f"{overhead * 1000:.3f}"
+        self.m_overhead.observe(overhead)
+        self.activity.record(record.user_id)
+        status = 499
+        try:
+            response = await self.forwarder.send(
+                request,
+                outgoing,
+                stage=self.name,
+                timeouts=self.timeouts,
+                tap=tap,
+                on_error=self._renderers[shape],
+            )
+            status = tap.status or response.status
+            return response
+        finally:
+            self._account(record, provider, path, tap, status, started)
+
+    def _account(
+        self, record: KeyRecord, provider: Provider, path: str, tap: UsageTap, status: int, started: float
+    ) -> None:
+        """Record the request's usage row; runs even when the client left mid-stream."""
+        usage = tap.report.result()
+        if not usage.model and "/models/" in path:  # Gemini names the model in the path
+            usage = replace(usage, model=path.rsplit("/models/", 1)[1].split(":", 1)[0])
+        cost = self.prices.cost(usage)
+        self.m_requests.inc((provider.name, str(status)))
+        if usage.reported:
+            self.m_tokens.inc((provider.name, "input"), usage.input_tokens)
+            self.m_tokens.inc((provider.name, "output"), usage.output_tokens)
+        if cost:
+            self.m_cost.inc((provider.name,), cost)
+        self.limits.spend.add(record.user_id, usage.total_tokens, cost or 0.0)
+        row = UsageRow(
+            at=datetime.now(UTC),
+            user_id=record.user_id,
+            key_id=record.id,
+            provider=provider.name,
+            model=usage.model,
+            status=status,
+            input_tokens=usage.input_tokens,
+            output_tokens=usage.output_tokens,
+            cached_tokens=usage.cached_tokens,
+            cache_write_tokens=usage.cache_write_tokens,
+            cost_usd=cost,
+            duration_ms=round((time.perf_counter() - started) * 1000, 3),
+            reported=usage.reported,
+        )
+        try:
+            self.store.record(row)
+        except Exception:
+            log.exception("could not queue the usage row of key %s", record.prefix)
+
+    async def _read_body(self, request: web.Request) -> bytes | None:
+        """The whole request body, or ``None`` when it is larger than the limit."""
+        chunks, size = [], 0
+        while chunk := await request.content.readany():
+            size += len(chunk)
+            if self.max_body and size > self.max_body:
+                return None
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def _refuse(self, provider: Provider, status: int, message: str, reason: str) -> web.Response:
+        self.m_refused.inc((provider.name, reason))
+        return provider_error(provider.shape, status, message)
+
+    def _too_large(self, provider: Provider) -> web.Response:
+        return self._refuse(
+            provider, 413, f"The request body is larger than {self.max_body} bytes.", "too_large"
+        )
+
+
+def _database_store(context: StageContext) -> GatewayBackend:
+    from .store import GatewayStore
+
+    return GatewayStore.for_context(context)
+
+
+def _renderer(shape: Shape) -> ErrorRenderer:
+    def render(request: web.Request, error: UpstreamError) -> web.StreamResponse:
+        return provider_error(shape, error.status, f"{error.message} (gateway)")
+
+    return render
+
+
+def _has_dot_segments(path: str) -> bool:
+    if "." not in path and "%" not in path:
+        return False
+    segments = path.lower().replace("%2e", ".").replace("%2f", "/").split("/")
+    return any(segment in (".", "..") for segment in segments)
+
+
+def _offer_readable_encodings(outgoing: UpstreamRequest) -> None:
+    """Offer the provider only encodings whose bodies the gateway can read usage from (the client's
+    own preference among them is kept)."""
+    accepted = outgoing.headers.get("Accept-Encoding")
+    if accepted is None:
+        return
+    kept = [
+        part.strip()
+        for part in accepted.split(",")
+        if part.split(";", 1)[0].strip().lower() in _READABLE_ENCODINGS
+    ]
+    outgoing.headers["Accept-Encoding"] = ", ".join(kept) or "identity"
+
+
+def _with_usage_requested(body: bytes) -> tuple[bytes, bool]:
+    """The chat-completion body with ``stream_options.include_usage`` set when it streams and the
+    client did not ask for usage itself; True when the gateway added it (so the tap strips it)."""
+    try:
+        request = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return body, False
+    if not isinstance(request, dict) or request.get("stream") is not True:
+        return body, False
+    options = request.get("stream_options")
+    if isinstance(options, dict) and options.get("include_usage") is True:
+        return body, False
+    request["stream_options"] = {**(options if isinstance(options, dict) else {}), "include_usage": True}
+    return orjson.dumps(request), True

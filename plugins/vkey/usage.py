@@ -1,0 +1,152 @@
+"""Token usage, read from every response shape as it streams past.
+
+* OpenAI chat completions: ``usage`` of the body, or of the final chunk when
+  ``stream_options.include_usage`` is set; OpenAI responses: ``usage`` of the body or of the
+  ``response.completed`` event's ``response``.
+* Anthropic messages: ``usage`` of the body, or ``message_start``'s ``message.usage`` followed by the
+  cumulative counts of ``message_delta``.
+* Gemini: ``usageMetadata`` of the body, of each streamed chunk (``?alt=sse``) or of each element of
+  the streamed JSON array (without ``alt=sse``).
+
+Later reports override earlier ones field by field, which is how every provider's streams count.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from .errors import Shape
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """Normalized counts: ``input_tokens`` includes cache reads and writes, ``output_tokens`` includes
+    reasoning. ``reported`` is False when the provider said nothing (an error, a cut stream)."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_tokens: int = 0
+    cache_write_tokens: int = 0
+    model: str = ""
+    reported: bool = False
+
+    @property
+    def total_tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+
+@dataclass(slots=True)
+class UsageReport:
+    """The raw counts collected so far for one response, keyed by the provider's own field names."""
+
+    shape: Shape
+    counts: dict[str, int] = field(default_factory=dict)
+    model: str = ""
+
+    def add(self, event: Any) -> bool:
+        """Fold one parsed JSON object in; True when it carried usage."""
+        if not isinstance(event, dict):
+            return False
+        return _EXTRACTORS[self.shape](self, event)
+
+    def merge(self, usage: Any, prefix: str = "") -> bool:
+        if not isinstance(usage, dict):
+            return False
+        counts = self.counts
+        for name, value in usage.items():
+            if isinstance(value, int) and not isinstance(value, bool):
+                counts[prefix + name] = value
+            elif isinstance(value, dict) and not prefix:
+                self.merge(value, f"{name}.")
+        return True
+
+    def result(self) -> Usage:
+        c = self.counts
+        if not c:
+            return Usage(model=self.model)
+        if self.shape == "anthropic":
+            read = c.get("cache_read_input_tokens", 0)
+            write = c.get("cache_creation_input_tokens", 0)
+            return Usage(
+                c.get("input_tokens", 0) + read + write,
+                c.get("output_tokens", 0),
+                read,
+                write,
+                self.model,
+                True,
+            )
+        if self.shape == "gemini":
+            return Usage(
+                c.get("promptTokenCount", 0) + c.get("toolUsePromptTokenCount", 0),
+                c.get("candidatesTokenCount", 0) + c.get("thoughtsTokenCount", 0),
+                c.get("cachedContentTokenCount", 0),
+                0,
+                self.model,
+                True,
+            )
+        cached = c.get("prompt_tokens_details.cached_tokens", c.get("input_tokens_details.cached_tokens", 0))
+        return Usage(
+            c.get("prompt_tokens", c.get("input_tokens", 0)),
+            c.get("completion_tokens", c.get("output_tokens", 0)),
+            cached,
+            0,
+            self.model,
+            True,
+        )
+
+
+def _model(report: UsageReport, value: Any) -> None:
+    if isinstance(value, str) and value:
+        report.model = value
+
+
+def _openai(report: UsageReport, event: dict[str, Any]) -> bool:
+    response = event.get("response")
+    if isinstance(response, dict):  # a Responses API stream event
+        _model(report, response.get("model"))
+        return report.merge(response.get("usage"))
+    _model(report, event.get("model"))
+    return report.merge(event.get("usage"))
+
+
+def _anthropic(report: UsageReport, event: dict[str, Any]) -> bool:
+    message = event.get("message")
+    if isinstance(message, dict):  # message_start
+        _model(report, message.get("model"))
+        return report.merge(message.get("usage"))
+    _model(report, event.get("model"))
+    return report.merge(event.get("usage"))
+
+
+def _gemini(report: UsageReport, event: dict[str, Any]) -> bool:
+    _model(report, event.get("modelVersion"))
+    return report.merge(event.get("usageMetadata"))
+
+
+def _none(report: UsageReport, event: dict[str, Any]) -> bool:
+    return False
+
+
+_EXTRACTORS: dict[Shape, Callable[[UsageReport, dict[str, Any]], bool]] = {
+    "openai": _openai,
+    "anthropic": _anthropic,
+    "gemini": _gemini,
+    "composio": _none,
+}
+
+
+def sse_data(event: bytes) -> bytes:
+    """The payload of one SSE event: its ``data:`` lines joined by newlines."""
+    lines = [line for line in event.splitlines() if line.startswith(b"data:")]
+    return b"\n".join(line[6:] if line[5:6] == b" " else line[5:] for line in lines)
+
+
+def parse_json(data: bytes) -> Any:
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return None

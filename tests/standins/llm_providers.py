@@ -1,0 +1,334 @@
+"""Local stand-ins for the LLM providers the gateway serves, on one aiohttp app:
+
+* OpenAI ``POST /v1/chat/completions`` and ``POST /v1/responses`` (Bearer key), streaming and not;
+  chat streams honour ``stream_options.include_usage`` exactly like the real API (``"usage":null`` on
+  every chunk and a final chunk with empty ``choices``).
+* Anthropic ``POST /v1/messages`` (``x-api-key`` or Bearer), streaming (``message_start`` … ``message_delta``)
+  and not.
+* Gemini ``POST /v1beta/models/<model>:generateContent`` and ``:streamGenerateContent`` (SSE with
+  ``?alt=sse``, a streamed JSON array without), keyed by ``x-goog-api-key`` or ``?key=``.
+* Composio ``GET /api/v3/tools`` and ``POST /api/v3/tools/execute/<slug>`` (``x-api-key``).
+
+Each refuses any key but the real one (in the provider's error shape) and records what it received
+(``RECEIVED``) and the usage it reported (``REPORTED``), so tests can compare both. Non-streamed
+answers are gzip-compressed when the client accepts it, as the real APIs do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+WORDS = ("Hello", " from", " the", " stand", "-in", " provider", ".")
+
+
+@dataclass
+class Received:
+    provider: str
+    path: str
+    query_string: str
+    headers: dict[str, str]  # lower-case names
+    body: bytes
+
+
+@dataclass
+class StandinState:
+    real_keys: dict[str, str]
+    received: list[Received] = field(default_factory=list)
+    reported: list[dict[str, Any]] = field(default_factory=list)
+    event_delay: float = 0.0  # seconds between streamed events
+
+
+STATE = web.AppKey("standin.state", StandinState)
+
+
+def standin_app(real_keys: dict[str, str], event_delay: float = 0.0) -> web.Application:
+    """The stand-in; ``real_keys`` maps "openai", "anthropic", "gemini", "composio" to the only
+    key each accepts."""
+    app = web.Application()
+    app[STATE] = StandinState(real_keys, event_delay=event_delay)
+    app.router.add_post("/v1/chat/completions", chat_completions)
+    app.router.add_post("/v1/responses", responses)
+    app.router.add_post("/v1/messages", messages)
+    app.router.add_post("/v1beta/models/{model}:{method}", gemini)
+    app.router.add_get("/api/v3/tools", composio_tools)
+    app.router.add_post("/api/v3/tools/execute/{slug}", composio_execute)
+    return app
+
+
+def _state(request: web.Request) -> StandinState:
+    return request.app[STATE]
+
+
+async def _receive(request: web.Request, provider: str) -> tuple[StandinState, bytes]:
+    state = _state(request)
+    body = await request.read()
+    headers = {k.lower(): ", ".join(request.headers.getall(k)) for k in request.headers}
+    state.received.append(Received(provider, request.path, request.query_string, headers, body))
+    return state, body
+
+
+def _json(request: web.Request, payload: Any, status: int = 200) -> web.Response:
+    data = orjson.dumps(payload)
+    if status == 200 and "gzip" in request.headers.get("Accept-Encoding", ""):
+        return web.Response(
+            body=gzip.compress(data),
+            status=status,
+            content_type="application/json",
+            headers={"Content-Encoding": "gzip"},
+        )
+    return web.Response(body=data, status=status, content_type="application/json")
+
+
+async def _sse(request: web.Request, events: list[bytes]) -> web.StreamResponse:
+    response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+    await response.prepare(request)
+    delay = _state(request).event_delay
+    for event in events:
+        await response.write(event)
+        if delay:
+            await asyncio.sleep(delay)
+    await response.write_eof()
+    return response
+
+
+def _data(payload: Any, event: str | None = None) -> bytes:
+    head = f"event: {event}\n".encode() if event else b""
+    return head + b"data: " + orjson.dumps(payload) + b"\n\n"
+
+
+def _prompt_tokens(body: dict[str, Any]) -> int:
+    return 7 + len(orjson.dumps(body.get("messages") or body.get("input") or body.get("contents"))) // 4
+
+
+# OpenAI ---------------------------------------------------------------------------------------------
+
+
+def _openai_denied(request: web.Request, state: StandinState) -> web.Response | None:
+    if request.headers.get("Authorization") == f"Bearer {state.real_keys['openai']}":
+        return None
+    error = {
+        "message": "Incorrect API key provided.",
+        "type": "invalid_request_error",
+        "code": "invalid_api_key",
+    }
+    return web.json_response({"error": error}, status=401)
+
+
+async def chat_completions(request: web.Request) -> web.StreamResponse:
+    state, raw = await _receive(request, "openai")
+    if (denied := _openai_denied(request, state)) is not None:
+        return denied
+    body = orjson.loads(raw)
+    model = str(body.get("model", "gpt-4o-mini")) + "-2024-07-18"
+    usage = {
+        "prompt_tokens": _prompt_tokens(body),
+        "completion_tokens": len(WORDS),
+        "total_tokens": _prompt_tokens(body) + len(WORDS),
+        "prompt_tokens_details": {"cached_tokens": 2, "audio_tokens": 0},
+        "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0},
+    }
+    state.reported.append({"provider": "openai", "model": model, **usage})
+    base = {
+        "id": "chatcmpl-standin",
+        "created": 1700000000,
+        "model": model,
+        "system_fingerprint": "fp_standin",
+    }
+    if not body.get("stream"):
+        message = {"role": "assistant", "content": "".join(WORDS), "refusal": None}
+        choice = {"index": 0, "message": message, "logprobs": None, "finish_reason": "stop"}
+        return _json(request, {**base, "object": "chat.completion", "choices": [choice], "usage": usage})
+    include = bool((body.get("stream_options") or {}).get("include_usage"))
+    chunk = {**base, "object": "chat.completion.chunk"}
+    events = []
+    deltas: list[dict[str, Any]] = [{"role": "assistant", "content": ""}, *({"content": w} for w in WORDS)]
+    for delta in deltas:
+        choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": None}
+        events.append(_data({**chunk, "choices": [choice], **({"usage": None} if include else {})}))
+    final = {"index": 0, "delta": {}, "logprobs": None, "finish_reason": "stop"}
+    events.append(_data({**chunk, "choices": [final], **({"usage": None} if include else {})}))
+    if include:
+        events.append(_data({**chunk, "choices": [], "usage": usage}))
+    events.append(b"data: [DONE]\n\n")
+    return await _sse(request, events)
+
+
+async def responses(request: web.Request) -> web.StreamResponse:
+    state, raw = await _receive(request, "openai")
+    if (denied := _openai_denied(request, state)) is not None:
+        return denied
+    body = orjson.loads(raw)
+    model = str(body.get("model", "gpt-4o-mini"))
+    usage = {
+        "input_tokens": _prompt_tokens(body),
+        "input_tokens_details": {"cached_tokens": 0},
+        "output_tokens": len(WORDS),
+        "output_tokens_details": {"reasoning_tokens": 0},
+        "total_tokens": _prompt_tokens(body) + len(WORDS),
+    }
+    state.reported.append({"provider": "openai", "model": model, **usage})
+    text = "".join(WORDS)
+    item = {
+        "id": "msg_standin",
+        "type": "message",
+        "status": "completed",
+        "role": "assistant",
+        "content": [{"type": "output_text", "text": text, "annotations": []}],
+    }
+    response = {
+        "id": "resp_standin",
+        "object": "response",
+        "created_at": 1700000000,
+        "status": "completed",
+        "model": model,
+        "output": [item],
+        "parallel_tool_calls": True,
+        "tool_choice": "auto",
+        "tools": [],
+        "usage": usage,
+    }
+    if not body.get("stream"):
+        return _json(request, response)
+    started = {**response, "status": "in_progress", "output": [], "usage": None}
+    events = [
+        _data({"type": "response.created", "sequence_number": 0, "response": started}, "response.created")
+    ]
+    for n, word in enumerate(WORDS, 1):
+        delta = {
+            "type": "response.output_text.delta",
+            "sequence_number": n,
+            "item_id": "msg_standin",
+            "output_index": 0,
+            "content_index": 0,
+            "delta": word,
+            "logprobs": [],
+        }
+        events.append(_data(delta, "response.output_text.delta"))
+    done = {"type": "response.completed", "sequence_number": len(WORDS) + 1, "response": response}
+    events.append(_data(done, "response.completed"))
+    return await _sse(request, events)
+
+
+# Anthropic ------------------------------------------------------------------------------------------
+
+
+async def messages(request: web.Request) -> web.StreamResponse:
+    state, raw = await _receive(request, "anthropic")
+    real = state.real_keys["anthropic"]
+    # Recent SDKs send the key as a Bearer token, older ones (and the AI SDK) as x-api-key.
+    if real not in (request.headers.get("x-api-key"), request.headers.get("Authorization", "")[7:]):
+        error = {"type": "authentication_error", "message": "invalid x-api-key"}
+        return web.json_response({"type": "error", "error": error}, status=401)
+    body = orjson.loads(raw)
+    model = str(body.get("model", "claude-standin"))
+    usage = {
+        "input_tokens": _prompt_tokens(body),
+        "cache_creation_input_tokens": 3,
+        "cache_read_input_tokens": 5,
+        "output_tokens": len(WORDS),
+    }
+    state.reported.append({"provider": "anthropic", "model": model, **usage})
+    message = {"id": "msg_standin", "type": "message", "role": "assistant", "model": model}
+    if not body.get("stream"):
+        content = [{"type": "text", "text": "".join(WORDS)}]
+        return _json(
+            request,
+            {**message, "content": content, "stop_reason": "end_turn", "stop_sequence": None, "usage": usage},
+        )
+    start_usage = {**usage, "output_tokens": 1}
+    start = {**message, "content": [], "stop_reason": None, "stop_sequence": None, "usage": start_usage}
+    events = [
+        _data({"type": "message_start", "message": start}, "message_start"),
+        _data(
+            {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+            "content_block_start",
+        ),
+        _data({"type": "ping"}, "ping"),
+    ]
+    for word in WORDS:
+        delta = {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": word}}
+        events.append(_data(delta, "content_block_delta"))
+    events.append(_data({"type": "content_block_stop", "index": 0}, "content_block_stop"))
+    end = {
+        "type": "message_delta",
+        "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+        "usage": {"output_tokens": usage["output_tokens"]},
+    }
+    events.append(_data(end, "message_delta"))
+    events.append(_data({"type": "message_stop"}, "message_stop"))
+    return await _sse(request, events)
+
+
+# Gemini ---------------------------------------------------------------------------------------------
+
+
+async def gemini(request: web.Request) -> web.StreamResponse:
+    state, raw = await _receive(request, "gemini")
+    key = request.headers.get("x-goog-api-key") or request.query.get("key")
+    if key != state.real_keys["gemini"]:
+        error = {"code": 400, "message": "API key not valid.", "status": "INVALID_ARGUMENT"}
+        return web.json_response({"error": error}, status=400)
+    method = request.match_info["method"]
+    if method not in ("generateContent", "streamGenerateContent"):
+        return web.json_response(
+            {"error": {"code": 404, "message": "no such method", "status": "NOT_FOUND"}}, status=404
+        )
+    body = orjson.loads(raw)
+    model = request.match_info["model"]
+    prompt = _prompt_tokens(body)
+    usage = {
+        "promptTokenCount": prompt,
+        "candidatesTokenCount": len(WORDS),
+        "thoughtsTokenCount": 4,
+        "totalTokenCount": prompt + len(WORDS) + 4,
+    }
+    state.reported.append({"provider": "gemini", "model": model, **usage})
+
+    def chunk(text: str, upto: int, last: bool) -> dict[str, Any]:
+        candidate: dict[str, Any] = {"content": {"role": "model", "parts": [{"text": text}]}, "index": 0}
+        if last:
+            candidate["finishReason"] = "STOP"
+        counts = {**usage, "candidatesTokenCount": upto, "totalTokenCount": prompt + upto + 4}
+        return {"candidates": [candidate], "usageMetadata": counts, "modelVersion": model, "responseId": "r1"}
+
+    if method == "generateContent":
+        return _json(request, chunk("".join(WORDS), len(WORDS), True))
+    chunks = [chunk(w, n, n == len(WORDS)) for n, w in enumerate(WORDS, 1)]
+    if request.query.get("alt") == "sse":
+        return await _sse(request, [b"data: " + orjson.dumps(c) + b"\r\n\r\n" for c in chunks])
+    parts = [b"[" + orjson.dumps(chunks[0])] + [b",\r\n" + orjson.dumps(c) for c in chunks[1:]] + [b"]"]
+    response = web.StreamResponse(headers={"Content-Type": "application/json; charset=UTF-8"})
+    await response.prepare(request)
+    for part in parts:
+        await response.write(part)
+    await response.write_eof()
+    return response
+
+
+# Composio -------------------------------------------------------------------------------------------
+
+
+def _composio_denied(request: web.Request, state: StandinState) -> web.Response | None:
+    if request.headers.get("x-api-key") == state.real_keys["composio"]:
+        return None
+    return web.json_response({"error": {"message": "Invalid API key", "status": 401}}, status=401)
+
+
+async def composio_tools(request: web.Request) -> web.StreamResponse:
+    state, _ = await _receive(request, "composio")
+    if (denied := _composio_denied(request, state)) is not None:
+        return denied
+    return _json(request, {"items": [{"slug": "GITHUB_STAR_A_REPOSITORY", "name": "Star a repository"}]})
+
+
+async def composio_execute(request: web.Request) -> web.StreamResponse:
+    state, _ = await _receive(request, "composio")
+    if (denied := _composio_denied(request, state)) is not None:
+        return denied
+    return _json(request, {"successful": True, "data": {"slug": request.match_info["slug"]}, "error": None})
