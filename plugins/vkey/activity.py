@@ -4,8 +4,7 @@ so their sandbox should stay awake.
 Recording is one dict assignment per request. Listeners get the batch of users seen since the last
 flush (user id → wall-clock time of their latest call) every ``flush_seconds``::
 
-    activity = app[plugins.vkey.ACTIVITY]
-    activity.listen(lambda seen: router.keep_awake(seen))
+    gateway_activity(app).listen(router.keep_awake)
 """
 
 from __future__ import annotations
@@ -16,6 +15,8 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 
 from aiohttp import web
+
+from proxy_core import STAGES
 
 log = logging.getLogger(__name__)
 
@@ -63,5 +64,11 @@ class Activity:
             await asyncio.shield(self.flush())
 
 
-ACTIVITY = web.AppKey("plugins.vkey.activity", Activity)
-"""The app's :class:`Activity`, set by the ``vkey`` stage."""
+def gateway_activity(app: web.Application) -> Activity:
+    """The :class:`Activity` of the app's ``vkey`` stage (raises LookupError when it has none)."""
+    from .stage import VKeyStage
+
+    for stage in app[STAGES]:
+        if isinstance(stage, VKeyStage):
+            return stage.activity
+    raise LookupError("this app has no vkey stage")

@@ -31,7 +31,7 @@ from proxy_core import (
 )
 from proxy_core.stage import Resource
 
-from .activity import ACTIVITY, Activity
+from .activity import Activity
 from .config import VKeyConfig
 from .credentials import ConflictingKeys, find_key, swap_headers, swap_query
 from .errors import Shape, provider_error
@@ -93,7 +93,6 @@ class VKeyStage(Stage[VKeyConfig]):
         )
 
     async def lifespan(self, app: web.Application) -> AsyncIterator[None]:
-        app[ACTIVITY] = self.activity
         flusher = asyncio.create_task(self.activity.run())
         try:
             yield

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import AsyncExitStack
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -18,7 +19,7 @@ from plugins.vkey.lifecycle import KeyListing, KeyService
 from plugins.vkey.stage import STORE, VKeyStage
 from proxy_core import Readiness
 from proxy_core.stage import StageContext
-from proxy_core.testing import make_app, stage
+from proxy_core.testing import make_app, run_proxy, stage
 from tests.standins.llm_providers import STATE, StandinState, standin_app
 
 REAL = {
@@ -62,32 +63,35 @@ def provider_urls(standin: TestServer) -> dict[str, dict[str, str]]:
 
 
 @pytest.fixture
-def make_gateway(
+async def make_gateway(
     aiohttp_server: Any, monkeypatch: pytest.MonkeyPatch, backend_factory: Callable[[], Any]
-) -> GatewayFactory:
-    """A gateway (real proxy server) in front of a fresh stand-in; options go to the stage's table."""
+) -> AsyncIterator[GatewayFactory]:
+    """A gateway in front of a fresh stand-in, served by the production runner (the same access log,
+    limits and disconnect handling as ``shmastra-cloud serve``); options go to the stage's table."""
     for name, value in ENV.items():
         monkeypatch.setenv(name, value)
+    async with AsyncExitStack() as running:
 
-    async def make(config: str = "", event_delay: float = 0.0, **options: Any) -> Gateway:
-        standin = await aiohttp_server(standin_app(REAL, event_delay))
-        options.setdefault("providers", provider_urls(standin))
-        options.setdefault("activity_flush_seconds", 0.05)
-        build = stage(VKeyStage, **options)
-        made: list[VKeyStage] = []
+        async def make(config: str = "", event_delay: float = 0.0, **options: Any) -> Gateway:
+            # The stand-in logs no request lines: they would carry its keys into the captured logs.
+            standin = await aiohttp_server(standin_app(REAL, event_delay), access_log=None)
+            options.setdefault("providers", provider_urls(standin))
+            options.setdefault("activity_flush_seconds", 0.05)
+            build = stage(VKeyStage, **options)
+            made: list[VKeyStage] = []
 
-        def factory(context: StageContext) -> VKeyStage:
-            context.resources[STORE] = backend_factory()
-            built = build(context)
-            assert isinstance(built, VKeyStage)
-            made.append(built)
-            return built
+            def factory(context: StageContext) -> VKeyStage:
+                context.resources[STORE] = backend_factory()
+                built = build(context)
+                assert isinstance(built, VKeyStage)
+                made.append(built)
+                return built
 
-        app = make_app([factory], config)
-        server = await aiohttp_server(app)
-        return Gateway(server.make_url(""), app, standin.app[STATE], made[0])
+            app = make_app([factory], config)
+            url = await running.enter_async_context(run_proxy(app))
+            return Gateway(url, app, standin.app[STATE], made[0])
 
-    return make
+        yield make
 
 
 class MemoryBackend:

@@ -279,11 +279,11 @@ async def test_compressed_bodies_pass_through_and_usage_is_still_read(
 
 
 async def test_activity_is_recorded_and_batched(make_gateway: GatewayFactory, keys: KeyService) -> None:
-    from plugins.vkey.activity import ACTIVITY
+    from plugins.vkey.activity import gateway_activity
 
     gateway = await make_gateway()
     batches: list[dict[str, float]] = []
-    gateway.app[ACTIVITY].listen(lambda seen: batches.append(dict(seen)))
+    gateway_activity(gateway.app).listen(lambda seen: batches.append(dict(seen)))
     issued = await keys.issue("ada@example.com", "user_ada")
     client = openai.AsyncOpenAI(api_key=issued.key, base_url=gateway.base("openai"), max_retries=0)
     for _ in range(3):
@@ -295,6 +295,6 @@ async def test_activity_is_recorded_and_batched(make_gateway: GatewayFactory, ke
             break
         await asyncio.sleep(0.01)
     assert list(batches[0]) == ["user_ada"]
-    assert gateway.app[ACTIVITY].last_seen("user_ada") is not None
+    assert gateway_activity(gateway.app).last_seen("user_ada") is not None
     assert isinstance(gateway.stage, VKeyStage)
     await client.close()
