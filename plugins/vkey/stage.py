@@ -40,6 +40,7 @@ from .ledger import UsageRow, UsageSink
 from .limits import Limits, SpendSource, SpendTracker
 from .pricing import PriceTable
 from .providers import Provider, load_providers
+from .store import GatewayStore
 from .tap import UsageTap
 
 log = logging.getLogger(__name__)
@@ -61,7 +62,7 @@ class VKeyStage(Stage[VKeyConfig]):
     def __init__(self, config: VKeyConfig, context: StageContext) -> None:
         super().__init__(config, context)
         self.providers = load_providers(config.providers)
-        self.store: GatewayBackend = context.resource(STORE, lambda: _database_store(context))
+        self.store: GatewayBackend = context.resource(STORE, lambda: GatewayStore.for_context(context))
         self.keys = KeyChecker(self.store, config.key_cache_seconds)
         self.limits = Limits(config.limits, SpendTracker(self.store, config.spend_refresh_seconds))
         self.prices = PriceTable(config.prices)
@@ -233,12 +234,6 @@ class VKeyStage(Stage[VKeyConfig]):
         return self._refuse(
             provider, 413, f"The request body is larger than {self.max_body} bytes.", "too_large"
         )
-
-
-def _database_store(context: StageContext) -> GatewayBackend:
-    from .store import GatewayStore
-
-    return GatewayStore.for_context(context)
 
 
 def _renderer(shape: Shape) -> ErrorRenderer:

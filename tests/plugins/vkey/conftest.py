@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
-from dataclasses import dataclass, replace
-from datetime import datetime
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -13,11 +12,9 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from yarl import URL
 
-from plugins.vkey.keys import KeyRecord
-from plugins.vkey.ledger import UsageRow
-from plugins.vkey.lifecycle import KeyListing, KeyService
+from plugins.vkey.lifecycle import KeyService
+from plugins.vkey.memory import MemoryStore
 from plugins.vkey.stage import STORE, VKeyStage
-from proxy_core import Readiness
 from proxy_core.stage import StageContext
 from proxy_core.testing import make_app, run_proxy, stage
 from tests.standins.llm_providers import STATE, StandinState, standin_app
@@ -94,74 +91,16 @@ async def make_gateway(
         yield make
 
 
-class MemoryBackend:
-    """Storage for the gateway tests that do not exercise the database (the stage and the lifecycle
-    service talk to it through the same interfaces as to the database-backed store)."""
-
-    name = "vkey-memory"
-
-    def __init__(self) -> None:
-        self.keys: dict[str, tuple[str, KeyRecord]] = {}  # id → (email, record)
-        self.rows: list[UsageRow] = []
-
-    async def open(self) -> None:
-        return None
-
-    async def close(self) -> None:
-        return None
-
-    async def readiness(self) -> Readiness:
-        return Readiness(True)
-
-    async def find(self, key_hash: str) -> KeyRecord | None:
-        return next((r for _, r in self.keys.values() if r.key_hash == key_hash), None)
-
-    async def spend_since(
-        self, user_id: str, day_start: datetime, month_start: datetime
-    ) -> tuple[int, float]:
-        mine = [r for r in self.rows if r.user_id == user_id]
-        tokens = sum(r.input_tokens + r.output_tokens for r in mine if r.at >= day_start)
-        return tokens, sum(r.cost_usd or 0.0 for r in mine if r.at >= month_start)
-
-    def record(self, row: UsageRow) -> None:
-        self.rows.append(row)
-
-    async def keys_of(self, email: str) -> Sequence[KeyRecord]:
-        return sorted((r for e, r in self.keys.values() if e == email), key=lambda r: r.created_at)
-
-    async def insert_key(self, email: str, record: KeyRecord) -> None:
-        self.keys[record.id] = (email, record)
-
-    async def expire_keys(self, ids: Sequence[str], at: datetime) -> None:
-        for key_id in ids:
-            email, record = self.keys[key_id]
-            self.keys[key_id] = (email, replace(record, expires_at=at))
-
-    async def revoke_keys(self, ids: Sequence[str], at: datetime) -> None:
-        for key_id in ids:
-            email, record = self.keys[key_id]
-            self.keys[key_id] = (email, replace(record, revoked_at=at))
-
-    async def set_user_disabled(self, email: str, disabled: bool) -> int:
-        mine = [k for k, (e, _) in self.keys.items() if e == email]
-        for key_id in mine:
-            self.keys[key_id] = (email, replace(self.keys[key_id][1], user_disabled=disabled))
-        return len(mine)
-
-    async def all_keys(self) -> Sequence[KeyListing]:
-        return [KeyListing(e, r) for e, r in self.keys.values()]
+@pytest.fixture
+def backend() -> MemoryStore:
+    return MemoryStore()
 
 
 @pytest.fixture
-def backend() -> MemoryBackend:
-    return MemoryBackend()
-
-
-@pytest.fixture
-def backend_factory(backend: MemoryBackend) -> Callable[[], Any]:
+def backend_factory(backend: MemoryStore) -> Callable[[], Any]:
     return lambda: backend
 
 
 @pytest.fixture
-def keys(backend: MemoryBackend) -> KeyService:
+def keys(backend: MemoryStore) -> KeyService:
     return KeyService(backend)

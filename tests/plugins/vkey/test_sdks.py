@@ -11,8 +11,9 @@ import pytest
 from aiohttp import ClientSession
 
 from plugins.vkey.lifecycle import KeyService
+from plugins.vkey.memory import MemoryStore
 from plugins.vkey.stage import VKeyStage
-from tests.plugins.vkey.conftest import REAL, GatewayFactory, MemoryBackend
+from tests.plugins.vkey.conftest import REAL, GatewayFactory
 
 PRICES = {
     "gpt-4o-mini": {"input": 0.15, "output": 0.60, "cached_input": 0.075},
@@ -31,7 +32,7 @@ def assert_real_key_only(gateway_standin: object, provider: str, header: str, va
 
 
 async def test_openai_chat_non_streaming(
-    make_gateway: GatewayFactory, keys: KeyService, backend: MemoryBackend
+    make_gateway: GatewayFactory, keys: KeyService, backend: MemoryStore
 ) -> None:
     gateway = await make_gateway(prices=PRICES)
     issued = await keys.issue("ada@example.com", "user_ada")
@@ -59,7 +60,7 @@ async def test_openai_chat_non_streaming(
 
 
 async def test_openai_chat_streaming_gets_usage_without_the_client_seeing_it(
-    make_gateway: GatewayFactory, keys: KeyService, backend: MemoryBackend
+    make_gateway: GatewayFactory, keys: KeyService, backend: MemoryStore
 ) -> None:
     gateway = await make_gateway(prices=PRICES)
     issued = await keys.issue("ada@example.com", "user_ada")
@@ -80,7 +81,7 @@ async def test_openai_chat_streaming_gets_usage_without_the_client_seeing_it(
 
 
 async def test_openai_stream_is_byte_for_byte_what_the_client_asked_for(
-    make_gateway: GatewayFactory, keys: KeyService, backend: MemoryBackend
+    make_gateway: GatewayFactory, keys: KeyService, backend: MemoryStore
 ) -> None:
     """The same request straight to the stand-in and through the gateway yields the same bytes."""
     gateway = await make_gateway()
@@ -108,7 +109,7 @@ async def test_openai_stream_is_byte_for_byte_what_the_client_asked_for(
 
 
 async def test_openai_stream_with_usage_requested_passes_it_through(
-    make_gateway: GatewayFactory, keys: KeyService, backend: MemoryBackend
+    make_gateway: GatewayFactory, keys: KeyService, backend: MemoryStore
 ) -> None:
     gateway = await make_gateway()
     issued = await keys.issue("ada@example.com", "user_ada")
@@ -127,7 +128,7 @@ async def test_openai_stream_with_usage_requested_passes_it_through(
 
 @pytest.mark.parametrize("stream", [False, True])
 async def test_openai_responses(
-    make_gateway: GatewayFactory, keys: KeyService, backend: MemoryBackend, stream: bool
+    make_gateway: GatewayFactory, keys: KeyService, backend: MemoryStore, stream: bool
 ) -> None:
     gateway = await make_gateway()
     issued = await keys.issue("ada@example.com", "user_ada")
@@ -149,7 +150,7 @@ async def test_openai_responses(
 
 @pytest.mark.parametrize("stream", [False, True])
 async def test_anthropic_messages(
-    make_gateway: GatewayFactory, keys: KeyService, backend: MemoryBackend, stream: bool
+    make_gateway: GatewayFactory, keys: KeyService, backend: MemoryStore, stream: bool
 ) -> None:
     gateway = await make_gateway(prices=PRICES)
     issued = await keys.issue("bo@example.com", "user_bo")
@@ -185,7 +186,7 @@ async def test_anthropic_messages(
 async def test_gemini(
     make_gateway: GatewayFactory,
     keys: KeyService,
-    backend: MemoryBackend,
+    backend: MemoryStore,
     method: str,
     query: str,
     where: str,
@@ -218,9 +219,7 @@ async def test_gemini(
     assert row.cost_usd == pytest.approx((row.input_tokens * 0.30 + row.output_tokens * 2.50) / 1e6)
 
 
-async def test_google_genai_sdk(
-    make_gateway: GatewayFactory, keys: KeyService, backend: MemoryBackend
-) -> None:
+async def test_google_genai_sdk(make_gateway: GatewayFactory, keys: KeyService, backend: MemoryStore) -> None:
     from google import genai
     from google.genai import types
 
@@ -243,7 +242,7 @@ async def test_google_genai_sdk(
     assert gateway.standin.received[-1].headers["x-goog-api-key"] == REAL["gemini"]
 
 
-async def test_composio(make_gateway: GatewayFactory, keys: KeyService, backend: MemoryBackend) -> None:
+async def test_composio(make_gateway: GatewayFactory, keys: KeyService, backend: MemoryStore) -> None:
     gateway = await make_gateway()
     issued = await keys.issue("di@example.com", "user_di")
     async with ClientSession() as http:
@@ -260,7 +259,7 @@ async def test_composio(make_gateway: GatewayFactory, keys: KeyService, backend:
 
 
 async def test_compressed_bodies_pass_through_and_usage_is_still_read(
-    make_gateway: GatewayFactory, keys: KeyService, backend: MemoryBackend
+    make_gateway: GatewayFactory, keys: KeyService, backend: MemoryStore
 ) -> None:
     gateway = await make_gateway()
     issued = await keys.issue("ada@example.com", "user_ada")

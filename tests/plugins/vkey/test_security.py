@@ -16,8 +16,9 @@ from aiohttp import ClientSession
 
 from plugins.vkey.keys import KeyRecord, hash_key, new_key
 from plugins.vkey.lifecycle import KeyService
+from plugins.vkey.memory import MemoryStore
 from proxy_core.app import METRICS
-from tests.plugins.vkey.conftest import REAL, GatewayFactory, MemoryBackend
+from tests.plugins.vkey.conftest import REAL, GatewayFactory
 
 CHAT = "/chat/completions"
 BODY = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hi"}]}
@@ -96,7 +97,7 @@ async def test_revoked_expired_and_disabled_keys_are_401_with_the_reason(
 
 
 async def test_a_key_with_another_users_id_spliced_in_is_refused(
-    make_gateway: GatewayFactory, keys: KeyService, backend: MemoryBackend
+    make_gateway: GatewayFactory, keys: KeyService, backend: MemoryStore
 ) -> None:
     gateway = await make_gateway()
     ada = await keys.issue("ada@example.com", "user_ada")
