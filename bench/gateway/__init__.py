@@ -1,1 +1,1 @@
-"""The gateway benchmark: direct vs through the vkey gateway vs through LiteLLM's proxy (``python -m bench.gateway``)."""
+"""The gateway benchmark: direct vs the vkey gateway vs LiteLLM's proxy (``python -m bench.gateway``)."""

@@ -25,6 +25,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import aiohttp
 import uvloop
@@ -53,8 +54,14 @@ def _has(tool: str) -> bool:
 
 @contextmanager
 def process(args: list[str], ready_url: str, env: dict[str, str] | None = None) -> Iterator[None]:
-    log = tempfile.TemporaryFile()
-    proc = subprocess.Popen(args, cwd=ROOT, env={**os.environ, **(env or {})}, stdout=log, stderr=log)
+    with tempfile.TemporaryFile() as log:
+        proc = subprocess.Popen(args, cwd=ROOT, env={**os.environ, **(env or {})}, stdout=log, stderr=log)
+        yield from _running(proc, log, args, ready_url)
+
+
+def _running(
+    proc: subprocess.Popen[bytes], log: IO[bytes], args: list[str], ready_url: str
+) -> Iterator[None]:
     try:
         deadline = time.monotonic() + 120
         while True:

@@ -1,4 +1,4 @@
-"""The benchmark's server processes: ``python -m bench.gateway.servers standin|gateway PORT [UPSTREAM_PORT]``."""
+"""The benchmark's servers: ``python -m bench.gateway.servers standin PORT | gateway PORT UPSTREAM_PORT``."""
 
 from __future__ import annotations
 
