@@ -1,0 +1,132 @@
+"""Benchmark 4: 2,000 concurrent idle WebSockets (then 2,000 idle SSE streams) held through each proxy.
+
+Reports the proxy's RSS and open descriptors before, while held (and KB per connection), and after
+everything is closed again, which should be back near the baseline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+
+from . import procs
+from .clients import gauges, run_async, session
+from .report import table
+
+BATCH = 200
+SETTLE = 2.0
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    rss_kb: int
+    fds: int
+
+    @classmethod
+    def of(cls, pid: int) -> Snapshot:
+        return cls(procs.rss_kb(pid), procs.fd_count(pid))
+
+
+async def _open_in_batches(count: int, open_one: Callable[[], Awaitable[Any]]) -> list[Any]:
+    opened: list[Any] = []
+    for start in range(0, count, BATCH):
+        opened += await asyncio.gather(*(open_one() for _ in range(min(BATCH, count - start))))
+    return opened
+
+
+async def _hold(
+    kind: str, url: str, count: int, pid: int, ours: bool
+) -> tuple[Snapshot, Snapshot, Snapshot, str]:
+    async with session() as s:
+        # warm-up: one of each, so first-use allocations are not counted as per-connection cost
+        await _cycle(s, kind, url, 1)
+        await asyncio.sleep(SETTLE)
+        before = Snapshot.of(pid)
+
+        async def open_ws() -> aiohttp.ClientWebSocketResponse:
+            return await s.ws_connect(url + "/ws", autoping=False, heartbeat=None)
+
+        async def open_sse() -> aiohttp.ClientResponse:
+            response = await s.get(url + "/sse-idle")
+            await response.content.readline()  # the first comment: the stream is established end to end
+            return response
+
+        held = await _open_in_batches(count, open_ws if kind == "ws" else open_sse)
+        await asyncio.sleep(SETTLE)
+        during = Snapshot.of(pid)
+        open_gauges = await gauges(url) if ours else {}
+        for start in range(0, len(held), BATCH):
+            await asyncio.gather(*(_close(h) for h in held[start : start + BATCH]))
+    await asyncio.sleep(SETTLE)
+    after = Snapshot.of(pid)
+    note = ""
+    if ours:
+        closed_gauges = await gauges(url)
+        note = " ".join(
+            f"{k.removeprefix('proxy_')}={v:.0f}->{closed_gauges[k]:.0f}" for k, v in open_gauges.items()
+        )
+    return before, during, after, note
+
+
+async def _cycle(s: aiohttp.ClientSession, kind: str, url: str, count: int) -> None:
+    for _ in range(count):
+        if kind == "ws":
+            async with s.ws_connect(url + "/ws") as ws:
+                await ws.send_str("hi")
+                await ws.receive()
+        else:
+            async with s.get(url + "/sse-idle") as r:
+                await r.content.readline()
+
+
+async def _close(held: aiohttp.ClientWebSocketResponse | aiohttp.ClientResponse) -> None:
+    with contextlib.suppress(Exception):
+        if isinstance(held, aiohttp.ClientWebSocketResponse):
+            await held.close()
+        else:
+            held.close()
+
+
+def run(count: int = 2000) -> None:
+    rows = []
+    with procs.aiohttp_upstream(cpus="0") as up:
+        for kind in ("ws", "sse"):
+            for start in (lambda: procs.ours(up.url, cpus="1"), lambda: procs.chp(up.url, cpus="1")):
+                with start() as proxy:
+                    ours = proxy.name.startswith("ours")
+                    before, during, after, note = run_async(_hold(kind, proxy.url, count, proxy.pid, ours))
+                    per_conn = (during.rss_kb - before.rss_kb) / count
+                    rows.append(
+                        (
+                            f"{kind}: {proxy.name}",
+                            f"{before.rss_kb / 1024:.1f}",
+                            f"{during.rss_kb / 1024:.1f}",
+                            f"{per_conn:.1f}",
+                            f"{after.rss_kb / 1024:.1f}",
+                            before.fds,
+                            during.fds,
+                            after.fds,
+                            note,
+                        )
+                    )
+    table(
+        f"idle: {count} idle WebSockets / SSE streams held, then closed "
+        f"(RSS in MB, after = {SETTLE:.0f} s later)",
+        (
+            "connections",
+            "RSS before",
+            "RSS held",
+            "KB/conn",
+            "RSS after",
+            "fds before",
+            "fds held",
+            "fds after",
+            "gauges held->after",
+        ),
+        rows,
+    )

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# One command for every benchmark: bench/run.sh [throughput|sse|memory|idle|soak|all] [options]
+# PY picks the Python (default: python3); the project's own dependencies are installed into it if missing.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+PY=${PY:-python3}
+if ! "$PY" -c 'import aiohttp, uvloop, httptools, proxy_core' 2>/dev/null; then
+  "$PY" -m pip install -e "$root"
+fi
+cd "$root"
+exec "$PY" -m bench "$@"
