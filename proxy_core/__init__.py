@@ -6,6 +6,7 @@ from .config import ConfigError, ProxyConfig, ServerConfig, StageSpec, load_conf
 from .errors import error_response, wants_html
 from .forward import (
     CLIENT_ADDRESS,
+    CLIENT_GONE,
     ErrorRenderer,
     Forwarder,
     ResponseTap,
@@ -21,6 +22,7 @@ from .stage import Next, Readiness, Stage, StageConfig, StageContext
 
 __all__ = [
     "CLIENT_ADDRESS",
+    "CLIENT_GONE",
     "CONFIG",
     "FORWARDER",
     "METRICS",

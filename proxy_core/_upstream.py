@@ -161,6 +161,13 @@ class UpstreamConnection(asyncio.Protocol):
         assert self.transport is not None
         self.transport.write(data)
 
+    def write_chunk(self, data: bytes) -> None:
+        """One piece of a chunked body, framed without copying ``data``."""
+        if self._error is not None:
+            raise self._error
+        assert self.transport is not None
+        self.transport.writelines((b"%x\r\n" % len(data), data, b"\r\n"))
+
     async def drain(self) -> None:
         if self._error is not None:
             raise self._error

@@ -33,6 +33,9 @@ from .metrics import Metrics
 CLIENT_ADDRESS = web.RequestKey("proxy_core.client_address", ClientAddress)
 """The resolved client (after trusted proxies), cached on the request by :meth:`Forwarder.client`."""
 
+CLIENT_GONE = web.RequestKey("proxy_core.client_gone", bool)
+"""Set when the client disconnected while its answer streamed; metrics and the access log say 499."""
+
 _IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
 _CHUNK = 64 * 1024
 
@@ -286,7 +289,10 @@ class Forwarder:
                 sent += len(chunk)
                 if limit and sent > limit:
                     raise RequestBodyTooLarge()
-                conn.write(b"%x\r\n%b\r\n" % (len(chunk), chunk) if chunked else chunk)
+                if chunked:
+                    conn.write_chunk(chunk)
+                else:
+                    conn.write(chunk)
                 await conn.drain()
             if chunked:
                 conn.write(b"0\r\n\r\n")
@@ -326,6 +332,10 @@ class Forwarder:
             if tap is not None and (tail := tap.on_end()):
                 await response.write(tail)
             await response.write_eof()
+        except ConnectionResetError:
+            # the client went away: the caller's ``finally`` drops the upstream connection; aiohttp
+            # finishes the already-prepared response quietly
+            request[CLIENT_GONE] = True
         except (UpstreamConnectionError, UpstreamProtocolError, UpstreamTimeout) as exc:
             # the answer has started: the only honest signal left is to cut the client's connection
             kind = "idle_timeout" if isinstance(exc, UpstreamTimeout) else "midstream"

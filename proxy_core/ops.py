@@ -15,6 +15,7 @@ import orjson
 from aiohttp import web
 
 from .errors import error_response
+from .forward import CLIENT_GONE
 from .logs import AccessLog
 from .metrics import read_snapshots
 from .stage import Next, Stage, StageContext
@@ -54,7 +55,7 @@ class Ops:
         response: web.StreamResponse | None = None
         try:
             response = await handler(request)
-            status = response.status
+            status = 499 if request.get(CLIENT_GONE) else response.status
             return response
         except web.HTTPException as exc:
             status = exc.status
