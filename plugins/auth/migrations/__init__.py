@@ -1,0 +1,1 @@
+"""The ``auth`` plugin's tables: ``users`` and ``sessions``."""
