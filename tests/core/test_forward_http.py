@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import os
 from collections.abc import AsyncIterator
@@ -532,31 +531,3 @@ async def test_a_tap_sees_and_rewrites_the_stream_and_body_can_be_replaced(aioht
     assert text.endswith("|END")
     assert '"RAW_PATH":"/REWRITTEN?X=1"' in text
     assert '"BODY":"REPLACED BODY"' in text
-
-
-async def test_client_leaving_mid_download_is_a_quiet_499(
-    aiohttp_server: Any, caplog: pytest.LogCaptureFixture
-) -> None:
-    async def big(request: web.Request) -> web.StreamResponse:
-        resp = web.StreamResponse(headers={"Content-Length": str(64 * 1024 * 1024)})
-        await resp.prepare(request)
-        with contextlib.suppress(ConnectionError):
-            for _ in range(1024):
-                await resp.write(b"z" * 65536)
-        return resp
-
-    upstream_app = web.Application()
-    upstream_app.router.add_get("/", big)
-    upstream = await aiohttp_server(upstream_app)
-    app = make_app([stage(UpstreamStage, url=str(upstream.make_url("/")))])
-    async with run_proxy(app) as url:
-        async with aiohttp.ClientSession() as session:
-            resp = await session.get(url)
-            await resp.content.readexactly(65536)
-            resp.close()
-        metrics = app[METRICS]
-        async with asyncio.timeout(5):
-            while metrics.requests.get(("GET", "499")) != 1:
-                await asyncio.sleep(0.01)
-    assert metrics.requests.get(("GET", "500")) == 0
-    assert not [r for r in caplog.records if r.levelname == "ERROR"]

@@ -4,6 +4,7 @@ and the ``shmastra-cloud`` command (check, serve, workers)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
@@ -230,3 +231,53 @@ async def test_shutdown_closes_proxied_websockets_with_going_away(aiohttp_server
             await runner.cleanup()
             msg = await ws.receive()
         assert msg.data == 1001
+
+
+async def test_client_leaving_mid_download_is_a_quiet_499(
+    aiohttp_server: Any, tmp_path: Path, unused_tcp_port: int
+) -> None:
+    async def big(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"Content-Length": str(64 * 1024 * 1024)})
+        await resp.prepare(request)
+        with contextlib.suppress(ConnectionError):
+            for _ in range(1024):
+                await resp.write(b"z" * 65536)
+        return resp
+
+    upstream_app = web.Application()
+    upstream_app.router.add_get("/", big)
+    upstream = await aiohttp_server(upstream_app)
+    config = tmp_path / "proxy.toml"
+    config.write_text(
+        f'[server]\nport = {unused_tcp_port}\n[[pipeline]]\nstage = "upstream"\nurl = "{upstream.make_url("/")}"\n'
+    )
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "proxy_core.cli",
+        "serve",
+        "--config",
+        str(config),
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        await _wait_healthy(unused_tcp_port)
+        for _ in range(10):
+            reader, writer = await asyncio.open_connection("127.0.0.1", unused_tcp_port)
+            writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            await reader.readexactly(65536)
+            writer.transport.abort()  # a reset, while the proxy is still writing
+        async with aiohttp.ClientSession() as session:
+            async with asyncio.timeout(10):
+                while True:
+                    async with session.get(f"http://127.0.0.1:{unused_tcp_port}/metrics") as resp:
+                        text = await resp.text()
+                    if 'proxy_requests_total{method="GET",status="499"} 10' in text:
+                        break
+                    await asyncio.sleep(0.05)
+        assert 'status="500"' not in text
+    finally:
+        process.terminate()
+        _, err = await process.communicate()
+    assert b'"level":"error"' not in err
