@@ -76,6 +76,9 @@ def create_app(
     app[FORWARDER] = context.forwarder
     app[METRICS] = context.metrics
     app[STAGES] = tuple(pipeline)
+    for key, resource in context.resources.items():
+        if isinstance(key, web.AppKey):  # resources registered under a typed key are reachable from the app
+            app[key] = resource
     app.cleanup_ctx.append(_shared_services(context, access_log))
     app.on_shutdown.append(lambda _: context.forwarder.shut_down())
     for stage in pipeline:
