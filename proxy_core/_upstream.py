@@ -174,9 +174,6 @@ class UpstreamConnection(asyncio.Protocol):
         if self._write_ready is not None:
             await self._write_ready
 
-    async def read_head(self) -> None:
-        while not self.head_received:
-            await self._wait()
 
     def take_body(self) -> bytes:
         """Everything buffered so far (the whole body when ``complete``), releasing back-pressure."""
@@ -200,11 +197,11 @@ class UpstreamConnection(asyncio.Protocol):
             if self.complete:
                 return b""
             if idle_timeout is None:
-                await self._wait()
+                await self.next_event()
                 continue
             timer = self._loop.call_later(idle_timeout, self.fail, UpstreamTimeout())
             try:
-                await self._wait()
+                await self.next_event()
             finally:
                 timer.cancel()
 
@@ -229,20 +226,27 @@ class UpstreamConnection(asyncio.Protocol):
                 return True
         return self.status in (204, 304) or self.head_only
 
-    async def _wait(self) -> None:
+    def next_event(self) -> asyncio.Future[None]:
+        """A future resolved at the parser's next event, or failed with the connection's error.
+
+        A plain future rather than a coroutine: awaiting it on the hot path costs no extra frame."""
+        waiter: asyncio.Future[None] = self._loop.create_future()
         if self._error is not None:
-            raise self._error
-        waiter = self._waiter = self._loop.create_future()
-        try:
-            await waiter
-        finally:
-            self._waiter = None
-        if self._error is not None:
-            raise self._error
+            waiter.set_exception(self._error)
+        else:
+            self._waiter = waiter
+        return waiter
 
     def _wake(self) -> None:
         waiter = self._waiter
-        if waiter is not None and not waiter.done():
+        if waiter is None:
+            return
+        self._waiter = None
+        if waiter.done():  # its awaiting task was cancelled
+            return
+        if self._error is not None:
+            waiter.set_exception(self._error)
+        else:
             waiter.set_result(None)
 
     def fail(self, exc: BaseException) -> None:

@@ -248,8 +248,8 @@ class Forwarder:
                 elif streamed:
                     chunked = request.content_length is None
                     sender = loop.create_task(self._send_body(request, conn, chunked))
-                if not conn.head_received:
-                    await conn.read_head()
+                while not conn.head_received:
+                    await conn.next_event()
                 return conn, sender
             except UpstreamConnectionError:
                 conn.abort()
