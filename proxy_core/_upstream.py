@@ -17,8 +17,7 @@ from typing import NamedTuple, cast
 
 import httptools
 
-_HIGH_WATER = 256 * 1024  # pause reading the upstream when this much body waits for the client
-_LOW_WATER = 64 * 1024
+_HIGH_WATER = 64 * 1024  # pause reading the upstream when this much body waits for the client
 
 
 class Origin(NamedTuple):
