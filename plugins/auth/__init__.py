@@ -1,0 +1,30 @@
+"""Sign-in for the proxy: WorkOS AuthKit, any OpenID Connect provider, or emailed codes; server-side
+sessions; users and their roles.
+
+For later stages:
+
+* :data:`IDENTITY` — ``request[IDENTITY]`` is the :class:`Identity` (user id, email, role, session id)
+  of every request the ``auth`` stage let through with a session.
+* :func:`csrf_token`, :func:`check_csrf`, :func:`require_csrf` — CSRF tokens for forms.
+* :class:`AuthStage` — the stage; :meth:`AuthStage.revoke_user` signs a user out everywhere;
+  :func:`auth_stage` finds it in an app.
+"""
+
+from aiohttp import web
+
+from proxy_core import STAGES
+
+from .csrf import check_csrf, csrf_token, require_csrf
+from .identity import IDENTITY, Identity
+from .stage import AuthStage
+
+
+def auth_stage(app: web.Application) -> AuthStage:
+    """The app's ``auth`` stage (for admin actions such as :meth:`AuthStage.revoke_user`)."""
+    for stage in app[STAGES]:
+        if isinstance(stage, AuthStage):
+            return stage
+    raise LookupError("this app has no auth stage")
+
+
+__all__ = ["IDENTITY", "AuthStage", "Identity", "auth_stage", "check_csrf", "csrf_token", "require_csrf"]

@@ -1,0 +1,46 @@
+"""Who may sign in, and the user record a sign-in creates or updates (with the role it brings)."""
+
+from __future__ import annotations
+
+from proxy_core.db import Connection
+
+from .config import AuthConfig
+from .providers.base import SignedIn, SignInRefused
+from .users import User, Users
+
+NOT_ALLOWED = "This account may not sign in here. Ask an administrator to add you."
+DISABLED = "Your account is disabled. Ask an administrator."
+
+
+class Accounts:
+    def __init__(self, db: Connection, config: AuthConfig) -> None:
+        self.users = Users(db)
+        self.config = config
+        self._admins = frozenset(config.admins)
+        self._emails = frozenset(config.allowed_emails)
+        self._domains = frozenset(config.allowed_domains)
+        # Email codes prove only that someone reads a mailbox, so with no lists nobody new gets in;
+        # an identity provider is a gate of its own.
+        self._open = config.provider != "email_code" and not (self._emails or self._domains)
+
+    async def may_sign_in(self, email: str) -> bool:
+        """Admins, listed addresses and domains, and users an operator added (and did not disable)."""
+        email = email.strip().lower()
+        if email in self._admins or email in self._emails:
+            return True
+        if email.rpartition("@")[2] in self._domains or self._open:
+            return True
+        user = await self.users.find_by_email(email)
+        return user is not None and not user.disabled
+
+    async def sign_in(self, who: SignedIn) -> User:
+        """The user for ``who``, created or updated; raises :class:`SignInRefused` when not allowed."""
+        if not await self.may_sign_in(who.email):
+            raise SignInRefused(NOT_ALLOWED, 403)
+        user = await self.users.sign_in(who.external_id, who.email, who.name)
+        if user.disabled:
+            raise SignInRefused(DISABLED, 403)
+        role = "admin" if who.email.lower() in self._admins else who.role
+        if role is not None and role != user.role:
+            user = await self.users.set_role(user.id, role)
+        return user

@@ -1,0 +1,320 @@
+"""The sign-in paths under ``path_prefix``: the page, SSO start and callback, email codes, sign-out.
+
+A sign-in in progress lives in the flow cookie (encrypted, ten minutes, scoped to these paths). Its
+random ``id`` binds the pre-sign-in forms' CSRF token; SSO adds state, PKCE verifier and nonce. State
+is compared in constant time and used once: the cookie is cleared by the callback and the state
+remembered until it would have expired anyway.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+from aiohttp import web
+
+from proxy_core import error_response, wants_html
+from proxy_core.db import StoreError
+
+from . import csrf, pages
+from .cookies import FLOW_TTL
+from .identity import Identity
+from .providers.base import CodeSignIn, ProviderUnavailable, RedirectSignIn, SignedIn, SignInRefused
+from .providers.workos import WorkOSProvider
+from .redirects import HOME, safe_next
+from .sessions import session_id
+from .tokens import pkce_pair, random_token, same
+
+if TYPE_CHECKING:
+    from .stage import AuthStage
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+UNREACHABLE = "The sign-in provider cannot be reached right now. Try again in a moment."
+
+
+class Flows:
+    def __init__(self, stage: AuthStage, public_url: str | None) -> None:
+        self.stage = stage
+        self.prefix = stage.config.path_prefix
+        self.public_url = public_url
+        provider = stage.provider
+        self.redirect = provider if isinstance(provider, RedirectSignIn) else None
+        codes = isinstance(provider, CodeSignIn)
+        if isinstance(provider, WorkOSProvider):
+            codes = provider.config.magic_auth
+        self.codes: CodeSignIn | None = provider if codes and isinstance(provider, CodeSignIn) else None
+        self._used_states: dict[str, float] = {}
+        self._routes: dict[tuple[str, str], Handler] = {
+            ("GET", "/sign-in"): self.sign_in_page,
+            ("GET", "/sso"): self.start_sso,
+            ("GET", "/callback"): self.callback,
+            ("POST", "/code"): self.send_code,
+            ("POST", "/code/verify"): self.verify_code,
+            ("GET", "/sign-out"): self.sign_out_page,
+            ("POST", "/sign-out"): self.sign_out,
+        }
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        sub = request.path[len(self.prefix) :]
+        method = "GET" if request.method == "HEAD" else request.method
+        handler = self._routes.get((method, sub))
+        if handler is None:
+            allowed = sorted(m for m, path in self._routes if path == sub)
+            if allowed:
+                return error_response(
+                    request, 405, "Method not allowed.", headers={"Allow": ", ".join(allowed)}
+                )
+            return error_response(request, 404, "Nothing is served at this address.")
+        try:
+            return await handler(request)
+        except ProviderUnavailable as exc:
+            log.warning("auth: %s", exc)
+            return self.problem(request, 503, "Sign-in unavailable", UNREACHABLE)
+        except StoreError as exc:
+            log.warning("auth: the store failed: %s", exc.message)
+            return self.problem(
+                request, 503, "Sign-in unavailable", "Signing in is unavailable for a moment."
+            )
+
+    def problem(self, request: web.Request, status: int, title: str, message: str) -> web.StreamResponse:
+        if wants_html(request):
+            return pages.problem(prefix=self.prefix, status=status, title=title, message=message)
+        return error_response(request, status, message)
+
+    def _base_url(self, request: web.Request) -> str:
+        if self.public_url:
+            return self.public_url
+        client = self.stage.forwarder.client(request)
+        return f"{client.proto}://{client.host}"
+
+    def _redirect_uri(self, request: web.Request) -> str:
+        return f"{self._base_url(request)}{self.prefix}/callback"
+
+    async def _flow(self, request: web.Request) -> dict[str, Any]:
+        flow = await self.stage.cookies.flow(request)
+        if not isinstance(flow.get("id"), str):
+            flow = {"id": random_token(16)}
+        return flow
+
+    def _next(self, value: object) -> str:
+        return safe_next(value if isinstance(value, str) else None, self.prefix)
+
+    async def _csrf_ok(self, request: web.Request, form: Any) -> bool:
+        flow = await self.stage.cookies.flow(request)
+        submitted, bound = form.get(csrf.FIELD), flow.get("id")
+        if not isinstance(submitted, str) or not isinstance(bound, str):
+            return False
+        return same(submitted, csrf.derive(self.stage.keys.csrf, "pre:" + bound))
+
+    # -- the page -------------------------------------------------------------------------------
+
+    async def sign_in_page(self, request: web.Request, message: str | None = None) -> web.StreamResponse:
+        target = self._next(request.query.get("next"))
+        if message is None and await self._signed_in(request):
+            raise web.HTTPFound(target, headers=pages.HEADERS)
+        flow = await self._flow(request)
+        flow.pop("email", None)
+        sso = None
+        if self.redirect is not None:
+            sso = f"{self.prefix}/sso" + (f"?next={_quote(target)}" if target != HOME else "")
+        response = pages.sign_in(
+            prefix=self.prefix,
+            csrf=csrf.derive(self.stage.keys.csrf, "pre:" + flow["id"]),
+            next=target,
+            sso_href=sso,
+            codes=self.codes is not None,
+            message=message,
+            status=200 if message is None else 400,
+        )
+        await self.stage.cookies.set_flow(request, response, flow)
+        return response
+
+    async def _signed_in(self, request: web.Request) -> bool:
+        token = await self.stage.cookies.session_token(request)
+        return token is not None and await self.stage.session(session_id(token)) is not None
+
+    # -- SSO ------------------------------------------------------------------------------------
+
+    async def start_sso(self, request: web.Request) -> web.StreamResponse:
+        if self.redirect is None:
+            return error_response(request, 404, "Single sign-on is not configured.")
+        flow = await self._flow(request)
+        verifier, challenge = pkce_pair()
+        flow.update(
+            state=random_token(32),
+            verifier=verifier,
+            nonce=random_token(16),
+            next=self._next(request.query.get("next")),
+            started=time.time(),
+        )
+        location = await self.redirect.authorize_url(
+            redirect_uri=self._redirect_uri(request),
+            state=flow["state"],
+            challenge=challenge,
+            nonce=flow["nonce"],
+        )
+        response = web.Response(status=302, headers={**pages.HEADERS, "Location": location})
+        await self.stage.cookies.set_flow(request, response, flow)
+        return response
+
+    async def callback(self, request: web.Request) -> web.StreamResponse:
+        if self.redirect is None:
+            return error_response(request, 404, "Single sign-on is not configured.")
+        flow = await self.stage.cookies.flow(request)
+        state, expected = request.query.get("state", ""), flow.get("state")
+        if (
+            not isinstance(expected, str)
+            or not state
+            or not same(state, expected)
+            or not self._first_use(state)
+        ):
+            response = self.problem(
+                request, 400, "Sign-in expired", "This sign-in link expired or was already used. Start again."
+            )
+            self.stage.cookies.clear_flow(request, response)
+            return response
+        if "error" in request.query:
+            detail = request.query.get("error_description") or request.query["error"]
+            return self._ended_flow(request, self.problem(request, 403, "Sign-in refused", detail[:300]))
+        code = request.query.get("code", "")
+        if not code:
+            return self._ended_flow(
+                request, self.problem(request, 400, "Sign-in failed", "No code came back.")
+            )
+        try:
+            who = await self.redirect.exchange(
+                code=code,
+                verifier=str(flow.get("verifier", "")),
+                nonce=str(flow.get("nonce", "")),
+                redirect_uri=self._redirect_uri(request),
+            )
+        except SignInRefused as exc:
+            log.info("auth: sign-in refused: %s", exc.message)
+            return self._ended_flow(
+                request, self.problem(request, exc.status, "Sign-in refused", exc.message)
+            )
+        return self._ended_flow(request, await self._complete(request, who, self._next(flow.get("next"))))
+
+    def _first_use(self, state: str) -> bool:
+        clock = time.monotonic()
+        self._used_states = {s: t for s, t in self._used_states.items() if t > clock}
+        if state in self._used_states:
+            return False
+        self._used_states[state] = clock + FLOW_TTL
+        return True
+
+    def _ended_flow(self, request: web.Request, response: web.StreamResponse) -> web.StreamResponse:
+        self.stage.cookies.clear_flow(request, response)
+        return response
+
+    # -- email codes ----------------------------------------------------------------------------
+
+    async def send_code(self, request: web.Request) -> web.StreamResponse:
+        if self.codes is None:
+            return error_response(request, 404, "Email codes are not enabled.")
+        form = await request.post()
+        if not await self._csrf_ok(request, form):
+            return await self.sign_in_page(request, "The form expired. Please try again.")
+        email = str(form.get("email", "")).strip()
+        if not _EMAIL.match(email) or len(email) > 254:
+            return await self.sign_in_page(request, "Enter a valid email address.")
+        client_ip = self.stage.forwarder.client(request).ip
+        if await self.stage.accounts.may_sign_in(email):
+            try:
+                await self.codes.send_code(email, client_ip)
+            except SignInRefused as exc:
+                return self.problem(request, exc.status, "Please wait", exc.message)
+        else:
+            log.info("auth: code not sent to %s: not allowed to sign in", email)
+        flow = await self._flow(request)
+        flow.update(email=email, next=self._next(form.get("next")))
+        response = pages.enter_code(
+            prefix=self.prefix, csrf=csrf.derive(self.stage.keys.csrf, "pre:" + flow["id"]), email=email
+        )
+        await self.stage.cookies.set_flow(request, response, flow)
+        return response
+
+    async def verify_code(self, request: web.Request) -> web.StreamResponse:
+        if self.codes is None:
+            return error_response(request, 404, "Email codes are not enabled.")
+        form = await request.post()
+        flow = await self.stage.cookies.flow(request)
+        email = flow.get("email")
+        if not await self._csrf_ok(request, form) or not isinstance(email, str):
+            return await self.sign_in_page(request, "The form expired. Please start again.")
+        code = str(form.get("code", ""))
+        try:
+            who = await self.codes.verify_code(email, code, self.stage.forwarder.client(request).ip)
+        except SignInRefused as exc:
+            token = csrf.derive(self.stage.keys.csrf, "pre:" + str(flow["id"]))
+            return pages.enter_code(
+                prefix=self.prefix, csrf=token, email=email, message=exc.message, status=exc.status
+            )
+        return self._ended_flow(request, await self._complete(request, who, self._next(flow.get("next"))))
+
+    # -- completing and ending ------------------------------------------------------------------
+
+    async def _complete(self, request: web.Request, who: SignedIn, target: str) -> web.StreamResponse:
+        """A brand-new session for ``who`` (never one the browser brought: no fixation); any session
+        the browser held before is revoked."""
+        try:
+            user = await self.stage.accounts.sign_in(who)
+        except SignInRefused as exc:
+            log.info("auth: %s refused: %s", who.email, exc.message)
+            return self.problem(request, exc.status, "Sign-in refused", exc.message)
+        previous = await self.stage.cookies.session_token(request)
+        if previous is not None:
+            await self.stage.sessions.revoke(session_id(previous))
+            self.stage.forget(session_id(previous))
+        token = await self.stage.sessions.create(user.id, who.data)
+        log.info("auth: %s signed in (%s)", user.email, self.stage.config.provider)
+        response = web.Response(status=303, headers={**pages.HEADERS, "Location": target})
+        await self.stage.cookies.set_session(request, response, token)
+        return response
+
+    async def sign_out_page(self, request: web.Request) -> web.StreamResponse:
+        found = await self.stage.identify(request)
+        if not isinstance(found, Identity):
+            raise web.HTTPFound(f"{self.prefix}/sign-in", headers=pages.HEADERS)
+        return pages.sign_out(prefix=self.prefix, csrf=found.csrf_token, email=found.email)
+
+    async def sign_out(self, request: web.Request) -> web.StreamResponse:
+        """POST with the session's CSRF token (form field or header): revoke, clear, and for WorkOS end
+        the provider's session too."""
+        token = await self.stage.cookies.session_token(request)
+        session = await self.stage.session(session_id(token)) if token is not None else None
+        if session is None:
+            response: web.StreamResponse = web.Response(
+                status=303, headers={**pages.HEADERS, "Location": f"{self.prefix}/sign-in"}
+            )
+            self.stage.cookies.clear_session(request, response)
+            return response
+        submitted = request.headers.get(csrf.HEADER)
+        if submitted is None:
+            submitted = str((await request.post()).get(csrf.FIELD, ""))
+        if not same(submitted, csrf.derive(self.stage.keys.csrf, session.id)):
+            return self.problem(
+                request, 403, "Sign-out not confirmed", "The form expired. Reload the page and retry."
+            )
+        await self.stage.sessions.revoke(session.id)
+        self.stage.forget(session.id)
+        location = f"{self.prefix}/sign-in"
+        keeper = self.stage.keeper
+        if keeper is not None:
+            location = keeper.logout_url(session.data, self._base_url(request) + location) or location
+        log.info("auth: %s signed out", session.email)
+        response = web.Response(status=303, headers={**pages.HEADERS, "Location": location})
+        self.stage.cookies.clear_session(request, response)
+        return response
+
+
+def _quote(value: str) -> str:
+    return quote(value, safe="")

@@ -1,0 +1,50 @@
+"""What the stage decides before it looks for a session: which paths are public, and which client
+headers must go because they could pass for an identity."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from aiohttp import web
+from multidict import CIMultiDict
+
+
+class PublicPaths:
+    """Exact paths, and prefixes written with a trailing ``*``. A path with dot segments or empty
+    segments is never public: the forwarder sends the raw path, and an upstream that normalises
+    ``/static/../admin`` must not receive it unauthenticated."""
+
+    def __init__(self, patterns: Iterable[str]) -> None:
+        patterns = tuple(patterns)
+        self._exact = frozenset(p for p in patterns if not p.endswith("*"))
+        self._prefixes = tuple(p[:-1] for p in patterns if p.endswith("*"))
+
+    def __contains__(self, path: str) -> bool:
+        if path in self._exact:
+            return _clean(path)
+        return any(path.startswith(prefix) for prefix in self._prefixes) and _clean(path)
+
+
+def _clean(path: str) -> bool:
+    segments = path.split("/")[1:]
+    return all(s not in (".", "..") for s in segments) and "" not in segments[:-1]
+
+
+class HeaderStripper:
+    """Removes identity-looking headers (``X-Auth-*`` and the usual ``X-Forwarded-User`` family)."""
+
+    def __init__(self, patterns: Iterable[str]) -> None:
+        patterns = tuple(p.lower() for p in patterns)
+        self._exact = frozenset(p for p in patterns if not p.endswith("*"))
+        self._prefixes = tuple(p[:-1] for p in patterns if p.endswith("*"))
+
+    def _matches(self, name: str) -> bool:
+        name = name.lower()
+        return name in self._exact or name.startswith(self._prefixes)
+
+    def __call__(self, request: web.Request) -> web.Request:
+        """``request`` itself when it carries none (the common case), else a copy without them."""
+        if not any(self._matches(name) for name in request.headers):
+            return request
+        kept = CIMultiDict((k, v) for k, v in request.headers.items() if not self._matches(k))
+        return request.clone(headers=kept)

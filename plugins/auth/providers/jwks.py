@@ -1,0 +1,71 @@
+"""Signed tokens verified locally against the provider's JWKS, fetched asynchronously and cached.
+
+An unknown ``kid`` triggers one refetch (key rotation), at most every 30 seconds, so a stream of
+forged tokens with random key ids cannot turn into a stream of requests to the provider.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from joserfc import jwt
+from joserfc.errors import InvalidKeyIdError, JoseError
+from joserfc.jwk import KeySet
+
+from .base import ProviderUnavailable, SignInRefused
+from .http import JsonClient
+
+_REFETCH_EVERY = 30.0
+
+
+class InvalidToken(SignInRefused):
+    """A token that failed verification: bad signature, unknown key, wrong algorithm, bad claims."""
+
+    def __init__(self, why: str) -> None:
+        super().__init__(f"The sign-in provider's token was not valid ({why}).", 401)
+        self.why = why
+
+
+class JwksCache:
+    def __init__(self, client: JsonClient, url: Callable[[], Awaitable[str]], ttl: float) -> None:
+        self._client = client
+        self._url = url
+        self._ttl = ttl
+        self._keys: KeySet | None = None
+        self._fetched = 0.0
+        self._lock = asyncio.Lock()
+
+    async def _key_set(self, *, stale_before: float = 0.0) -> KeySet:
+        async with self._lock:
+            now = time.monotonic()
+            if self._keys is None or now - self._fetched > self._ttl or self._fetched < stale_before:
+                document = await self._client.get(await self._url())
+                try:
+                    self._keys = KeySet.import_key_set(document)
+                except (JoseError, ValueError, TypeError, KeyError) as exc:
+                    raise ProviderUnavailable(f"{self._client.name} served an unusable JWKS") from exc
+                self._fetched = now
+            return self._keys
+
+    async def verify(
+        self, token: str, *, algorithms: list[str], claims: dict[str, Any], leeway: float
+    ) -> dict[str, Any]:
+        """The claims of ``token``, or :class:`InvalidToken`. ``claims`` are joserfc claim rules."""
+        keys = await self._key_set()
+        try:
+            try:
+                decoded = jwt.decode(token, keys, algorithms=algorithms)
+            except InvalidKeyIdError:
+                if time.monotonic() - self._fetched < _REFETCH_EVERY:
+                    raise
+                keys = await self._key_set(stale_before=time.monotonic())
+                decoded = jwt.decode(token, keys, algorithms=algorithms)
+            jwt.JWTClaimsRegistry(leeway=int(leeway), **claims).validate(decoded.claims)
+        except JoseError as exc:
+            raise InvalidToken(exc.error) from None
+        except ValueError as exc:  # malformed segments that joserfc reports as ValueError
+            raise InvalidToken(str(exc) or "malformed") from None
+        return dict(decoded.claims)

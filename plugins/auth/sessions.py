@@ -1,0 +1,131 @@
+"""Server-side sessions in the store's ``sessions`` table. The browser's cookie carries a random
+token; the table holds only its SHA-256, so a read of the table yields no usable session."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from proxy_core.db import Connection, Row
+
+from .tokens import random_token
+from .users import Role
+
+_COLUMNS = (
+    "s.id, s.user_id, s.created_at, s.last_seen_at, s.expires_at, s.idle_expires_at, s.data, "
+    "u.email, u.name, u.role, u.disabled"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    id: str
+    user_id: uuid.UUID
+    email: str
+    name: str | None
+    role: Role
+    disabled: bool
+    created_at: datetime
+    last_seen_at: datetime
+    expires_at: datetime
+    idle_expires_at: datetime
+    data: dict[str, Any]
+    """What the provider keeps: tokens, the IdP's session id."""
+
+
+def session_id(token: str) -> str:
+    """The table's id for the cookie's ``token``."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Sessions:
+    """Queries on ``sessions``; ``lifetime`` and ``idle`` are seconds."""
+
+    def __init__(self, db: Connection, *, lifetime: float, idle: float) -> None:
+        self.db = db
+        self.lifetime = timedelta(seconds=lifetime)
+        self.idle = timedelta(seconds=idle)
+
+    async def create(self, user_id: uuid.UUID, data: dict[str, Any]) -> str:
+        """A new session; returns the token for the cookie (never stored)."""
+        token = random_token(32)
+        at = now()
+        await self.db.execute(
+            "INSERT INTO sessions (id, user_id, created_at, last_seen_at, expires_at, idle_expires_at, data) "
+            "VALUES ($1, $2, $3, $3, $4, $5, $6)",
+            session_id(token),
+            user_id,
+            at,
+            at + self.lifetime,
+            min(at + self.idle, at + self.lifetime),
+            data,
+        )
+        return token
+
+    async def get(self, sid: str) -> Session | None:
+        """The live session ``sid``: not revoked, not past its lifetime or idle timeout."""
+        row = await self.db.fetchrow(
+            f"SELECT {_COLUMNS} FROM sessions s JOIN users u ON u.id = s.user_id "
+            "WHERE s.id = $1 AND s.revoked_at IS NULL AND s.expires_at > $2 AND s.idle_expires_at > $2",
+            sid,
+            now(),
+        )
+        return None if row is None else _session(row)
+
+    async def touch(self, sid: str) -> datetime:
+        """Record a visit: moves the idle deadline (never past the absolute end)."""
+        at = now()
+        await self.db.execute(
+            "UPDATE sessions SET last_seen_at = $2, "
+            "idle_expires_at = CASE WHEN expires_at < $3 THEN expires_at ELSE $3 END "
+            "WHERE id = $1 AND revoked_at IS NULL",
+            sid,
+            at,
+            at + self.idle,
+        )
+        return at
+
+    async def set_data(self, sid: str, data: dict[str, Any]) -> None:
+        await self.db.execute("UPDATE sessions SET data = $2 WHERE id = $1", sid, data)
+
+    async def revoke(self, sid: str) -> bool:
+        changed = await self.db.execute(
+            "UPDATE sessions SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL", sid, now()
+        )
+        return changed > 0
+
+    async def revoke_user(self, user_id: uuid.UUID) -> list[Session]:
+        """Revoke every live session of a user (an admin's "sign out everywhere"); returns them."""
+        live = await self.active(user_id)
+        await self.db.execute(
+            "UPDATE sessions SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL", user_id, now()
+        )
+        return live
+
+    async def active(self, user_id: uuid.UUID) -> list[Session]:
+        """The user's live sessions, newest first."""
+        rows = await self.db.fetch(
+            f"SELECT {_COLUMNS} FROM sessions s JOIN users u ON u.id = s.user_id "
+            "WHERE s.user_id = $1 AND s.revoked_at IS NULL AND s.expires_at > $2 AND s.idle_expires_at > $2 "
+            "ORDER BY s.created_at DESC",
+            user_id,
+            now(),
+        )
+        return [_session(row) for row in rows]
+
+    async def purge(self, before: datetime) -> int:
+        """Delete sessions that ended (expired or revoked) before ``before``."""
+        return await self.db.execute(
+            "DELETE FROM sessions WHERE expires_at < $1 OR idle_expires_at < $1 OR revoked_at < $1", before
+        )
+
+
+def _session(row: Row) -> Session:
+    return Session(**row)
