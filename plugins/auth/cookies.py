@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from aiohttp import web
@@ -36,7 +37,7 @@ class Cookies:
         self._forwarder = forwarder
         self._session = {
             flag: EncryptedCookieStorage(
-                fernet, cookie_name=name, max_age=int(lifetime), secure=flag, httponly=True, samesite="Lax"
+                fernet, cookie_name=name, max_age=math.ceil(lifetime), secure=flag, httponly=True, samesite="Lax"
             )
             for flag in (False, True)
         }

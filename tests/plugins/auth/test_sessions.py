@@ -1,0 +1,216 @@
+"""Session security through the proxy: identity headers, sign-out CSRF, fixation, revocation,
+lifetimes, open redirects, the generated cookie secret."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import stat
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp.test_utils import TestServer
+
+from plugins.auth.keys import SECRET_FILE
+from plugins.auth.redirects import safe_next
+from plugins.auth.sessions import Sessions, session_id
+from plugins.auth.users import Users
+from proxy_core.db import Database
+from proxy_core.testing import echo_app
+
+from .kit import SECRET, ask_code, browser, cookie, email_sign_in, enter_code, mailbox_code, proxy, whoami
+
+
+@pytest.fixture
+async def upstream(aiohttp_server: Any) -> TestServer:
+    server: TestServer = await aiohttp_server(echo_app())
+    return server
+
+
+def options(tmp_path: Path, **extra: Any) -> dict[str, Any]:
+    return {
+        "cookie_secret": SECRET,
+        "email_code": {"delivery": "mailbox", "mailbox_dir": str(tmp_path / "mail")},
+        "allowed_domains": ["example.com"],
+        "public_paths": ["/public/*"],
+    } | extra
+
+
+async def test_client_identity_headers_are_stripped(
+    upstream: TestServer, sqlite_url: str, tmp_path: Path
+) -> None:
+    forged = {
+        "X-Auth-Email": "boss@example.com",
+        "X-Auth-Role": "admin",
+        "X-Forwarded-User": "boss",
+        "X-Forwarded-Email": "boss@example.com",
+        "Remote-User": "boss",
+        "X-User-Id": "1",
+        "Accept": "application/json",
+    }
+    async with proxy(upstream, sqlite_url, **options(tmp_path)) as px, browser() as b:
+        async with b.get(px.at("/public/x"), headers=forged) as response:  # public paths too
+            seen = {k.lower() for k in (await response.json())["headers"]}
+        await email_sign_in(b, px, tmp_path / "mail", "ann@example.com")
+        async with b.get(px.at("/app"), headers=forged) as response:
+            assert response.status == 200
+            seen |= {k.lower() for k in (await response.json())["headers"]}
+        assert "accept" in seen
+        assert not seen & {k.lower() for k in forged if k != "Accept"}
+
+
+async def test_sign_out_needs_post_and_the_session_csrf_token(
+    upstream: TestServer, sqlite_url: str, tmp_path: Path
+) -> None:
+    async with proxy(upstream, sqlite_url, **options(tmp_path, session_cache_seconds=0)) as px:
+        async with browser() as b, browser() as other:
+            await email_sign_in(b, px, tmp_path / "mail", "ann@example.com")
+            await email_sign_in(other, px, tmp_path / "mail", "bob@example.com")
+            mine = await whoami(b, px)
+            theirs = await whoami(other, px)
+            assert mine is not None and theirs is not None
+            # GET shows a confirmation form, it does not sign out
+            async with b.get(px.at("/auth/sign-out")) as response:
+                assert response.status == 200 and f'value="{mine["csrf_token"]}"' in await response.text()
+            # a cross-site POST: no token, or another session's token
+            for data in ({}, {"csrf_token": "nope"}, {"csrf_token": theirs["csrf_token"]}):
+                async with b.post(px.at("/auth/sign-out"), data=data, allow_redirects=False) as response:
+                    assert response.status == 403, data
+            assert await whoami(b, px) is not None
+            async with b.post(
+                px.at("/auth/sign-out"), data={"csrf_token": mine["csrf_token"]}, allow_redirects=False
+            ) as response:
+                assert response.status == 303 and response.headers["Location"] == "/auth/sign-in"
+            assert await whoami(b, px) is None
+            assert await whoami(other, px) is not None
+
+
+async def test_a_new_session_id_after_sign_in(upstream: TestServer, sqlite_url: str, tmp_path: Path) -> None:
+    async with proxy(upstream, sqlite_url, **options(tmp_path, session_cache_seconds=0)) as px:
+        async with browser() as attacker, browser() as victim:
+            await email_sign_in(attacker, px, tmp_path / "mail", "mallory@example.com")
+            planted = cookie(attacker, "auth_session")
+            assert planted is not None
+            # the victim starts signing in; meanwhile the attacker plants a session cookie they know
+            page = await ask_code(victim, px, "ann@example.com")
+            victim.cookie_jar.update_cookies({"auth_session": planted}, px.url)
+            response = await enter_code(victim, px, page, mailbox_code(tmp_path / "mail", "ann@example.com"))
+            assert response.status == 303
+            assert cookie(victim, "auth_session") != planted
+            assert (await whoami(victim, px) or {})["email"] == "ann@example.com"
+            # the planted session was replaced and revoked: the attacker learns nothing of Ann's
+            assert await whoami(attacker, px) is None
+
+
+async def test_an_admin_revokes_every_session_of_a_user(
+    upstream: TestServer, db_url: str, tmp_path: Path
+) -> None:
+    async with proxy(upstream, db_url, **options(tmp_path)) as px:
+        async with browser() as laptop, browser() as phone, browser() as bystander:
+            for b in (laptop, phone):
+                await email_sign_in(b, px, tmp_path / "mail", "ann@example.com")
+            await email_sign_in(bystander, px, tmp_path / "mail", "bob@example.com")
+            ann = await Users(px.auth.db).get_by_email("ann@example.com")
+            assert len(await px.auth.sessions.active(ann.id)) == 2
+            assert await px.auth.revoke_user(ann.id) == 2
+            assert await whoami(laptop, px) is None and await whoami(phone, px) is None
+            assert await whoami(bystander, px) is not None
+
+
+async def test_idle_timeout_and_lifetime(upstream: TestServer, db_url: str, tmp_path: Path) -> None:
+    opts = options(tmp_path, idle_timeout=0.6, session_lifetime=1.5, session_cache_seconds=0)
+    async with proxy(upstream, db_url, **opts) as px, browser() as b:
+        await email_sign_in(b, px, tmp_path / "mail", "ann@example.com")
+        for _ in range(4):  # visits keep it alive past the idle timeout...
+            await asyncio.sleep(0.3)
+            assert await whoami(b, px) is not None
+        await asyncio.sleep(0.4)  # ...but not past its lifetime
+        assert await whoami(b, px) is None
+        await email_sign_in(b, px, tmp_path / "mail", "ann@example.com")
+        await asyncio.sleep(0.8)  # idle too long
+        assert await whoami(b, px) is None
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        "//evil.example",
+        "/\\evil.example",
+        "\\\\evil.example",
+        "https://evil.example",
+        "http:evil.example",
+        "javascript:alert(1)",
+        "%2F%2Fevil.example",
+        "/%2F/evil.example",
+        "/%5Cevil.example",
+        "/%252F%252Fevil.example",
+        "%252F%252Fevil.example",
+        "/\t/evil.example",
+        "/%09/evil.example",
+        "/%0d%0aLocation:%20https://evil.example",
+        "evil.example",
+        "",
+        "/auth/sign-in?next=//evil.example",
+    ],
+)
+def test_open_redirects_are_refused(target: str) -> None:
+    assert safe_next(target, "/auth") == "/"
+
+
+@pytest.mark.parametrize("target", ["/", "/projects/1?tab=files", "/a%20b#x", "/search?q=%2F%2Fnot-a-host"])
+def test_same_site_paths_are_kept(target: str) -> None:
+    assert safe_next(target, "/auth") == target
+
+
+async def test_open_redirect_through_the_flow(upstream: TestServer, sqlite_url: str, tmp_path: Path) -> None:
+    async with proxy(upstream, sqlite_url, **options(tmp_path)) as px:
+        for target in ("//evil.example/x", "/\\evil.example", "https://evil.example", "%2F%2Fevil.example"):
+            async with browser() as b:
+                assert await email_sign_in(b, px, tmp_path / "mail", "ann@example.com", target) == "/"
+
+
+async def test_generated_cookie_secret_is_kept_private_and_reused(
+    upstream: TestServer, sqlite_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    opts = options(tmp_path, data_dir=str(tmp_path / "data"))
+    del opts["cookie_secret"]
+    with caplog.at_level(logging.WARNING, "plugins.auth.keys"):
+        async with proxy(upstream, sqlite_url, **opts) as px, browser() as b:
+            await email_sign_in(b, px, tmp_path / "mail", "ann@example.com")
+            kept = b.cookie_jar.filter_cookies(px.url)
+    secret_file = tmp_path / "data" / SECRET_FILE
+    assert stat.S_IMODE(os.stat(secret_file).st_mode) == 0o600
+    assert any("generated one" in r.getMessage() for r in caplog.records)
+    assert secret_file.read_text().strip() not in caplog.text
+    # a restart reads the same secret: the session survives
+    async with proxy(upstream, sqlite_url, **opts) as px, browser() as b:
+        b.cookie_jar.update_cookies(kept, px.url)
+        assert (await whoami(b, px) or {})["email"] == "ann@example.com"
+
+
+async def test_store_down_means_503_not_a_crash(upstream: TestServer, tmp_path: Path) -> None:
+    url = "postgresql://postgres@127.0.0.1:1/nowhere"
+    async with proxy(upstream, url, **options(tmp_path)) as px, aiohttp.ClientSession() as client:
+        client.cookie_jar.update_cookies({"auth_session": "x"}, px.url)
+        async with client.get(px.at("/app"), headers={"Accept": "application/json"}) as response:
+            assert response.status == 401  # an undecryptable cookie never reaches the store
+        async with client.get(px.at("/auth/sign-in"), headers={"Accept": "text/html"}) as response:
+            assert response.status == 200
+
+
+async def test_sessions_repository(db: Database) -> None:
+    users = Users(db)
+    ann = await users.create("ann@example.com")
+    sessions = Sessions(db, lifetime=60, idle=30)
+    token = await sessions.create(ann.id, {"provider": "email_code"})
+    sid = session_id(token)
+    found = await sessions.get(sid)
+    assert found is not None and found.email == "ann@example.com" and found.data == {"provider": "email_code"}
+    assert await db.fetchval("SELECT count(*) FROM sessions WHERE id = $1", token) == 0  # only the hash
+    await sessions.set_data(sid, {"x": 1})
+    assert (await sessions.get(sid) or found).data == {"x": 1}
+    assert await sessions.revoke(sid) and not await sessions.revoke(sid)
+    assert await sessions.get(sid) is None
