@@ -31,7 +31,6 @@ class JsonClient:
         json: Any = None,
         form: dict[str, str] | None = None,
         headers: dict[str, str] | None = None,
-        auth: aiohttp.BasicAuth | None = None,
     ) -> tuple[int, Any]:
         """``(status, parsed JSON or None)``. Network failures, timeouts and 5xx raise
         :class:`ProviderUnavailable`; 4xx are returned for the caller to interpret."""
@@ -42,7 +41,6 @@ class JsonClient:
                 data=orjson.dumps(json) if json is not None else form,
                 headers={"Accept": "application/json", **(headers or {})}
                 | ({"Content-Type": "application/json"} if json is not None else {}),
-                auth=auth,
             ) as response:
                 body = await response.read()
                 status = response.status

@@ -4,10 +4,11 @@ state and nonce; the id_token verified locally against the provider's JWKS."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import time
 from typing import Any
+from urllib.parse import quote
 
-import aiohttp
 from yarl import URL
 
 from ..config import OIDCConfig
@@ -78,13 +79,13 @@ class OIDCProvider:
             "code_verifier": verifier,
             "client_id": self.config.client_id,
         }
-        auth = None
+        headers: dict[str, str] = {}
         secret = self.config.client_secret.get_secret_value() if self.config.client_secret else None
         if secret is not None and self.config.token_auth == "client_secret_basic":
-            auth = aiohttp.BasicAuth(self.config.client_id, secret)
+            headers["Authorization"] = _basic(self.config.client_id, secret)
         elif secret is not None and self.config.token_auth == "client_secret_post":
             form["client_secret"] = secret
-        status, body = await self.http.request("POST", metadata["token_endpoint"], form=form, auth=auth)
+        status, body = await self.http.request("POST", metadata["token_endpoint"], form=form, headers=headers)
         if status != 200 or not isinstance(body, dict) or not isinstance(body.get("id_token"), str):
             detail = body.get("error_description") or body.get("error") if isinstance(body, dict) else None
             raise SignInRefused(f"The sign-in provider refused the sign-in ({detail or status}).", 400)
@@ -124,3 +125,9 @@ class OIDCProvider:
         return (
             "admin" if any(v in self.config.admin_values for v in values if isinstance(v, str)) else "member"
         )
+
+
+def _basic(client_id: str, secret: str) -> str:
+    """HTTP Basic client authentication as RFC 6749 §2.3.1 has it: both parts form-encoded first."""
+    raw = f"{quote(client_id, safe='')}:{quote(secret, safe='')}".encode()
+    return "Basic " + base64.b64encode(raw).decode()
