@@ -60,7 +60,8 @@ class Proxy:
 
 
 @asynccontextmanager
-async def proxy(upstream: TestServer, db_url: str, **auth: Any) -> AsyncIterator[Proxy]:
+async def proxy(upstream: TestServer, db_url: str, server: str = "", **auth: Any) -> AsyncIterator[Proxy]:
+    """``server``: extra lines for the ``[server]`` table."""
     auth.setdefault("data_dir", "/nonexistent/unused")
     app = make_app(
         [
@@ -68,7 +69,7 @@ async def proxy(upstream: TestServer, db_url: str, **auth: Any) -> AsyncIterator
             stage(ShowIdentity),
             stage(UpstreamStage, url=str(upstream.make_url("/"))),
         ],
-        f'[database]\nurl = "{db_url}"\nretry_initial = 0.05\n',
+        f'[server]\naccess_log = false\n{server}\n[database]\nurl = "{db_url}"\nretry_initial = 0.05\n',
     )
     async with run_proxy(app) as url:
         yield Proxy(url, app)

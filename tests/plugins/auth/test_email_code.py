@@ -67,7 +67,9 @@ async def test_sign_in_with_an_emailed_code_and_come_back(
             and session_cookie["samesite"] == "Lax"
             and session_cookie["path"] == "/"
         )
-        assert not session_cookie["secure"]  # plain http here; Secure on https (see test_cookie_secure)
+        assert not session_cookie[
+            "secure"
+        ]  # plain http here; Secure on https (test_cookies_are_secure_on_https)
         assert (mode := stat.S_IMODE(os.stat(tmp_path / "mail" / "ann@example.com").st_mode)) == 0o600, mode
 
 
@@ -219,3 +221,19 @@ async def test_public_paths_pass_and_tricks_do_not(
         for raw in ("/static/../admin", "/static/%2e%2e/admin", "/static//admin", "/robots.txt/x"):
             async with client.get(URL(str(px.url) + raw, encoded=True), allow_redirects=False) as response:
                 assert response.status == 401, raw
+
+
+async def test_cookies_are_secure_on_https(upstream: TestServer, sqlite_url: str, tmp_path: Path) -> None:
+    """Behind a trusted TLS-terminating proxy the cookies get Secure; a client's own claim does not count."""
+    trusted = 'trusted_proxies = ["127.0.0.1/32"]'
+    async with (
+        proxy(upstream, sqlite_url, server=trusted, **options(tmp_path)) as px,
+        aiohttp.ClientSession() as c,
+    ):
+        async with c.get(px.at("/auth/sign-in"), headers={"X-Forwarded-Proto": "https"}) as response:
+            assert (
+                "Secure" in response.headers["Set-Cookie"] and "Path=/auth" in response.headers["Set-Cookie"]
+            )
+    async with proxy(upstream, sqlite_url, **options(tmp_path)) as px, aiohttp.ClientSession() as c:
+        async with c.get(px.at("/auth/sign-in"), headers={"X-Forwarded-Proto": "https"}) as response:
+            assert "Secure" not in response.headers["Set-Cookie"]
