@@ -37,7 +37,12 @@ class Cookies:
         self._forwarder = forwarder
         self._session = {
             flag: EncryptedCookieStorage(
-                fernet, cookie_name=name, max_age=math.ceil(lifetime), secure=flag, httponly=True, samesite="Lax"
+                fernet,
+                cookie_name=name,
+                max_age=math.ceil(lifetime),
+                secure=flag,
+                httponly=True,
+                samesite="Lax",
             )
             for flag in (False, True)
         }
