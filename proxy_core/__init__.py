@@ -6,9 +6,10 @@ from .config import ConfigError, ProxyConfig, ServerConfig, StageSpec, load_conf
 from .errors import error_response, wants_html
 from .forward import (
     CLIENT_ADDRESS,
-    CLIENT_GONE,
+    OUTCOME,
     ErrorRenderer,
     Forwarder,
+    Outcome,
     ResponseTap,
     Timeouts,
     Upstream,
@@ -22,10 +23,10 @@ from .stage import Next, Readiness, Stage, StageConfig, StageContext
 
 __all__ = [
     "CLIENT_ADDRESS",
-    "CLIENT_GONE",
     "CONFIG",
     "FORWARDER",
     "METRICS",
+    "OUTCOME",
     "STAGES",
     "ClientAddress",
     "ConfigError",
@@ -37,6 +38,7 @@ __all__ = [
     "Metrics",
     "Next",
     "Origin",
+    "Outcome",
     "ProxyConfig",
     "Readiness",
     "ResponseTap",

@@ -173,7 +173,6 @@ class UpstreamConnection(asyncio.Protocol):
         if self._write_ready is not None:
             await self._write_ready
 
-
     def take_body(self) -> bytes:
         """Everything buffered so far (the whole body when ``complete``), releasing back-pressure."""
         chunks = self._chunks

@@ -33,8 +33,16 @@ from .metrics import Metrics
 CLIENT_ADDRESS = web.RequestKey("proxy_core.client_address", ClientAddress)
 """The resolved client (after trusted proxies), cached on the request by :meth:`Forwarder.client`."""
 
-CLIENT_GONE = web.RequestKey("proxy_core.client_gone", bool)
-"""Set when the client disconnected while its answer streamed; metrics and the access log say 499."""
+
+@dataclass(slots=True)
+class Outcome:
+    """What happened to a request beyond its status, shared by every clone of the request (a stage that
+    rewrites headers clones it; the clone's state is a shallow copy, so this object stays shared)."""
+
+    client_gone: bool = False  # the client left while its answer streamed: reported as 499
+
+
+OUTCOME = web.RequestKey("proxy_core.outcome", Outcome)
 
 _IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
 _CHUNK = 64 * 1024
@@ -335,7 +343,8 @@ class Forwarder:
         except ConnectionResetError:
             # the client went away: the caller's ``finally`` drops the upstream connection; aiohttp
             # finishes the already-prepared response quietly
-            request[CLIENT_GONE] = True
+            if (outcome := request.get(OUTCOME)) is not None:
+                outcome.client_gone = True
         except (UpstreamConnectionError, UpstreamProtocolError, UpstreamTimeout) as exc:
             # the answer has started: the only honest signal left is to cut the client's connection
             kind = "idle_timeout" if isinstance(exc, UpstreamTimeout) else "midstream"

@@ -15,7 +15,7 @@ import orjson
 from aiohttp import web
 
 from .errors import error_response
-from .forward import CLIENT_GONE
+from .forward import OUTCOME, Outcome
 from .logs import AccessLog
 from .metrics import read_snapshots
 from .stage import Next, Stage, StageContext
@@ -51,11 +51,12 @@ class Ops:
             return await self._handlers[path](request)
         loop = asyncio.get_running_loop()
         start = loop.time()
+        outcome = request[OUTCOME] = Outcome()
         status = 500
         response: web.StreamResponse | None = None
         try:
             response = await handler(request)
-            status = 499 if request.get(CLIENT_GONE) else response.status
+            status = 499 if outcome.client_gone else response.status
             return response
         except web.HTTPException as exc:
             status = exc.status

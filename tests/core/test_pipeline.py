@@ -193,3 +193,27 @@ async def test_stage_context_shares_resources(aiohttp_client: Any) -> None:
     assert body["checks"]["pool"] == {"ready": False, "detail": "no connection yet"}
     await client.close()
     assert opened == ["open", "close"]
+
+
+class Cloner(Stage[StageConfig]):
+    """Rewrites a header the only way aiohttp allows: by cloning the request."""
+
+    name = "cloner"
+
+    async def __call__(self, request: web.Request, next: Next) -> web.StreamResponse:
+        return await next(request.clone(headers={"X-Rewritten": "1"}))
+
+
+async def test_what_the_forwarder_learns_on_a_clone_reaches_the_metrics(aiohttp_client: Any) -> None:
+    from proxy_core import METRICS, OUTCOME
+
+    async def client_left(request: web.Request) -> web.Response:
+        assert request.headers["X-Rewritten"] == "1"
+        request[OUTCOME].client_gone = True  # what the forwarder records when a write finds the client gone
+        return web.Response(text="partial")
+
+    app = make_app([stage(Cloner)])
+    app.router.add_get("/left", client_left)
+    client = await aiohttp_client(app)
+    await client.get("/left")
+    assert app[METRICS].requests.get(("GET", "499")) == 1
