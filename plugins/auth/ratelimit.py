@@ -1,4 +1,4 @@
-"""Fixed-window counters kept in the process (the email-code flow runs in one worker)."""
+"""Fixed-window counters kept in the process: with N workers or replicas each counts on its own."""
 
 from __future__ import annotations
 

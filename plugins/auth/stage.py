@@ -49,10 +49,6 @@ class AuthStage(Stage[AuthConfig]):
 
     def __init__(self, config: AuthConfig, context: StageContext) -> None:
         super().__init__(config, context)
-        if config.provider == "email_code" and context.config.server.workers > 1:
-            raise ValueError(
-                "provider 'email_code' keeps pending codes in the process: run it with [server] workers = 1"
-            )
         secret = (
             config.cookie_secret.get_secret_value()
             if config.cookie_secret is not None
@@ -71,7 +67,7 @@ class AuthStage(Stage[AuthConfig]):
             flow_path=config.path_prefix,
             forwarder=context.forwarder,
         )
-        self.provider = build_provider(config, self.keys)
+        self.provider = build_provider(config, self.keys, self.db)
         self.keeper = self.provider if isinstance(self.provider, SessionKeeper) else None
         self.public = PublicPaths(config.public_paths)
         self.strip = HeaderStripper(config.strip_headers)

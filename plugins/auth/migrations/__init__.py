@@ -1,1 +1,1 @@
-"""The ``auth`` plugin's tables: ``users`` and ``sessions``."""
+"""The ``auth`` plugin's tables: ``users``, ``sessions`` and ``login_codes``."""

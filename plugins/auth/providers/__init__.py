@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from proxy_core.db import Connection
+
+from ..codes import LoginCodes
 from ..config import AuthConfig
 from ..keys import Keys
 from ..mail import LogMailer, MailboxMailer, Mailer, SmtpMailer
@@ -11,7 +14,8 @@ from .oidc import OIDCProvider
 from .workos import WorkOSProvider
 
 
-def build_provider(config: AuthConfig, keys: Keys) -> Provider:
+def build_provider(config: AuthConfig, keys: Keys, db: Connection) -> Provider:
+    """The configured provider; ``email_code`` keeps its pending codes in ``db``."""
     if config.provider == "workos":
         assert config.workos is not None  # the config's validator requires the table
         return WorkOSProvider(config.workos)
@@ -27,4 +31,4 @@ def build_provider(config: AuthConfig, keys: Keys) -> Provider:
         mailer = SmtpMailer(settings.smtp)
     else:
         mailer = LogMailer()
-    return EmailCodeProvider(settings, keys.codes, mailer)
+    return EmailCodeProvider(settings, keys.codes, mailer, LoginCodes(db))

@@ -1,0 +1,11 @@
+-- Pending email sign-in codes, shared by every worker and replica; one per address, a new code
+-- replaces the old one. Only the keyed HMAC of the code is kept, never the code.
+CREATE TABLE login_codes (
+    email TEXT PRIMARY KEY,                  -- lower-cased
+    digest TEXT NOT NULL,                    -- hex HMAC-SHA256 of email and code
+    expires_at TIMESTAMPTZ NOT NULL,
+    attempts_left INTEGER NOT NULL,          -- wrong guesses still allowed; void at 0
+    created_at TIMESTAMPTZ NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%f000+00:00', 'now'))
+);
+
+CREATE INDEX login_codes_expires_at_idx ON login_codes (expires_at);
