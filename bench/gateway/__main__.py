@@ -8,6 +8,9 @@ provider stand-in (an OpenAI chat completion, non-streaming, and a streamed one 
 
 Figures: p50 latency and overhead at concurrency 1, requests/s at concurrency 1 and 20, and time to
 first streamed token (p50). The stand-in gets CPU 0, each proxy CPU 1 (when the machine has two).
+The gateway runs on the real store (a fresh SQLite file), so key checks, limits and usage rows
+cost what they cost in production. The stand-in spaces streamed events ``--event-delay`` apart, so
+time to first token shows whether anything on the way holds the first event back until later ones.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from typing import IO
 import aiohttp
 import uvloop
 
-from .servers import REAL_KEY, VIRTUAL_KEY
+from .servers import REAL_KEY, prepare_store
 
 ROOT = Path(__file__).resolve().parents[2]
 LITELLM = Path(os.environ.get("LITELLM_VENV", "/tmp/litellm")) / "bin" / "litellm"
@@ -151,6 +154,9 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=3000, help="sequential requests per path (c=1)")
     parser.add_argument("--seconds", type=float, default=5.0, help="duration of the c=20 run per path")
     parser.add_argument("--no-litellm", action="store_true", help="skip LiteLLM")
+    parser.add_argument(
+        "--event-delay", type=float, default=0.005, help="seconds between the stand-in's streamed events"
+    )
     args = parser.parse_args()
     py = sys.executable
     standin_port, gateway_port, litellm_port = free_port(), free_port(), free_port()
@@ -158,11 +164,14 @@ def main() -> None:
     gateway = f"http://127.0.0.1:{gateway_port}/api/gateway/openai"
     rows: list[Row] = []
     run = uvloop.run
-    with process([*pinned(0), py, "-m", "bench.gateway.servers", "standin", str(standin_port)], standin):
+    store = f"sqlite:///{tempfile.mkdtemp()}/gateway.db"
+    virtual_key = run(prepare_store(store))
+    standin_cmd = [*pinned(0), py, "-m", "bench.gateway.servers", "standin", str(standin_port)]
+    with process([*standin_cmd, str(args.event_delay)], standin):
         rows.append(run(measure("direct to the stand-in", standin, REAL_KEY, args.requests, args.seconds)))
         gateway_cmd = [*pinned(1), py, "-m", "bench.gateway.servers", "gateway", str(gateway_port)]
-        with process([*gateway_cmd, str(standin_port)], gateway):
-            rows.append(run(measure("vkey gateway", gateway, VIRTUAL_KEY, args.requests, args.seconds)))
+        with process([*gateway_cmd, str(standin_port), store], gateway):
+            rows.append(run(measure("vkey gateway", gateway, virtual_key, args.requests, args.seconds)))
         if not args.no_litellm:
             if not LITELLM.exists():
                 sys.exit(

@@ -1,25 +1,25 @@
-"""The benchmark's servers: ``python -m bench.gateway.servers standin PORT | gateway PORT UPSTREAM_PORT``."""
+"""The benchmark's servers: ``python -m bench.gateway.servers standin PORT [EVENT_DELAY] | gateway PORT
+UPSTREAM_PORT DATABASE_URL``. The gateway runs on the real store (a SQLite file prepared by
+:func:`prepare_store`)."""
 
 from __future__ import annotations
 
 import asyncio
 import os
 import sys
-from datetime import UTC, datetime
 
 import uvloop
 from aiohttp import web
 
-from plugins.vkey.keys import KeyRecord, display_prefix, hash_key
-from plugins.vkey.memory import MemoryStore
-from plugins.vkey.stage import STORE, VKeyStage
+from plugins.auth.users import Users
+from plugins.vkey.lifecycle import KeyService
+from plugins.vkey.stage import VKeyStage
+from proxy_core.db import Database, DatabaseConfig
 from proxy_core.server import runner_for
-from proxy_core.stage import StageContext
 from proxy_core.testing import config_from_toml, make_app, stage
 from tests.standins.llm_providers import standin_app
 
 REAL_KEY = "sk-bench-real-key"
-VIRTUAL_KEY = "vk_bench_" + "ab" * 32
 REAL_KEYS = {name: REAL_KEY for name in ("openai", "anthropic", "gemini", "composio")}
 
 
@@ -35,25 +35,25 @@ async def serve(app: web.Application, port: int, production: bool) -> None:
     await asyncio.Event().wait()
 
 
-def gateway_app(upstream_port: int) -> web.Application:
-    store = MemoryStore()
-    record = KeyRecord(
-        "bench", "bench", display_prefix(VIRTUAL_KEY), hash_key(VIRTUAL_KEY), datetime.now(UTC)
-    )
-    store.keys[record.id] = ("bench@example.com", record)
+async def prepare_store(url: str) -> str:
+    """A migrated database at ``url`` with one user and their virtual key, which is returned."""
+    db = Database(DatabaseConfig(url=url))
+    await db.connect()
+    try:
+        await db.migrate()
+        await Users(db).create("bench@example.com")
+        return (await KeyService(db).issue("bench@example.com")).key
+    finally:
+        await db.close()
+
+
+def gateway_app(upstream_port: int, database_url: str) -> web.Application:
     build = stage(
         VKeyStage,
         providers={"openai": {"url": f"http://127.0.0.1:{upstream_port}/v1"}},
         prices={"gpt-4o-mini": {"input": 0.15, "output": 0.6}},
     )
-
-    def factory(context: StageContext) -> VKeyStage:
-        context.resources[STORE] = store
-        built = build(context)
-        assert isinstance(built, VKeyStage)
-        return built
-
-    return make_app([factory])
+    return make_app([build], f'[database]\nurl = "{database_url}"\n')
 
 
 def main() -> None:
@@ -63,7 +63,7 @@ def main() -> None:
         app, production = standin_app(REAL_KEYS, event_delay=delay), False
     else:
         os.environ["OPENAI_API_KEY"] = REAL_KEY
-        app, production = gateway_app(int(sys.argv[3])), True
+        app, production = gateway_app(int(sys.argv[3]), sys.argv[4]), True
     uvloop.run(serve(app, port, production))
 
 

@@ -1,38 +1,37 @@
 """The virtual-key LLM gateway: sandboxes hold ``vk_<userId>_<hex>`` keys, the team's real keys never
-leave the proxy, and every request's token usage and spend is recorded.
+leave the proxy, and every request's token usage and spend is recorded in ``usage``.
 
 Public API (for the sandbox router and the Manage UI):
 
 * :class:`VKeyStage` — the ``vkey`` stage (``/api/gateway/<provider>/<rest>``).
-* :class:`KeyService` — issue / rotate / revoke / disable / list keys; :class:`IssuedKey` carries
-  the key itself, once.
+* :class:`KeyService` / :func:`key_service` — issue / rotate / revoke / disable / list keys;
+  :class:`IssuedKey` carries the key itself, once.
 * :func:`gateway_activity` — the per-user :class:`Activity` of an app's gateway (listen for batches).
-* :class:`GatewayStore` (database) and :class:`MemoryStore` (no database) behind the stage.
 """
 
 from .activity import Activity, gateway_activity
-from .keys import KeyRecord, KeyRejected, KeyStore, display_prefix
-from .lifecycle import IssuedKey, KeyExists, KeyListing, KeyService, UnknownUser
-from .memory import MemoryStore
-from .stage import STORE, VKeyStage
-from .store import GatewayStore
-from .usage import Usage
+from .cache import KEY_CACHE, KeyCache
+from .keys import KeyLimits, KeyRecord, KeyRejected, display_prefix
+from .ledger import USAGE_WRITER, UsageRow
+from .lifecycle import IssuedKey, KeyExists, KeyListing, KeyService, UserRef, key_service
+from .stage import VKeyStage
 
 __all__ = [
-    "STORE",
+    "KEY_CACHE",
+    "USAGE_WRITER",
     "Activity",
-    "GatewayStore",
     "IssuedKey",
+    "KeyCache",
     "KeyExists",
+    "KeyLimits",
     "KeyListing",
     "KeyRecord",
     "KeyRejected",
     "KeyService",
-    "KeyStore",
-    "MemoryStore",
-    "UnknownUser",
-    "Usage",
+    "UsageRow",
+    "UserRef",
     "VKeyStage",
     "display_prefix",
     "gateway_activity",
+    "key_service",
 ]

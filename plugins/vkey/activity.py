@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Mapping
 
 from aiohttp import web
@@ -20,20 +21,22 @@ from proxy_core import STAGES
 
 log = logging.getLogger(__name__)
 
-Listener = Callable[[Mapping[str, float]], Awaitable[None] | None]
+Listener = Callable[[Mapping[uuid.UUID, float]], Awaitable[None] | None]
 
 
 class Activity:
+    """Who called the gateway lately: recorded per request, handed to listeners in batches."""
+
     def __init__(self, flush_seconds: float = 1.0) -> None:
         self.flush_seconds = flush_seconds
-        self._seen: dict[str, float] = {}
-        self._last: dict[str, float] = {}
+        self._seen: dict[uuid.UUID, float] = {}
+        self._last: dict[uuid.UUID, float] = {}
         self._listeners: list[Listener] = []
 
-    def record(self, user_id: str) -> None:
+    def record(self, user_id: uuid.UUID) -> None:
         self._seen[user_id] = time.time()
 
-    def last_seen(self, user_id: str) -> float | None:
+    def last_seen(self, user_id: uuid.UUID) -> float | None:
         """Wall-clock time of the user's latest gateway call through this process, if any."""
         return self._seen.get(user_id) or self._last.get(user_id)
 

@@ -56,7 +56,7 @@ class VKeyConfig(StageConfig):
     prices: dict[str, PriceConfig] = Field(default_factory=dict)
     limits: LimitsConfig = LimitsConfig()
     key_cache_seconds: float = Field(5.0, ge=0)
-    spend_refresh_seconds: float = Field(10.0, gt=0)
+    spend_refresh_seconds: float = Field(5.0, gt=0)
     activity_flush_seconds: float = Field(1.0, gt=0)
     connect_timeout: float = Field(10.0, gt=0)
     read_timeout: float = Field(300.0, gt=0)

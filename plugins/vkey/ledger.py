@@ -1,30 +1,98 @@
-"""One usage row per gateway request, and where rows go (the store writes them in batches)."""
+"""The ``usage`` table (this plugin's own): one row per gateway request, queued without waiting and
+written in batches by a :class:`~proxy_core.db.BatchWriter`, and the sums the limits are checked
+against."""
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+
+from aiohttp import web
+
+from proxy_core.db import BatchWriter, Database
+
+COLUMNS = (
+    "user_id",
+    "key_id",
+    "provider",
+    "model",
+    "tokens_in",
+    "tokens_out",
+    "cached_tokens",
+    "cache_write_tokens",
+    "reported",
+    "cost_usd",
+    "status",
+    "latency_ms",
+    "created_at",
+)
+
+USAGE_WRITER = web.AppKey("plugins.vkey.usage_writer", BatchWriter)
+"""The shared writer of ``usage`` rows among the context's resources (flushed before the database
+closes, since it is registered after it)."""
 
 
 @dataclass(frozen=True, slots=True)
 class UsageRow:
-    at: datetime
-    user_id: str
-    key_id: str
+    """One request, in :data:`COLUMNS` order."""
+
+    user_id: uuid.UUID
+    key_id: uuid.UUID
     provider: str
     model: str
-    status: int  # the upstream's status; 499 when the client left before the answer ended
-    input_tokens: int
-    output_tokens: int
+    tokens_in: int  # includes cache reads and writes
+    tokens_out: int  # includes reasoning
     cached_tokens: int
     cache_write_tokens: int
-    cost_usd: float | None  # None: the model has no price in the table
-    duration_ms: float
     reported: bool  # False: the provider reported no usage (an error, or a stream cut short)
+    cost_usd: float | None  # None: the model has no price in the table
+    status: int  # the upstream's status; 499 when the client left before the answer ended
+    latency_ms: int
+    created_at: datetime
+
+    def values(self) -> tuple[object, ...]:
+        return (
+            self.user_id,
+            self.key_id,
+            self.provider,
+            self.model,
+            self.tokens_in,
+            self.tokens_out,
+            self.cached_tokens,
+            self.cache_write_tokens,
+            self.reported,
+            self.cost_usd,
+            self.status,
+            self.latency_ms,
+            self.created_at,
+        )
 
 
-class UsageSink(Protocol):
+class UsageLedger:
+    """Queues usage rows on the shared writer and sums a user's recorded usage."""
+
+    def __init__(self, db: Database, writer: BatchWriter) -> None:
+        self.db = db
+        self.writer = writer
+
     def record(self, row: UsageRow) -> None:
-        """Queue ``row``; must not block (the store flushes rows in batches)."""
-        ...
+        """Queue ``row``; never blocks."""
+        self.writer.add(row.values())
+
+    async def spend_since(
+        self, user_id: uuid.UUID, day_start: datetime, month_start: datetime
+    ) -> tuple[int, float]:
+        """(tokens since ``day_start``, USD since ``month_start``) of ``user_id``, including the rows
+        this process has queued but not yet written (they are flushed first)."""
+        await self.writer.flush()
+        row = await self.db.fetchrow(
+            "SELECT COALESCE(SUM(CASE WHEN created_at >= $2 THEN tokens_in + tokens_out ELSE 0 END), 0)"
+            " AS tokens, COALESCE(SUM(cost_usd), 0) AS usd"
+            " FROM usage WHERE user_id = $1 AND created_at >= $3",
+            user_id,
+            day_start,
+            month_start,
+        )
+        assert row is not None  # an aggregate always yields one row
+        return int(row["tokens"]), float(row["usd"])

@@ -1,30 +1,39 @@
 """Key lifecycle, the Python API behind ``shmastra-cloud keys``: issue (the key is shown once), rotate
 with a grace period during which the old key still works, revoke, disable a user, list.
 
-The sandbox router calls :meth:`KeyService.rotate` when it provisions a sandbox: it works whether or
-not the user already has a key, and returns the new key to put into the sandbox's environment.
+Users are auth's: a key is issued to an existing user (:class:`plugins.auth.users.Users`), named by
+their email or id. The sandbox router calls :meth:`KeyService.rotate` when it provisions a sandbox:
+it works whether or not the user already has a key, and returns the new key to put into the
+sandbox's environment.
+
+Every change drops the affected entries of this process's :class:`~plugins.vkey.cache.KeyCache` at
+once; other replicas keep accepting a revoked key for at most their ``key_cache_seconds``.
 """
 
 from __future__ import annotations
 
-import hashlib
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
 
-from .keys import KeyRecord, display_prefix, hash_key, new_key, valid_user_id
+from plugins.auth.users import User, Users
+from proxy_core import StageContext
+from proxy_core.db import Connection, Database, Transaction, database
+
+from .cache import KEY_CACHE, KeyCache
+from .keys import KeyLimits, KeyRecord, display_prefix, hash_key, new_key
+from .store import VirtualKeys
 
 DEFAULT_GRACE = timedelta(hours=24)
+
+UserRef = uuid.UUID | str
+"""A user named by id (``uuid.UUID``) or by email (``str``, compared case-insensitively)."""
 
 
 class KeyExists(Exception):
     """The user already has a working key (rotate it instead of issuing a second one)."""
-
-
-class UnknownUser(LookupError):
-    """No key was ever issued to this email address."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,126 +45,137 @@ class KeyListing:
 
     @property
     def state(self) -> str:
-        record = self.record
-        if record.revoked_at is not None:
-            return "revoked"
-        if record.expires_at is not None and record.expires_at <= datetime.now(UTC):
-            return "expired"
-        if record.user_disabled:
-            return "disabled"
-        return "active" if record.expires_at is None else "expiring"
+        return self.record.state(datetime.now(UTC))
 
 
 @dataclass(frozen=True, slots=True)
 class IssuedKey:
     key: str  # the only time the key itself is available
-    email: str
+    user: User
     record: KeyRecord
 
-    def __repr__(self) -> str:
-        return f"IssuedKey({self.record.prefix!r}, email={self.email!r})"
-
-
-class KeyAdminStore(Protocol):
-    """The writes and reads of key management (the database-backed store implements it)."""
-
-    async def keys_of(self, email: str) -> Sequence[KeyRecord]: ...
-
-    async def insert_key(self, email: str, record: KeyRecord) -> None: ...
-
-    async def expire_keys(self, ids: Sequence[str], at: datetime) -> None: ...
-
-    async def revoke_keys(self, ids: Sequence[str], at: datetime) -> None: ...
-
-    async def set_user_disabled(self, email: str, disabled: bool) -> int: ...
-
-    async def all_keys(self) -> Sequence[KeyListing]: ...
-
-
-def default_user_id(email: str) -> str:
-    """A stable user id for an email when the caller has none (the CLI, before any sign-in)."""
-    return "u" + hashlib.sha256(email.strip().lower().encode()).hexdigest()[:20]
+    def __repr__(self) -> str:  # never print the key
+        return f"IssuedKey({self.record.prefix!r}, email={self.user.email!r})"
 
 
 class KeyService:
-    def __init__(self, store: KeyAdminStore, grace: timedelta = DEFAULT_GRACE) -> None:
-        self.store = store
+    """Issue, rotate, revoke and list virtual keys; disable or enable their owners.
+
+    Raises :class:`~proxy_core.db.NotFound` for an unknown user, :class:`KeyExists` when issuing to
+    a user who has a working key, and other :class:`~proxy_core.db.StoreError` from the database.
+    """
+
+    def __init__(self, db: Database, cache: KeyCache | None = None, grace: timedelta = DEFAULT_GRACE) -> None:
+        self.db = db
+        self.cache = KeyCache() if cache is None else cache
         self.grace = grace
 
     async def issue(
-        self, email: str, user_id: str | None = None, expires_in: timedelta | None = None
+        self, user: UserRef, *, expires_in: timedelta | None = None, limits: KeyLimits | None = None
     ) -> IssuedKey:
-        """A new key for ``email``; raises :class:`KeyExists` when one already works."""
-        email = _normal(email)
-        current = _working(await self.store.keys_of(email))
-        if current:
-            raise KeyExists(f"{email} already has a working key ({current[0].prefix}); rotate it instead")
-        return await self._create(
-            email, user_id or _owner(await self.store.keys_of(email), email), expires_in
-        )
+        """A new key for ``user``; raises :class:`KeyExists` when one already works."""
+        async with self._locked(user) as (tx, owner):
+            working = [r for r in await VirtualKeys(tx).of_user(owner.id) if r.state(_now()) == "active"]
+            if working:
+                raise KeyExists(
+                    f"{owner.email} already has a working key ({working[0].prefix}); rotate it instead"
+                )
+            return await _create(tx, owner, expires_in, limits or KeyLimits())
 
     async def rotate(
-        self, email: str, user_id: str | None = None, grace: timedelta | None = None
+        self,
+        user: UserRef,
+        *,
+        grace: timedelta | None = None,
+        expires_in: timedelta | None = None,
+        limits: KeyLimits | None = None,
     ) -> IssuedKey:
-        """A new key for ``email``; its working keys keep working for ``grace`` (default: the
-        service's) and then expire. With no key yet this simply issues one."""
-        email = _normal(email)
-        existing = await self.store.keys_of(email)
-        owner = user_id or _owner(existing, email)
-        issued = await self._create(email, owner, None)
-        until = datetime.now(UTC) + (self.grace if grace is None else grace)
-        ending = [r.id for r in _working(existing) if r.expires_at is None or r.expires_at > until]
-        if ending:
-            await self.store.expire_keys(ending, until)
+        """A new key for ``user``; their working keys keep working for ``grace`` (default: the
+        service's), then stop. The new key keeps the limits of the newest old one unless ``limits``
+        is given. With no key yet this simply issues one."""
+        async with self._locked(user) as (tx, owner):
+            keys = VirtualKeys(tx)
+            existing = await keys.of_user(owner.id)
+            now = _now()
+            until = now + (self.grace if grace is None else grace)
+            ending = [
+                r.id
+                for r in existing
+                if r.refusal(now) is None and (r.grace_until is None or r.grace_until > until)
+            ]
+            await keys.end_grace_at(ending, until)
+            inherited = existing[-1].limits if existing else KeyLimits()
+            issued = await _create(tx, owner, expires_in, inherited if limits is None else limits)
+        self.cache.forget_user(owner.id)
         return issued
 
-    async def revoke(self, email: str) -> int:
-        """Revoke every key of ``email`` at once; the number revoked."""
-        email = _normal(email)
-        records = await self.store.keys_of(email)
-        if not records:
-            raise UnknownUser(f"no key was ever issued to {email}")
-        live = [r.id for r in records if r.revoked_at is None]
-        if live:
-            await self.store.revoke_keys(live, datetime.now(UTC))
+    async def revoke(self, user: UserRef) -> int:
+        """Revoke every key of ``user`` at once; the number revoked (0 when none was live)."""
+        async with self._locked(user) as (tx, owner):
+            live = [r.id for r in await VirtualKeys(tx).of_user(owner.id) if r.revoked_at is None]
+            await VirtualKeys(tx).revoke(live, _now())
+        self.cache.forget_user(owner.id)
         return len(live)
 
-    async def set_user_disabled(self, email: str, disabled: bool) -> None:
-        """Stop (or allow again) every key of ``email`` without revoking them."""
-        if not await self.store.set_user_disabled(_normal(email), disabled):
-            raise UnknownUser(f"no key was ever issued to {email}")
+    async def set_disabled(self, user: UserRef, disabled: bool) -> User:
+        """Stop (or allow again) every key of ``user`` without revoking them, through auth's
+        ``users.disabled`` (which also refuses their sign-in)."""
+        users = Users(self.db)
+        owner = await _user(users, user)
+        updated = await users.set_disabled(owner.id, disabled)
+        self.cache.forget_user(owner.id)
+        return updated
+
+    async def keys_of(self, user: UserRef) -> list[KeyRecord]:
+        """Every key of ``user``, oldest first."""
+        owner = await _user(Users(self.db), user)
+        return await VirtualKeys(self.db).of_user(owner.id)
 
     async def list(self) -> list[KeyListing]:
-        return sorted(await self.store.all_keys(), key=lambda k: (k.email, k.record.created_at))
+        """Every key with its owner's email, by email, oldest first."""
+        emails = {u.id: u.email for u in await Users(self.db).list()}
+        listed = [
+            KeyListing(emails.get(r.user_id, str(r.user_id)), r) for r in await VirtualKeys(self.db).all()
+        ]
+        return sorted(listed, key=lambda k: (k.email.lower(), k.record.created_at))
 
-    async def _create(self, email: str, user_id: str, expires_in: timedelta | None) -> IssuedKey:
-        if not valid_user_id(user_id):
-            raise ValueError("a user id may hold only letters, digits, '_' and '-' (at most 128)")
-        key = new_key(user_id)
-        now = datetime.now(UTC)
-        record = KeyRecord(
-            id=uuid.uuid4().hex,
-            user_id=user_id,
-            prefix=display_prefix(key),
-            key_hash=hash_key(key),
-            created_at=now,
-            expires_at=None if expires_in is None else now + expires_in,
-        )
-        await self.store.insert_key(email, record)
-        return IssuedKey(key, email, record)
+    @asynccontextmanager
+    async def _locked(self, user: UserRef) -> AsyncIterator[tuple[Transaction, User]]:
+        """A transaction holding ``user``'s key lock (concurrent rotations of one user serialize)."""
+        async with self.db.transaction() as tx:
+            owner = await _user(Users(tx), user)
+            await tx.xact_lock(f"vkey:{owner.id}")
+            yield tx, owner
 
 
-def _normal(email: str) -> str:
-    email = email.strip().lower()
-    if "@" not in email or len(email) > 320:
-        raise ValueError(f"not an email address: {email!r}")
-    return email
+async def _user(users: Users, user: UserRef) -> User:
+    return await (users.get(user) if isinstance(user, uuid.UUID) else users.get_by_email(user))
 
 
-def _working(records: Sequence[KeyRecord]) -> list[KeyRecord]:
-    now = datetime.now(UTC)
-    return [r for r in records if r.revoked_at is None and (r.expires_at is None or r.expires_at > now)]
+async def _create(
+    conn: Connection, owner: User, expires_in: timedelta | None, limits: KeyLimits
+) -> IssuedKey:
+    key = new_key(owner.id)
+    now = _now()
+    record = KeyRecord(
+        id=uuid.uuid4(),
+        user_id=owner.id,
+        prefix=display_prefix(key),
+        key_hash=hash_key(key),
+        created_at=now,
+        expires_at=None if expires_in is None else now + expires_in,
+        limits=limits,
+    )
+    await VirtualKeys(conn).insert(record)
+    return IssuedKey(key, owner, record)
 
 
-def _owner(records: Sequence[KeyRecord], email: str) -> str:
-    return records[-1].user_id if records else default_user_id(email)
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def key_service(context: StageContext, grace: timedelta = DEFAULT_GRACE) -> KeyService:
+    """The key service on the app's database, sharing the gateway's key cache (so a revocation here
+    takes effect in this process's gateway at once)."""
+    db = database(context)
+    return KeyService(db, context.resource(KEY_CACHE, KeyCache), grace)

@@ -1,43 +1,49 @@
 """Per-user limits, checked before a request is forwarded.
 
-* Requests per minute: a token bucket per user, in memory, per process (cheap; a user is typically
-  served by one sandbox whose requests spread over the workers, so the effective limit is per worker).
-* Tokens per day and the monthly budget: sums of the user's usage rows (UTC day and month), read from
-  the store at most every ``refresh_seconds`` per user and kept current in between by this process's
-  own usage as it is recorded. One request can overshoot (its cost is known only after it ran).
+A key's own limits (its ``virtual_keys`` columns) replace the stage's ``[pipeline.limits]`` for the
+requests made with it; the amounts they are checked against are the user's, over all their keys, so
+rotating a key does not reset a budget.
+
+* Requests per minute: a token bucket per user, in memory, per process.
+* Tokens per day and the monthly budget: sums of the user's ``usage`` rows (UTC day and month), read
+  at most every ``refresh_seconds`` per user and kept current in between by this process's own
+  usage as it is recorded. Requests still running count too, each at the cost of the user's latest
+  finished request, so a burst of concurrent requests stops near the budget instead of far past it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
 
 from .config import LimitsConfig
+from .keys import KeyRecord
 
 
 class RateLimiter:
-    """``per_minute`` requests per user with bursts up to ``per_minute``; 0 disables it."""
+    """Up to ``per_minute`` requests per user per minute, with bursts up to ``per_minute``."""
 
-    def __init__(self, per_minute: int, clock: Callable[[], float] = time.monotonic) -> None:
-        self.per_minute = per_minute
-        self._rate = per_minute / 60.0
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
-        self._buckets: dict[str, tuple[float, float]] = {}  # user → (tokens left, when)
+        self._buckets: dict[uuid.UUID, tuple[float, float]] = {}  # user → (tokens left, when)
 
-    def wait_time(self, user_id: str) -> float:
-        """0 when the request may go now (and it is counted); otherwise seconds until it could."""
-        if not self.per_minute:
+    def wait_time(self, user_id: uuid.UUID, per_minute: int) -> float:
+        """0 when the request may go now (and it is counted); otherwise seconds until it could.
+        ``per_minute`` 0 means unlimited."""
+        if not per_minute:
             return 0.0
+        rate = per_minute / 60.0
         now = self._clock()
-        tokens, then = self._buckets.get(user_id, (float(self.per_minute), now))
-        tokens = min(float(self.per_minute), tokens + (now - then) * self._rate)
+        tokens, then = self._buckets.get(user_id, (float(per_minute), now))
+        tokens = min(float(per_minute), tokens + (now - then) * rate)
         if tokens < 1.0:
             self._buckets[user_id] = (tokens, now)
-            return (1.0 - tokens) / self._rate
+            return (1.0 - tokens) / rate
         if len(self._buckets) > 100_000:
             self._buckets.clear()  # forgetting full buckets is harmless; a flood of users must not grow it
         self._buckets[user_id] = (tokens - 1.0, now)
@@ -45,68 +51,83 @@ class RateLimiter:
 
 
 class SpendSource(Protocol):
-    """Where recorded usage is summed (the usage table)."""
+    """Where recorded usage is summed (:class:`~plugins.vkey.ledger.UsageLedger`)."""
 
     async def spend_since(
-        self, user_id: str, day_start: datetime, month_start: datetime
-    ) -> tuple[int, float]:
-        """(tokens since ``day_start``, USD since ``month_start``) for ``user_id``."""
-        ...
+        self, user_id: uuid.UUID, day_start: datetime, month_start: datetime
+    ) -> tuple[int, float]: ...
 
 
 @dataclass(slots=True)
-class _Totals:
+class _Spend:
     day: str
-    month: str
     tokens: int
     usd: float
     fetched: float
+    running: int = 0  # requests admitted and not finished
+    last_tokens: int = 0  # the latest finished request: the estimate for each running one
+    last_usd: float = 0.0
 
 
 class SpendTracker:
     def __init__(
         self,
         source: SpendSource,
-        refresh_seconds: float = 10.0,
+        refresh_seconds: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
-        now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.source = source
         self.refresh_seconds = refresh_seconds
-        self._clock, self._now = clock, now
-        self._totals: dict[str, _Totals] = {}
-        self._loading: dict[str, asyncio.Future[_Totals]] = {}
+        self._clock = clock
+        self._spend: dict[uuid.UUID, _Spend] = {}
+        self._loading: dict[uuid.UUID, asyncio.Future[_Spend]] = {}
 
-    async def totals(self, user_id: str) -> tuple[int, float]:
-        """(tokens today, USD this month) for ``user_id``."""
-        now = self._now()
-        day, month = now.strftime("%Y-%m-%d"), now.strftime("%Y-%m")
-        known = self._totals.get(user_id)
-        fresh = (
-            known is not None and known.day == day and self._clock() - known.fetched < self.refresh_seconds
+    async def totals(self, user_id: uuid.UUID) -> tuple[int, float]:
+        """(tokens today, USD this month) of ``user_id``, counting running requests at their estimate."""
+        spend = await self._current(user_id)
+        return (
+            spend.tokens + spend.running * spend.last_tokens,
+            spend.usd + spend.running * spend.last_usd,
         )
-        if known is None or not fresh:
-            known = await self._load(user_id, now, day, month)
-        return known.tokens, known.usd
 
-    def add(self, user_id: str, tokens: int, usd: float) -> None:
-        known = self._totals.get(user_id)
-        if known is not None:
-            known.tokens += tokens
-            known.usd += usd
+    def started(self, user_id: uuid.UUID) -> None:
+        """A request of ``user_id`` was admitted (call :meth:`finished` when it ends)."""
+        spend = self._spend.get(user_id)
+        if spend is not None:
+            spend.running += 1
 
-    async def _load(self, user_id: str, now: datetime, day: str, month: str) -> _Totals:
+    def finished(self, user_id: uuid.UUID, tokens: int, usd: float) -> None:
+        spend = self._spend.get(user_id)
+        if spend is not None:
+            spend.running = max(spend.running - 1, 0)
+            spend.tokens += tokens
+            spend.usd += usd
+            spend.last_tokens, spend.last_usd = tokens, usd
+
+    async def _current(self, user_id: uuid.UUID) -> _Spend:
+        now = datetime.now(UTC)
+        day = now.strftime("%Y-%m-%d")
+        spend = self._spend.get(user_id)
+        if spend is not None and spend.day == day and self._clock() - spend.fetched < self.refresh_seconds:
+            return spend
         loading = self._loading.get(user_id)
         if loading is not None:  # one query per user at a time; concurrent requests share it
             return await asyncio.shield(loading)
-        future: asyncio.Future[_Totals] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[_Spend] = asyncio.get_running_loop().create_future()
         self._loading[user_id] = future
         try:
             day_start = now.replace(hour=0, minute=0, second=0, microsecond=0)
             tokens, usd = await self.source.spend_since(user_id, day_start, day_start.replace(day=1))
-            totals = self._totals[user_id] = _Totals(day, month, tokens, usd, self._clock())
-            future.set_result(totals)
-            return totals
+            fresh = _Spend(day, tokens, usd, self._clock())
+            if spend is not None:  # what is running now is not in the sums yet
+                fresh.running, fresh.last_tokens, fresh.last_usd = (
+                    spend.running,
+                    spend.last_tokens,
+                    spend.last_usd,
+                )
+            self._spend[user_id] = fresh
+            future.set_result(fresh)
+            return fresh
         except BaseException as exc:
             future.set_exception(exc)
             future.exception()  # retrieved here, so a future nobody else awaited does not warn
@@ -129,25 +150,30 @@ class Limits:
 
     def __init__(self, config: LimitsConfig, spend: SpendTracker) -> None:
         self.config = config
-        self.rate = RateLimiter(config.requests_per_minute)
+        self.rate = RateLimiter()
         self.spend = spend
-        self._needs_spend = bool(config.tokens_per_day or config.monthly_budget_usd)
 
-    async def check(self, user_id: str) -> Refusal | None:
-        if self._needs_spend:
-            tokens, usd = await self.spend.totals(user_id)
-            budget = self.config.monthly_budget_usd
+    async def check(self, record: KeyRecord) -> Refusal | None:
+        """Checks (and, when admitted, counts) one request made with ``record``'s key."""
+        own, config = record.limits, self.config
+        budget = config.monthly_budget_usd if own.monthly_budget_usd is None else own.monthly_budget_usd
+        per_day = config.tokens_per_day if own.tokens_per_day is None else own.tokens_per_day
+        per_minute = (
+            config.requests_per_minute if own.requests_per_minute is None else own.requests_per_minute
+        )
+        if budget or per_day:
+            tokens, usd = await self.spend.totals(record.user_id)
             if budget and usd >= budget:
                 message = f"Monthly budget of ${budget:.2f} reached (spent ${usd:.2f})."
                 return Refusal(402, message, None, False, "budget")
-            per_day = self.config.tokens_per_day
             if per_day and tokens >= per_day:
                 message = f"Daily token limit of {per_day} reached."
                 return Refusal(429, message, _seconds_to_midnight(), False, "tokens_per_day")
-        wait = self.rate.wait_time(user_id)
+        wait = self.rate.wait_time(record.user_id, per_minute)
         if wait:
-            message = f"Rate limit of {self.config.requests_per_minute} requests per minute reached."
+            message = f"Rate limit of {per_minute} requests per minute reached."
             return Refusal(429, message, max(1, round(wait + 0.5)), True, "requests_per_minute")
+        self.spend.started(record.user_id)
         return None
 
 

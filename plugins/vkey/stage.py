@@ -13,7 +13,6 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Protocol
 
 import orjson
 from aiohttp import web
@@ -29,30 +28,24 @@ from proxy_core import (
     UpstreamRequest,
     error_response,
 )
-from proxy_core.stage import Resource
+from proxy_core.db import BatchWriter, StoreError, database
 
 from .activity import Activity
+from .cache import KEY_CACHE, KeyCache
+from .checker import KeyChecker
 from .config import VKeyConfig
 from .credentials import ConflictingKeys, find_key, swap_headers, swap_query
 from .errors import Shape, provider_error
-from .keys import KeyChecker, KeyRecord, KeyRejected, KeyStore
-from .ledger import UsageRow, UsageSink
-from .limits import Limits, SpendSource, SpendTracker
+from .keys import KeyRecord, KeyRejected
+from .ledger import COLUMNS, USAGE_WRITER, UsageLedger, UsageRow
+from .limits import Limits, SpendTracker
 from .pricing import PriceTable
 from .providers import Provider, load_providers
-from .store import GatewayStore
 from .tap import UsageTap
 
 log = logging.getLogger(__name__)
 
 _READABLE_ENCODINGS = ("gzip", "deflate", "identity")
-
-STORE = "plugins.vkey.store"
-"""The key of the gateway's store among the shared resources (see :class:`GatewayBackend`)."""
-
-
-class GatewayBackend(KeyStore, SpendSource, UsageSink, Resource, Protocol):
-    """Everything the stage needs from storage: key look-up, spend sums and batched usage rows."""
 
 
 class VKeyStage(Stage[VKeyConfig]):
@@ -62,9 +55,11 @@ class VKeyStage(Stage[VKeyConfig]):
     def __init__(self, config: VKeyConfig, context: StageContext) -> None:
         super().__init__(config, context)
         self.providers = load_providers(config.providers)
-        self.store: GatewayBackend = context.resource(STORE, lambda: GatewayStore.for_context(context))
-        self.keys = KeyChecker(self.store, config.key_cache_seconds)
-        self.limits = Limits(config.limits, SpendTracker(self.store, config.spend_refresh_seconds))
+        db = database(context)  # before the writer: resources close in reverse, so it flushes first
+        writer = context.resource(USAGE_WRITER, lambda: BatchWriter(db, "usage", COLUMNS))
+        self.ledger = UsageLedger(db, writer)
+        self.keys = KeyChecker(db, context.resource(KEY_CACHE, KeyCache), config.key_cache_seconds)
+        self.limits = Limits(config.limits, SpendTracker(self.ledger, config.spend_refresh_seconds))
         self.prices = PriceTable(config.prices)
         self.activity = Activity(config.activity_flush_seconds)
         self.forwarder = context.forwarder
@@ -130,10 +125,22 @@ class VKeyStage(Stage[VKeyConfig]):
             record = await self.keys.check(presented.key)
         except KeyRejected as rejected:
             return self._refuse(provider, 401, rejected.message, rejected.reason)
+        except StoreError as exc:
+            return self._unavailable(provider, exc)
         if provider.real_key is None:
             message = f"The gateway has no key for {provider.name}."
             return self._refuse(provider, 503, message, "unconfigured")
-        refusal = await self.limits.check(record.user_id)
+        if self.max_body and (request.content_length or 0) > self.max_body:
+            return self._too_large(provider)
+        body: bytes | None = None
+        if shape == "openai" and request.method == "POST" and path.endswith("/chat/completions"):
+            body = await self._read_body(request)
+            if body is None:
+                return self._too_large(provider)
+        try:
+            refusal = await self.limits.check(record)
+        except StoreError as exc:
+            return self._unavailable(provider, exc)
         if refusal is not None:
             self.m_refused.inc((provider.name, refusal.reason))
             return provider_error(
@@ -143,8 +150,6 @@ class VKeyStage(Stage[VKeyConfig]):
                 retry_after=refusal.retry_after,
                 retryable=refusal.retryable,
             )
-        if self.max_body and (request.content_length or 0) > self.max_body:
-            return self._too_large(provider)
 
         new_query = swap_query(query, presented, provider.real_key)
         base = provider.upstream.prefix  # SDKs whose base URL is the host add ".../v1" themselves
@@ -154,10 +159,7 @@ class VKeyStage(Stage[VKeyConfig]):
         swap_headers(outgoing.headers, presented, provider.real_key)
         _offer_readable_encodings(outgoing)
         strip = False
-        if shape == "openai" and request.method == "POST" and path.endswith("/chat/completions"):
-            body = await self._read_body(request)
-            if body is None:
-                return self._too_large(provider)
+        if body is not None:
             outgoing.body, strip = _with_usage_requested(body)
             if strip:  # the extra chunk can only be cut out of a stream the gateway can read
                 outgoing.headers["Accept-Encoding"] = "identity"
@@ -195,24 +197,24 @@ class VKeyStage(Stage[VKeyConfig]):
             self.m_tokens.inc((provider.name, "output"), usage.output_tokens)
         if cost:
             self.m_cost.inc((provider.name,), cost)
-        self.limits.spend.add(record.user_id, usage.total_tokens, cost or 0.0)
+        self.limits.spend.finished(record.user_id, usage.total_tokens, cost or 0.0)
         row = UsageRow(
-            at=datetime.now(UTC),
             user_id=record.user_id,
             key_id=record.id,
             provider=provider.name,
             model=usage.model,
-            status=status,
-            input_tokens=usage.input_tokens,
-            output_tokens=usage.output_tokens,
+            tokens_in=usage.input_tokens,
+            tokens_out=usage.output_tokens,
             cached_tokens=usage.cached_tokens,
             cache_write_tokens=usage.cache_write_tokens,
-            cost_usd=cost,
-            duration_ms=round((time.perf_counter() - started) * 1000, 3),
             reported=usage.reported,
+            cost_usd=cost,
+            status=status,
+            latency_ms=round((time.perf_counter() - started) * 1000),
+            created_at=datetime.now(UTC),
         )
         try:
-            self.store.record(row)
+            self.ledger.record(row)
         except Exception:
             log.exception("could not queue the usage row of key %s", record.prefix)
 
@@ -229,6 +231,10 @@ class VKeyStage(Stage[VKeyConfig]):
     def _refuse(self, provider: Provider, status: int, message: str, reason: str) -> web.Response:
         self.m_refused.inc((provider.name, reason))
         return provider_error(provider.shape, status, message)
+
+    def _unavailable(self, provider: Provider, exc: StoreError) -> web.Response:
+        log.warning("vkey: the store cannot answer: %s", exc.message)
+        return self._refuse(provider, 503, "The gateway cannot check keys right now.", "store")
 
     def _too_large(self, provider: Provider) -> web.Response:
         return self._refuse(

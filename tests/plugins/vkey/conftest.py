@@ -1,10 +1,12 @@
-"""The gateway in front of the provider stand-ins, on real loopback servers."""
+"""The gateway in front of the provider stand-ins, on real loopback servers and the real store
+(SQLite here; the store's own contract runs on SQLite and Postgres in ``test_store.py``)."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -12,12 +14,18 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from yarl import URL
 
-from plugins.vkey.lifecycle import KeyService
-from plugins.vkey.memory import MemoryStore
-from plugins.vkey.stage import STORE, VKeyStage
-from proxy_core.stage import StageContext
+from plugins.auth.users import Users
+from plugins.vkey.cache import KEY_CACHE
+from plugins.vkey.ledger import USAGE_WRITER
+from plugins.vkey.lifecycle import IssuedKey, KeyService
+from plugins.vkey.stage import VKeyStage
+from proxy_core import STAGES
+from proxy_core.db import DATABASE, Database, Row
 from proxy_core.testing import make_app, run_proxy, stage
+from tests.db.backends import db, db_url, make_db, pg_url, sqlite_url
 from tests.standins.llm_providers import STATE, StandinState, standin_app
+
+__all__ = ["db", "db_url", "make_db", "pg_url", "sqlite_url"]
 
 REAL = {
     "openai": "sk-real-openai-0123456789",
@@ -40,9 +48,28 @@ class Gateway:
     app: web.Application
     standin: StandinState
     stage: VKeyStage
+    db: Database  # the app's own database
+    keys: KeyService  # sharing the gateway's key cache, as the sandbox router's would
 
     def base(self, provider: str) -> str:
         return str(self.url / "api" / "gateway" / provider)
+
+    async def issue(self, email: str, **options: Any) -> IssuedKey:
+        """A key for ``email``, adding the user first when needed."""
+        users = Users(self.db)
+        if await users.find_by_email(email) is None:
+            await users.create(email)
+        return await self.keys.issue(email, **options)
+
+    async def usage(self) -> list[Row]:
+        """Every usage row, oldest first, after writing what the gateway has queued."""
+        await self.app[USAGE_WRITER].flush()
+        return await self.db.fetch("SELECT * FROM usage ORDER BY id")
+
+    async def last_usage(self) -> Row:
+        rows = await self.usage()
+        assert rows, "no usage row was recorded"
+        return rows[-1]
 
 
 GatewayFactory = Callable[..., Awaitable[Gateway]]
@@ -61,46 +88,30 @@ def provider_urls(standin: TestServer) -> dict[str, dict[str, str]]:
 
 @pytest.fixture
 async def make_gateway(
-    aiohttp_server: Any, monkeypatch: pytest.MonkeyPatch, backend_factory: Callable[[], Any]
+    aiohttp_server: Any, monkeypatch: pytest.MonkeyPatch, sqlite_url: str
 ) -> AsyncIterator[GatewayFactory]:
     """A gateway in front of a fresh stand-in, served by the production runner (the same access log,
-    limits and disconnect handling as ``shmastra-cloud serve``); options go to the stage's table."""
+    limits and disconnect handling as ``shmastra-cloud serve``) on a fresh SQLite store (or ``database``); options
+    go to the stage's table, ``config`` is more TOML for the proxy."""
     for name, value in ENV.items():
         monkeypatch.setenv(name, value)
     async with AsyncExitStack() as running:
 
-        async def make(config: str = "", event_delay: float = 0.0, **options: Any) -> Gateway:
+        async def make(
+            config: str = "",
+            event_delay: float = 0.0,
+            grace: timedelta = timedelta(hours=1),
+            database: str = sqlite_url,
+            **options: Any,
+        ) -> Gateway:
             # The stand-in logs no request lines: they would carry its keys into the captured logs.
             standin = await aiohttp_server(standin_app(REAL, event_delay), access_log=None)
             options.setdefault("providers", provider_urls(standin))
             options.setdefault("activity_flush_seconds", 0.05)
-            build = stage(VKeyStage, **options)
-            made: list[VKeyStage] = []
-
-            def factory(context: StageContext) -> VKeyStage:
-                context.resources[STORE] = backend_factory()
-                built = build(context)
-                assert isinstance(built, VKeyStage)
-                made.append(built)
-                return built
-
-            app = make_app([factory], config)
+            app = make_app([stage(VKeyStage, **options)], f'{config}\n[database]\nurl = "{database}"\n')
             url = await running.enter_async_context(run_proxy(app))
-            return Gateway(url, app, standin.app[STATE], made[0])
+            (built,) = [s for s in app[STAGES] if isinstance(s, VKeyStage)]
+            keys = KeyService(app[DATABASE], app[KEY_CACHE], grace)
+            return Gateway(url, app, standin.app[STATE], built, app[DATABASE], keys)
 
         yield make
-
-
-@pytest.fixture
-def backend() -> MemoryStore:
-    return MemoryStore()
-
-
-@pytest.fixture
-def backend_factory(backend: MemoryStore) -> Callable[[], Any]:
-    return lambda: backend
-
-
-@pytest.fixture
-def keys(backend: MemoryStore) -> KeyService:
-    return KeyService(backend)

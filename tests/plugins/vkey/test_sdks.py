@@ -10,8 +10,6 @@ import orjson
 import pytest
 from aiohttp import ClientSession
 
-from plugins.vkey.lifecycle import KeyService
-from plugins.vkey.memory import MemoryStore
 from plugins.vkey.stage import VKeyStage
 from tests.plugins.vkey.conftest import REAL, GatewayFactory
 
@@ -31,11 +29,9 @@ def assert_real_key_only(gateway_standin: object, provider: str, header: str, va
         assert private not in received.headers
 
 
-async def test_openai_chat_non_streaming(
-    make_gateway: GatewayFactory, keys: KeyService, backend: MemoryStore
-) -> None:
+async def test_openai_chat_non_streaming(make_gateway: GatewayFactory) -> None:
     gateway = await make_gateway(prices=PRICES)
-    issued = await keys.issue("ada@example.com", "user_ada")
+    issued = await gateway.issue("ada@example.com")
     client = openai.AsyncOpenAI(api_key=issued.key, base_url=gateway.base("openai"), max_retries=0)
     reply = await client.chat.completions.create(
         model="gpt-4o-mini", messages=[{"role": "user", "content": "Hi"}]
@@ -43,27 +39,27 @@ async def test_openai_chat_non_streaming(
     assert reply.choices[0].message.content == "Hello from the stand-in provider."
     assert_real_key_only(gateway.standin, "openai", "Authorization", f"Bearer {REAL['openai']}")
     reported = gateway.standin.reported[-1]
-    row = backend.rows[-1]
-    assert (row.user_id, row.key_id, row.provider, row.status) == (
-        "user_ada",
+    row = await gateway.last_usage()
+    assert (row["user_id"], row["key_id"], row["provider"], row["status"]) == (
+        issued.user.id,
         issued.record.id,
         "openai",
         200,
     )
-    assert row.model == reported["model"] == "gpt-4o-mini-2024-07-18"
-    assert row.input_tokens == reported["prompt_tokens"]
-    assert row.output_tokens == reported["completion_tokens"]
-    assert row.cached_tokens == 2
+    assert row["model"] == reported["model"] == "gpt-4o-mini-2024-07-18"
+    assert row["tokens_in"] == reported["prompt_tokens"]
+    assert row["tokens_out"] == reported["completion_tokens"]
+    assert row["cached_tokens"] == 2
     fresh = reported["prompt_tokens"] - 2
-    assert row.cost_usd == pytest.approx((fresh * 0.15 + 2 * 0.075 + 7 * 0.60) / 1e6)
+    assert row["cost_usd"] == pytest.approx((fresh * 0.15 + 2 * 0.075 + 7 * 0.60) / 1e6)
     await client.close()
 
 
 async def test_openai_chat_streaming_gets_usage_without_the_client_seeing_it(
-    make_gateway: GatewayFactory, keys: KeyService, backend: MemoryStore
+    make_gateway: GatewayFactory,
 ) -> None:
     gateway = await make_gateway(prices=PRICES)
-    issued = await keys.issue("ada@example.com", "user_ada")
+    issued = await gateway.issue("ada@example.com")
     client = openai.AsyncOpenAI(api_key=issued.key, base_url=gateway.base("openai"), max_retries=0)
     stream = await client.chat.completions.create(
         model="gpt-4o-mini", messages=[{"role": "user", "content": "Hi"}], stream=True
@@ -74,18 +70,16 @@ async def test_openai_chat_streaming_gets_usage_without_the_client_seeing_it(
     assert all(c.usage is None for c in chunks)
     sent = orjson.loads(gateway.standin.received[-1].body)
     assert sent["stream_options"] == {"include_usage": True}  # the gateway asked for usage
-    row = backend.rows[-1]
-    assert row.input_tokens == gateway.standin.reported[-1]["prompt_tokens"]
-    assert row.output_tokens == 7 and row.reported
+    row = await gateway.last_usage()
+    assert row["tokens_in"] == gateway.standin.reported[-1]["prompt_tokens"]
+    assert row["tokens_out"] == 7 and row["reported"]
     await client.close()
 
 
-async def test_openai_stream_is_byte_for_byte_what_the_client_asked_for(
-    make_gateway: GatewayFactory, keys: KeyService, backend: MemoryStore
-) -> None:
+async def test_openai_stream_is_byte_for_byte_what_the_client_asked_for(make_gateway: GatewayFactory) -> None:
     """The same request straight to the stand-in and through the gateway yields the same bytes."""
     gateway = await make_gateway()
-    issued = await keys.issue("ada@example.com", "user_ada")
+    issued = await gateway.issue("ada@example.com")
     body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hi"}], "stream": True}
     direct_url = gateway.stage.providers["openai"].upstream
     async with ClientSession() as http:
@@ -105,14 +99,12 @@ async def test_openai_stream_is_byte_for_byte_what_the_client_asked_for(
             )
         ).read()
     assert through == direct
-    assert backend.rows[-1].output_tokens == 7
+    assert (await gateway.last_usage())["tokens_out"] == 7
 
 
-async def test_openai_stream_with_usage_requested_passes_it_through(
-    make_gateway: GatewayFactory, keys: KeyService, backend: MemoryStore
-) -> None:
+async def test_openai_stream_with_usage_requested_passes_it_through(make_gateway: GatewayFactory) -> None:
     gateway = await make_gateway()
-    issued = await keys.issue("ada@example.com", "user_ada")
+    issued = await gateway.issue("ada@example.com")
     client = openai.AsyncOpenAI(api_key=issued.key, base_url=gateway.base("openai"), max_retries=0)
     stream = await client.chat.completions.create(
         model="gpt-4o-mini",
@@ -122,16 +114,14 @@ async def test_openai_stream_with_usage_requested_passes_it_through(
     )
     chunks = [chunk async for chunk in stream]
     assert chunks[-1].choices == [] and chunks[-1].usage is not None
-    assert backend.rows[-1].input_tokens == chunks[-1].usage.prompt_tokens
+    assert (await gateway.last_usage())["tokens_in"] == chunks[-1].usage.prompt_tokens
     await client.close()
 
 
 @pytest.mark.parametrize("stream", [False, True])
-async def test_openai_responses(
-    make_gateway: GatewayFactory, keys: KeyService, backend: MemoryStore, stream: bool
-) -> None:
+async def test_openai_responses(make_gateway: GatewayFactory, stream: bool) -> None:
     gateway = await make_gateway()
-    issued = await keys.issue("ada@example.com", "user_ada")
+    issued = await gateway.issue("ada@example.com")
     client = openai.AsyncOpenAI(api_key=issued.key, base_url=gateway.base("openai"), max_retries=0)
     if stream:
         events = [
@@ -142,18 +132,16 @@ async def test_openai_responses(
         reply = await client.responses.create(model="gpt-4o-mini", input="Hi")
         assert reply.output_text == "Hello from the stand-in provider."
     reported = gateway.standin.reported[-1]
-    row = backend.rows[-1]
-    assert (row.input_tokens, row.output_tokens) == (reported["input_tokens"], reported["output_tokens"])
-    assert row.model == "gpt-4o-mini"
+    row = await gateway.last_usage()
+    assert (row["tokens_in"], row["tokens_out"]) == (reported["input_tokens"], reported["output_tokens"])
+    assert row["model"] == "gpt-4o-mini"
     await client.close()
 
 
 @pytest.mark.parametrize("stream", [False, True])
-async def test_anthropic_messages(
-    make_gateway: GatewayFactory, keys: KeyService, backend: MemoryStore, stream: bool
-) -> None:
+async def test_anthropic_messages(make_gateway: GatewayFactory, stream: bool) -> None:
     gateway = await make_gateway(prices=PRICES)
-    issued = await keys.issue("bo@example.com", "user_bo")
+    issued = await gateway.issue("bo@example.com")
     client = anthropic.AsyncAnthropic(api_key=issued.key, base_url=gateway.base("anthropic"), max_retries=0)
     request = {"model": "claude-standin", "max_tokens": 64, "messages": [{"role": "user", "content": "Hi"}]}
     if stream:
@@ -165,12 +153,12 @@ async def test_anthropic_messages(
     assert text == "Hello from the stand-in provider."
     assert_real_key_only(gateway.standin, "anthropic", "Authorization", f"Bearer {REAL['anthropic']}")
     reported = gateway.standin.reported[-1]
-    row = backend.rows[-1]
+    row = await gateway.last_usage()
     fresh = reported["input_tokens"]
-    assert row.input_tokens == fresh + 3 + 5
-    assert (row.cached_tokens, row.cache_write_tokens, row.output_tokens) == (5, 3, 7)
+    assert row["tokens_in"] == fresh + 3 + 5
+    assert (row["cached_tokens"], row["cache_write_tokens"], row["tokens_out"]) == (5, 3, 7)
     expected = (fresh * 3.0 + 5 * 0.3 + 3 * 3.75 + 7 * 15.0) / 1e6
-    assert row.cost_usd == pytest.approx(expected)
+    assert row["cost_usd"] == pytest.approx(expected)
     await client.close()
 
 
@@ -185,14 +173,12 @@ async def test_anthropic_messages(
 )
 async def test_gemini(
     make_gateway: GatewayFactory,
-    keys: KeyService,
-    backend: MemoryStore,
     method: str,
     query: str,
     where: str,
 ) -> None:
     gateway = await make_gateway(prices=PRICES)
-    issued = await keys.issue("cy@example.com", "user_cy")
+    issued = await gateway.issue("cy@example.com")
     url = f"{gateway.base('gemini')}/models/gemini-2.5-flash:{method}"
     params = dict(p.split("=") for p in query.split("&") if p)
     headers = {}
@@ -212,19 +198,19 @@ async def test_gemini(
         assert f"key={REAL['gemini']}" in received.query_string
     assert "vk_" not in received.query_string + orjson.dumps(received.headers).decode()
     reported = gateway.standin.reported[-1]
-    row = backend.rows[-1]
-    assert row.model == "gemini-2.5-flash"
-    assert row.input_tokens == reported["promptTokenCount"]
-    assert row.output_tokens == reported["candidatesTokenCount"] + reported["thoughtsTokenCount"]
-    assert row.cost_usd == pytest.approx((row.input_tokens * 0.30 + row.output_tokens * 2.50) / 1e6)
+    row = await gateway.last_usage()
+    assert row["model"] == "gemini-2.5-flash"
+    assert row["tokens_in"] == reported["promptTokenCount"]
+    assert row["tokens_out"] == reported["candidatesTokenCount"] + reported["thoughtsTokenCount"]
+    assert row["cost_usd"] == pytest.approx((row["tokens_in"] * 0.30 + row["tokens_out"] * 2.50) / 1e6)
 
 
-async def test_google_genai_sdk(make_gateway: GatewayFactory, keys: KeyService, backend: MemoryStore) -> None:
+async def test_google_genai_sdk(make_gateway: GatewayFactory) -> None:
     from google import genai
     from google.genai import types
 
     gateway = await make_gateway()
-    issued = await keys.issue("cy@example.com", "user_cy")
+    issued = await gateway.issue("cy@example.com")
     client = genai.Client(
         api_key=issued.key,
         http_options=types.HttpOptions(base_url=gateway.base("google"), api_version="v1beta"),
@@ -237,14 +223,14 @@ async def test_google_genai_sdk(make_gateway: GatewayFactory, keys: KeyService, 
     ):
         text += chunk.text or ""
     assert text == "Hello from the stand-in provider."
-    assert [r.provider for r in backend.rows] == ["google", "google"]
-    assert all(r.output_tokens == 11 for r in backend.rows)
+    assert [r["provider"] for r in await gateway.usage()] == ["google", "google"]
+    assert all(r["tokens_out"] == 11 for r in await gateway.usage())
     assert gateway.standin.received[-1].headers["x-goog-api-key"] == REAL["gemini"]
 
 
-async def test_composio(make_gateway: GatewayFactory, keys: KeyService, backend: MemoryStore) -> None:
+async def test_composio(make_gateway: GatewayFactory) -> None:
     gateway = await make_gateway()
-    issued = await keys.issue("di@example.com", "user_di")
+    issued = await gateway.issue("di@example.com")
     async with ClientSession() as http:
         resp = await http.get(f"{gateway.base('composio')}/api/v3/tools", headers={"x-api-key": issued.key})
         assert (await resp.json())["items"][0]["slug"] == "GITHUB_STAR_A_REPOSITORY"
@@ -255,14 +241,14 @@ async def test_composio(make_gateway: GatewayFactory, keys: KeyService, backend:
         )
         assert (await resp.json())["successful"] is True
     assert_real_key_only(gateway.standin, "composio", "x-api-key", REAL["composio"])
-    assert [(r.provider, r.status, r.input_tokens) for r in backend.rows] == [("composio", 200, 0)] * 2
+    assert [(r["provider"], r["status"], r["tokens_in"]) for r in await gateway.usage()] == [
+        ("composio", 200, 0)
+    ] * 2
 
 
-async def test_compressed_bodies_pass_through_and_usage_is_still_read(
-    make_gateway: GatewayFactory, keys: KeyService, backend: MemoryStore
-) -> None:
+async def test_compressed_bodies_pass_through_and_usage_is_still_read(make_gateway: GatewayFactory) -> None:
     gateway = await make_gateway()
-    issued = await keys.issue("ada@example.com", "user_ada")
+    issued = await gateway.issue("ada@example.com")
     async with ClientSession(auto_decompress=False) as http:
         resp = await http.post(
             gateway.base("openai") + "/chat/completions",
@@ -274,16 +260,16 @@ async def test_compressed_bodies_pass_through_and_usage_is_still_read(
 
         assert orjson.loads(gzip.decompress(await resp.read()))["usage"]["completion_tokens"] == 7
     assert gateway.standin.received[-1].headers["accept-encoding"] == "gzip"
-    assert backend.rows[-1].output_tokens == 7
+    assert (await gateway.last_usage())["tokens_out"] == 7
 
 
-async def test_activity_is_recorded_and_batched(make_gateway: GatewayFactory, keys: KeyService) -> None:
+async def test_activity_is_recorded_and_batched(make_gateway: GatewayFactory) -> None:
     from plugins.vkey.activity import gateway_activity
 
     gateway = await make_gateway()
     batches: list[dict[str, float]] = []
     gateway_activity(gateway.app).listen(lambda seen: batches.append(dict(seen)))
-    issued = await keys.issue("ada@example.com", "user_ada")
+    issued = await gateway.issue("ada@example.com")
     client = openai.AsyncOpenAI(api_key=issued.key, base_url=gateway.base("openai"), max_retries=0)
     for _ in range(3):
         await client.chat.completions.create(model="gpt-4o-mini", messages=[])
@@ -293,7 +279,7 @@ async def test_activity_is_recorded_and_batched(make_gateway: GatewayFactory, ke
         if batches:
             break
         await asyncio.sleep(0.01)
-    assert list(batches[0]) == ["user_ada"]
-    assert gateway_activity(gateway.app).last_seen("user_ada") is not None
+    assert list(batches[0]) == [issued.user.id]
+    assert gateway_activity(gateway.app).last_seen(issued.user.id) is not None
     assert isinstance(gateway.stage, VKeyStage)
     await client.close()

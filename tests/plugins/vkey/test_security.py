@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -14,13 +15,13 @@ import orjson
 import pytest
 from aiohttp import ClientSession
 
-from plugins.vkey.keys import KeyRecord, hash_key, new_key
-from plugins.vkey.lifecycle import KeyService
-from plugins.vkey.memory import MemoryStore
+from plugins.vkey.keys import KeyRecord, display_prefix, hash_key, new_key
+from plugins.vkey.store import VirtualKeys
 from proxy_core.app import METRICS
 from tests.plugins.vkey.conftest import REAL, GatewayFactory
 
 CHAT = "/chat/completions"
+ADA = uuid.uuid4()
 BODY = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hi"}]}
 
 
@@ -53,10 +54,10 @@ async def test_missing_key_is_401_in_each_providers_shape(make_gateway: GatewayF
     "key",
     [
         "sk-not-a-virtual-key",
-        "vk_user_ada_" + "z" * 64,  # not hex
-        "vk_user_ada_" + "a" * 63,  # too short
+        f"vk_{ADA}_" + "z" * 64,  # not hex
+        f"vk_{ADA}_" + "a" * 63,  # too short
         "vk__" + "a" * 64,  # no user id
-        "vk_user_ada_" + "a" * 64,  # well formed, never issued
+        f"vk_{ADA}_" + "a" * 64,  # well formed, never issued
     ],
 )
 async def test_malformed_or_unknown_key_is_401_invalid(make_gateway: GatewayFactory, key: str) -> None:
@@ -71,14 +72,19 @@ async def test_malformed_or_unknown_key_is_401_invalid(make_gateway: GatewayFact
 
 
 async def test_revoked_expired_and_disabled_keys_are_401_with_the_reason(
-    make_gateway: GatewayFactory, keys: KeyService
+    make_gateway: GatewayFactory,
 ) -> None:
-    gateway = await make_gateway(key_cache_seconds=0)
-    revoked = await keys.issue("a@example.com", "user_a")
-    await keys.revoke("a@example.com")
-    expired = await keys.issue("b@example.com", "user_b", expires_in=timedelta(seconds=-1))
-    disabled = await keys.issue("c@example.com", "user_c")
-    await keys.set_user_disabled("c@example.com", True)
+    """Revoking and disabling through the key service take effect at once in this process, even
+    while the keys are cached (for a minute here)."""
+    gateway = await make_gateway(key_cache_seconds=60)
+    revoked = await gateway.issue("a@example.com")
+    expired = await gateway.issue("b@example.com", expires_in=timedelta(seconds=-1))
+    disabled = await gateway.issue("c@example.com")
+    for issued in (revoked, disabled):
+        status, _, _ = await post_openai(gateway.base("openai"), {"Authorization": f"Bearer {issued.key}"})
+        assert status == 200  # now cached
+    await gateway.keys.revoke("a@example.com")
+    await gateway.keys.set_disabled("c@example.com", True)
     for issued, reason in (
         (revoked, "API key revoked"),
         (expired, "API key expired"),
@@ -91,45 +97,39 @@ async def test_revoked_expired_and_disabled_keys_are_401_with_the_reason(
             await client.messages.create(model="m", max_tokens=1, messages=[{"role": "user", "content": "x"}])
         assert caught.value.body["error"]["message"] == reason  # type: ignore[index]
         await client.close()
-    await keys.set_user_disabled("c@example.com", False)
+    await gateway.keys.set_disabled("c@example.com", False)
     status, _, _ = await post_openai(gateway.base("openai"), {"Authorization": f"Bearer {disabled.key}"})
     assert status == 200
 
 
-async def test_a_key_with_another_users_id_spliced_in_is_refused(
-    make_gateway: GatewayFactory, keys: KeyService, backend: MemoryStore
-) -> None:
+async def test_a_key_with_another_users_id_spliced_in_is_refused(make_gateway: GatewayFactory) -> None:
     gateway = await make_gateway()
-    ada = await keys.issue("ada@example.com", "user_ada")
-    await keys.issue("bo@example.com", "user_bo")
-    spliced = ada.key.replace("vk_user_ada_", "vk_user_bo_")
+    ada = await gateway.issue("ada@example.com")
+    bo = await gateway.issue("bo@example.com")
+    spliced = ada.key.replace(str(ada.user.id), str(bo.user.id))
     status, body, _ = await post_openai(gateway.base("openai"), {"Authorization": f"Bearer {spliced}"})
     assert (status, body["error"]["message"]) == (401, "Invalid API key")
     # Even a stored key whose owner differs from the id written in it is refused.
-    forged = new_key("user_bo")
-    record = KeyRecord("k-forged", "user_ada", "vk_user_bo_x", hash_key(forged), datetime.now(UTC))
-    await backend.insert_key("ada@example.com", record)
+    forged = new_key(bo.user.id)
+    record = KeyRecord(uuid.uuid4(), ada.user.id, display_prefix(forged), hash_key(forged), datetime.now(UTC))
+    await VirtualKeys(gateway.db).insert(record)
     status, body, _ = await post_openai(gateway.base("openai"), {"Authorization": f"Bearer {forged}"})
     assert (status, body["error"]["message"]) == (401, "Invalid API key")
     assert gateway.standin.received == []
 
 
-async def test_two_different_keys_in_one_request_are_refused(
-    make_gateway: GatewayFactory, keys: KeyService
-) -> None:
+async def test_two_different_keys_in_one_request_are_refused(make_gateway: GatewayFactory) -> None:
     gateway = await make_gateway()
-    ada = await keys.issue("ada@example.com", "user_ada")
-    bo = await keys.issue("bo@example.com", "user_bo")
+    ada = await gateway.issue("ada@example.com")
+    bo = await gateway.issue("bo@example.com")
     headers = {"Authorization": f"Bearer {ada.key}", "x-api-key": bo.key}
     status, body, _ = await post_openai(gateway.base("openai"), headers)
     assert (status, body["error"]["message"]) == (401, "Invalid API key")
 
 
-async def test_every_other_trace_of_the_virtual_key_is_removed(
-    make_gateway: GatewayFactory, keys: KeyService
-) -> None:
+async def test_every_other_trace_of_the_virtual_key_is_removed(make_gateway: GatewayFactory) -> None:
     gateway = await make_gateway()
-    ada = await keys.issue("ada@example.com", "user_ada")
+    ada = await gateway.issue("ada@example.com")
     headers = {
         "x-goog-api-key": ada.key,
         "X-Debug-Copy": f"copy {ada.key}",
@@ -152,9 +152,9 @@ async def test_every_other_trace_of_the_virtual_key_is_removed(
     assert "vk_" not in orjson.dumps(received.headers).decode()
 
 
-async def test_oversized_bodies_are_refused_with_413(make_gateway: GatewayFactory, keys: KeyService) -> None:
+async def test_oversized_bodies_are_refused_with_413(make_gateway: GatewayFactory) -> None:
     gateway = await make_gateway("[server]\naccess_log = false\nmax_body_size = 2048\n")
-    ada = await keys.issue("ada@example.com", "user_ada")
+    ada = await gateway.issue("ada@example.com")
     big = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "x" * 4096}]}
     client = openai.AsyncOpenAI(api_key=ada.key, base_url=gateway.base("openai"), max_retries=0)
     with pytest.raises(openai.APIStatusError) as caught:
@@ -178,9 +178,9 @@ async def test_oversized_bodies_are_refused_with_413(make_gateway: GatewayFactor
     await client.close()
 
 
-async def test_unknown_provider_is_404(make_gateway: GatewayFactory, keys: KeyService) -> None:
+async def test_unknown_provider_is_404(make_gateway: GatewayFactory) -> None:
     gateway = await make_gateway()
-    ada = await keys.issue("ada@example.com", "user_ada")
+    ada = await gateway.issue("ada@example.com")
     async with ClientSession() as http:
         resp = await http.post(
             str(gateway.url / "api/gateway/mistral/v1/chat"), headers={"Authorization": f"Bearer {ada.key}"}
@@ -203,13 +203,11 @@ def _closed_port() -> int:
         return int(sock.getsockname()[1])
 
 
-async def test_upstream_down_is_502_in_the_providers_shape(
-    make_gateway: GatewayFactory, keys: KeyService
-) -> None:
+async def test_upstream_down_is_502_in_the_providers_shape(make_gateway: GatewayFactory) -> None:
     port = _closed_port()
     down = {name: {"url": f"http://127.0.0.1:{port}/v1"} for name in ("openai", "anthropic", "gemini")}
     gateway = await make_gateway(providers=down)
-    ada = await keys.issue("ada@example.com", "user_ada")
+    ada = await gateway.issue("ada@example.com")
     client = openai.AsyncOpenAI(api_key=ada.key, base_url=gateway.base("openai"), max_retries=0)
     with pytest.raises(openai.APIStatusError) as caught:
         await client.chat.completions.create(**BODY)  # type: ignore[call-overload]
@@ -229,11 +227,11 @@ async def test_upstream_down_is_502_in_the_providers_shape(
 
 
 async def test_a_provider_without_a_real_key_answers_503(
-    make_gateway: GatewayFactory, keys: KeyService, monkeypatch: pytest.MonkeyPatch
+    make_gateway: GatewayFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("COMPOSIO_API_KEY")
     gateway = await make_gateway()
-    ada = await keys.issue("ada@example.com", "user_ada")
+    ada = await gateway.issue("ada@example.com")
     async with ClientSession() as http:
         resp = await http.get(gateway.base("composio") + "/api/v3/tools", headers={"x-api-key": ada.key})
         assert resp.status == 503
@@ -244,15 +242,14 @@ async def test_a_provider_without_a_real_key_answers_503(
 
 async def test_real_keys_never_appear_in_logs_errors_metrics_or_responses(
     make_gateway: GatewayFactory,
-    keys: KeyService,
     caplog: pytest.LogCaptureFixture,
     capfd: pytest.CaptureFixture[str],
 ) -> None:
     caplog.set_level(logging.DEBUG)
     gateway = await make_gateway("[server]\naccess_log = true\n")
-    ada = await keys.issue("ada@example.com", "user_ada")
-    revoked = await keys.issue("bo@example.com", "user_bo")
-    await keys.revoke("bo@example.com")
+    ada = await gateway.issue("ada@example.com")
+    revoked = await gateway.issue("bo@example.com")
+    await gateway.keys.revoke("bo@example.com")
     seen: list[str] = []
     url = gateway.url
     async with ClientSession() as http:
@@ -278,3 +275,15 @@ async def test_real_keys_never_appear_in_logs_errors_metrics_or_responses(
         assert real not in everything
     assert ada.key not in everything and revoked.key not in everything
     assert "vkey_requests_total" in gateway.app[METRICS].render()
+
+
+async def test_an_unreachable_store_is_503_in_the_providers_shape(make_gateway: GatewayFactory) -> None:
+    gateway = await make_gateway(database=f"postgresql://postgres@127.0.0.1:{_closed_port()}/none")
+    key = new_key(uuid.uuid4())
+    client = openai.AsyncOpenAI(api_key=key, base_url=gateway.base("openai"), max_retries=0)
+    with pytest.raises(openai.APIStatusError) as caught:
+        await client.chat.completions.create(**BODY)  # type: ignore[call-overload]
+    assert caught.value.status_code == 503
+    assert caught.value.body["message"] == "The gateway cannot check keys right now."  # type: ignore[index]
+    assert key not in str(caught.value.body) and gateway.standin.received == []
+    await client.close()
