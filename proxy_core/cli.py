@@ -13,6 +13,7 @@ from .app import build_stages, make_context
 from .config import ConfigError, load_config
 from .logs import setup_logging
 from .registry import UnknownStageError
+from .server import ListenError
 
 COMMANDS_GROUP = "proxy_core.commands"
 DEFAULT_CONFIG = "proxy.toml"
@@ -62,7 +63,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         code: int = args.func(args)
-    except (ConfigError, UnknownStageError) as exc:
+    except (ConfigError, UnknownStageError, ListenError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -11,6 +11,7 @@ import contextlib
 import gc
 import logging
 import multiprocessing
+import os
 import signal
 import tempfile
 from collections.abc import Callable, Coroutine
@@ -27,6 +28,10 @@ from .errors import error_response
 
 log = logging.getLogger("proxy_core.server")
 _SNAPSHOT_EVERY = 1.0
+
+
+class ListenError(Exception):
+    """The configured address cannot be bound (in use, not ours, no permission)."""
 
 
 class _ProxyRequestHandler(RequestHandler):
@@ -108,7 +113,12 @@ async def serve_app(
         site = web.TCPSite(
             runner, config.server.host, config.server.port, reuse_port=reuse_port, backlog=2048
         )
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:
+            address = f"{config.server.host}:{config.server.port}"
+            reason = os.strerror(exc.errno).lower() if exc.errno else str(exc)
+            raise ListenError(f"cannot listen on {address}: {reason}") from None
         log.info(
             "listening", extra={"fields": {"address": f"http://{config.server.host}:{config.server.port}"}}
         )

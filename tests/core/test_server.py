@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -281,3 +282,20 @@ async def test_client_leaving_mid_download_is_a_quiet_499(
         process.terminate()
         _, err = await process.communicate()
     assert b'"level":"error"' not in err
+
+
+def test_serve_on_a_busy_port_fails_with_a_message(proxy_toml: Path) -> None:
+    port = int(proxy_toml.read_text().split("port = ")[1].split("\n")[0])
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", port))
+        busy.listen()
+        result = subprocess.run(
+            [sys.executable, "-m", "proxy_core.cli", "serve", "--config", str(proxy_toml)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    assert result.returncode == 1
+    assert (
+        result.stderr.splitlines()[-1] == f"error: cannot listen on 127.0.0.1:{port}: address already in use"
+    )
