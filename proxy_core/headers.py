@@ -53,12 +53,14 @@ def _connection_tokens(headers: CIMultiDictProxy[str] | CIMultiDict[str]) -> set
 
 def request_headers(request: web.BaseRequest) -> CIMultiDict[str]:
     """The client's headers minus hop-by-hop ones and anything the proxy must set itself."""
-    extra = _connection_tokens(request.headers) if "Connection" in request.headers else ()
-    return CIMultiDict(
-        (k, v)
-        for k, v in request.headers.items()
-        if (lk := k.lower()) not in _REQUEST_DROP and lk not in extra
-    )
+    source = request.headers
+    headers = CIMultiDict(source)  # a C-level copy; then drop the few names present (cheaper than a filter)
+    drop = _REQUEST_DROP
+    if "Connection" in source:
+        drop = drop | _connection_tokens(source)
+    for name in [name for name in headers if name.lower() in drop]:
+        headers.popall(name, None)
+    return headers
 
 
 def response_headers(raw: Iterable[tuple[bytes, bytes]]) -> CIMultiDict[str]:
@@ -95,6 +97,7 @@ class TrustedProxies:
     def __init__(self, networks: Iterable[Network]) -> None:
         self.networks = tuple(networks)
         self._trusts = lru_cache(maxsize=4096)(self._check)
+        self._direct = lru_cache(maxsize=4096)(_direct_client)
 
     def trusts(self, address: str) -> bool:
         return bool(self.networks) and self._trusts(address)
@@ -111,7 +114,7 @@ class TrustedProxies:
         scheme = "https" if request.secure else "http"
         host = request.headers.get("Host", "")
         if not self.trusts(peer):
-            return ClientAddress(peer, scheme, host, peer, _forwarded_element(peer, scheme, host))
+            return self._direct(peer, scheme, host)  # the same few values for every request of a client
         chain = [
             a.strip()
             for v in request.headers.getall("X-Forwarded-For", ())
@@ -129,6 +132,10 @@ class TrustedProxies:
         earlier = ", ".join(request.headers.getall("Forwarded", ()))
         element = _forwarded_element(peer, proto, host)
         return ClientAddress(client, proto, host, xff, f"{earlier}, {element}" if earlier else element)
+
+
+def _direct_client(peer: str, scheme: str, host: str) -> ClientAddress:
+    return ClientAddress(peer, scheme, host, peer, _forwarded_element(peer, scheme, host))
 
 
 def _peer_ip(request: web.BaseRequest) -> str:
