@@ -23,6 +23,7 @@ from proxy_core.db import StoreError
 from . import csrf, pages
 from .cookies import FLOW_TTL
 from .identity import Identity
+from .mail import DeliveryFailed
 from .providers.base import CodeSignIn, ProviderUnavailable, RedirectSignIn, SignedIn, SignInRefused
 from .providers.workos import WorkOSProvider
 from .redirects import HOME, safe_next
@@ -232,6 +233,13 @@ class Flows:
                 await self.codes.send_code(email, client_ip)
             except SignInRefused as exc:
                 return self.problem(request, exc.status, "Please wait", exc.message)
+            except DeliveryFailed:
+                return self.problem(
+                    request,
+                    503,
+                    "Sign-in is unavailable",
+                    "The sign-in code could not be sent. Try again in a minute.",
+                )
         else:
             log.info("auth: code not sent to %s: not allowed to sign in", email)
         flow = await self._flow(request)

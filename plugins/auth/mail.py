@@ -17,6 +17,10 @@ log = logging.getLogger(__name__)
 SUBJECT = "Your sign-in code"
 
 
+class DeliveryFailed(Exception):
+    """The code could not be handed to the mail server (or written to the mailbox directory)."""
+
+
 def body(code: str, minutes: int) -> str:
     return (
         f"Your sign-in code is {code}\n\n"
@@ -40,7 +44,11 @@ class MailboxMailer:
         self.directory = directory
 
     async def send(self, to: str, code: str, minutes: int) -> None:
-        await asyncio.to_thread(self._write, to.lower(), body(code, minutes))
+        try:
+            await asyncio.to_thread(self._write, to.lower(), body(code, minutes))
+        except OSError as exc:
+            log.warning("auth: cannot write the sign-in code to %s: %s", self.directory, exc)
+            raise DeliveryFailed(str(exc)) from None
 
     def _write(self, to: str, text: str) -> None:
         self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -60,7 +68,12 @@ class SmtpMailer:
         message = EmailMessage()
         message["From"], message["To"], message["Subject"] = self.config.sender, to, SUBJECT
         message.set_content(body(code, minutes))
-        await asyncio.to_thread(self._send, message)
+        try:
+            await asyncio.to_thread(self._send, message)
+        except (OSError, smtplib.SMTPException) as exc:
+            where = f"{self.config.host}:{self.config.port}"
+            log.warning("auth: cannot send the sign-in code through %s: %s", where, exc)
+            raise DeliveryFailed(str(exc)) from None
 
     def _send(self, message: EmailMessage) -> None:
         config = self.config
