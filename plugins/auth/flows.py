@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_EMAIL = re.compile(r"^[^@\s/\\]+@[^@\s/\\]+\.[^@\s/\\]+$")  # no path separators: see MailboxMailer
 UNREACHABLE = "The sign-in provider cannot be reached right now. Try again in a moment."
 
 

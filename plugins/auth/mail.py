@@ -51,6 +51,8 @@ class MailboxMailer:
             raise DeliveryFailed(str(exc)) from None
 
     def _write(self, to: str, text: str) -> None:
+        if to in (".", "..") or "/" in to or "\\" in to or "\0" in to:
+            raise OSError(f"not a file name: {to!r}")  # never write outside the mailbox directory
         self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         path = self.directory / to
         partial = path.with_name(path.name + ".tmp")

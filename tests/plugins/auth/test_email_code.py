@@ -237,3 +237,26 @@ async def test_cookies_are_secure_on_https(upstream: TestServer, sqlite_url: str
     async with proxy(upstream, sqlite_url, **options(tmp_path)) as px, aiohttp.ClientSession() as c:
         async with c.get(px.at("/auth/sign-in"), headers={"X-Forwarded-Proto": "https"}) as response:
             assert "Secure" not in response.headers["Set-Cookie"]
+
+
+async def test_an_address_with_path_separators_never_reaches_the_mailbox(
+    upstream: TestServer, db_url: str, tmp_path: Path
+) -> None:
+    async with proxy(upstream, db_url, **options(tmp_path)) as px, browser() as b:
+        for address in ("../../escape@example.com", "..\\escape@example.com", "a/b@example.com"):
+            async with b.get(px.at("/auth/sign-in")) as response:
+                page = await response.text()
+            form = {"email": address, "csrf_token": hidden(page, "csrf_token"), "next": "/"}
+            async with b.post(px.at("/auth/code"), data=form) as response:
+                assert "Enter a valid email address." in await response.text()
+    assert not (tmp_path / "escape@example.com").exists()
+    assert not list(tmp_path.glob("**/*escape*"))
+
+
+async def test_the_mailbox_refuses_names_that_leave_it(tmp_path: Path) -> None:
+    from plugins.auth.mail import DeliveryFailed, MailboxMailer
+
+    mailer = MailboxMailer(tmp_path / "mail")
+    with pytest.raises(DeliveryFailed):
+        await mailer.send("../outside@example.com", "123456", 10)
+    assert not (tmp_path / "outside@example.com").exists()
