@@ -197,11 +197,11 @@ class UpstreamConnection(asyncio.Protocol):
             if idle_timeout is None:
                 await self.next_event()
                 continue
-            timer = self._loop.call_later(idle_timeout, self.fail, UpstreamTimeout())
+            self.start_timer(idle_timeout)
             try:
                 await self.next_event()
             finally:
-                timer.cancel()
+                self.stop_timer()
 
     @property
     def reusable(self) -> bool:
@@ -247,6 +247,16 @@ class UpstreamConnection(asyncio.Protocol):
         else:
             waiter.set_result(None)
 
+    def start_timer(self, delay: float) -> None:
+        """Time this exchange out (:class:`UpstreamTimeout`) unless :meth:`stop_timer` comes first."""
+        self.pool.deadlines.arm(self, delay)
+
+    def stop_timer(self) -> None:
+        self.pool.deadlines.disarm(self)
+
+    def time_out(self) -> None:
+        self.fail(UpstreamTimeout())
+
     def fail(self, exc: BaseException) -> None:
         if self._error is None:
             self._error = exc
@@ -256,6 +266,55 @@ class UpstreamConnection(asyncio.Protocol):
         self._wake()
         if self._write_ready is not None and not self._write_ready.done():
             self._write_ready.set_result(None)
+
+
+class Deadlines:
+    """Per-exchange timeouts sharing one loop timer.
+
+    A ``call_later`` + ``cancel`` pair per request costs about 1.7 µs under uvloop (a libuv timer each
+    time); here arming and disarming is a dict operation. The one timer is set for the earliest
+    deadline: when it fires it times out what is due and re-arms for the next deadline."""
+
+    _SLACK = 1e-3  # loop timers have millisecond resolution and may fire this much early
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._due: dict[UpstreamConnection, float] = {}
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0
+
+    def arm(self, conn: UpstreamConnection, delay: float) -> None:
+        when = self._loop.time() + delay
+        self._due[conn] = when
+        if self._timer is None or when < self._timer_at:
+            self._schedule(when)
+
+    def disarm(self, conn: UpstreamConnection) -> None:
+        self._due.pop(conn, None)
+
+    def close(self) -> None:
+        self._due.clear()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _schedule(self, when: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = self._loop.call_at(when, self._fire)
+        self._timer_at = when
+
+    def _fire(self) -> None:
+        self._timer = None
+        horizon = self._loop.time() + self._SLACK
+        due = self._due
+        expired = [conn for conn, when in due.items() if when <= horizon]
+        for conn in expired:
+            del due[conn]
+        if due:
+            self._schedule(min(due.values()))
+        for conn in expired:
+            conn.time_out()
 
 
 class UpstreamPool:
@@ -276,6 +335,7 @@ class UpstreamPool:
         self._idle: dict[Origin, list[UpstreamConnection]] = {}
         self._all: set[UpstreamConnection] = set()
         self._sweeper: asyncio.TimerHandle | None = None
+        self.deadlines = Deadlines(loop)
 
     @property
     def open_connections(self) -> int:
@@ -322,6 +382,7 @@ class UpstreamPool:
         if self._sweeper is not None:
             self._sweeper.cancel()
             self._sweeper = None
+        self.deadlines.close()
         for conn in list(self._all):
             conn.close()
         self._idle.clear()

@@ -27,7 +27,14 @@ from ._upstream import (
 )
 from ._websocket import WebSocketRelay, is_websocket_upgrade
 from .errors import error_response
-from .headers import ClientAddress, TrustedProxies, add_forwarded, request_headers, response_headers
+from .headers import (
+    ClientAddress,
+    TrustedProxies,
+    add_forwarded,
+    request_headers,
+    response_header_items,
+    response_headers,
+)
 from .metrics import Metrics
 
 CLIENT_ADDRESS = web.RequestKey("proxy_core.client_address", ClientAddress)
@@ -217,6 +224,13 @@ class Forwarder:
                 request, 413, f"The request body is larger than {self.max_body_size} bytes."
             )
         try:
+            if tap is None and conn.complete and not conn.head_only and conn.status not in (204, 304):
+                length = _content_length(conn.headers)
+                if length is not None:
+                    # the whole (small) answer is already here: one write, headers and body together
+                    # (checked here rather than in _respond: no coroutine for the common case)
+                    headers = response_header_items(conn.headers)
+                    return web.Response(status=conn.status, headers=headers, body=conn.take_body())
             return await self._respond(request, conn, stage, limits, tap)
         finally:
             if sender is not None and not sender.done():
@@ -232,7 +246,6 @@ class Forwarder:
     ) -> tuple[UpstreamConnection, asyncio.Task[None] | None]:
         streamed = outgoing.body is None and request.body_exists
         head = _encode_head(outgoing, request, streamed)
-        loop = asyncio.get_running_loop()
         pool = self.pool
         for attempt in (1, 2):
             conn = pool.take(outgoing.origin)
@@ -248,14 +261,14 @@ class Forwarder:
                     raise UpstreamError(502, "connect", "The upstream server is not reachable.") from None
             conn.begin(head_only=outgoing.method == "HEAD")
             sender: asyncio.Task[None] | None = None
-            timer = loop.call_later(limits.read, conn.fail, UpstreamTimeout())
+            conn.start_timer(limits.read)
             try:
                 conn.write(head)
                 if outgoing.body:
                     conn.write(outgoing.body)
                 elif streamed:
                     chunked = request.content_length is None
-                    sender = loop.create_task(self._send_body(request, conn, chunked))
+                    sender = asyncio.get_running_loop().create_task(self._send_body(request, conn, chunked))
                 while not conn.head_received:
                     await conn.next_event()
                 return conn, sender
@@ -286,7 +299,7 @@ class Forwarder:
                     sender.cancel()
                 raise
             finally:
-                timer.cancel()
+                conn.stop_timer()
         raise AssertionError("unreachable")
 
     async def _send_body(self, request: web.Request, conn: UpstreamConnection, chunked: bool) -> None:
@@ -321,9 +334,6 @@ class Forwarder:
         if tap is not None:
             tap.on_head(conn.status, headers)
         length = _content_length(conn.headers) if tap is None else None
-        if length is not None and conn.complete and not conn.head_only and conn.status not in (204, 304):
-            # the whole (small) answer is already here: one write, headers and body together
-            return web.Response(status=conn.status, headers=headers, body=conn.take_body())
         response = web.StreamResponse(status=conn.status, headers=headers)
         if length is not None:
             response.content_length = length

@@ -65,19 +65,27 @@ def request_headers(request: web.BaseRequest) -> CIMultiDict[str]:
 
 def response_headers(raw: Iterable[tuple[bytes, bytes]]) -> CIMultiDict[str]:
     """Upstream response headers (raw, as parsed) minus hop-by-hop ones and Content-Length."""
-    kept: list[tuple[str, str]] = []
-    extra: set[bytes] = set()
+    return CIMultiDict(response_header_items(raw))
+
+
+def response_header_items(raw: Iterable[tuple[bytes, bytes]]) -> list[tuple[str, str]]:
+    """What :func:`response_headers` keeps, as a list (a response built from it copies it only once)."""
+    kept: list[tuple[bytes, bytes]] = []
+    extra: set[bytes] | None = None
     for name, value in raw:
         lower = name.lower()
         if lower in _RESPONSE_DROP_BYTES:
             if lower == b"connection":
-                extra.update(t.strip().lower() for t in value.split(b","))
+                # names the Connection header lists are hop-by-hop too ("keep-alive" is dropped anyway)
+                tokens = {t.strip().lower() for t in value.split(b",")} - _RESPONSE_DROP_BYTES
+                tokens.discard(b"")
+                if tokens:
+                    extra = tokens if extra is None else extra | tokens
             continue
-        kept.append((name.decode("latin-1"), value.decode("latin-1")))
-    headers = CIMultiDict(kept)
-    for token in extra:
-        headers.popall(token.decode("latin-1"), None)
-    return headers
+        kept.append((name, value))
+    if extra:
+        kept = [(name, value) for name, value in kept if name.lower() not in extra]
+    return [(name.decode("latin-1"), value.decode("latin-1")) for name, value in kept]
 
 
 @dataclass(frozen=True, slots=True)

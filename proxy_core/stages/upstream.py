@@ -5,6 +5,9 @@ With it alone, ``proxy_core`` is a complete reverse proxy.
 
 from __future__ import annotations
 
+from collections.abc import Coroutine
+from typing import Any
+
 from aiohttp import web
 from pydantic import AnyHttpUrl, Field
 
@@ -30,7 +33,9 @@ class UpstreamStage(Stage[UpstreamConfig]):
         self.timeouts = Timeouts(config.connect_timeout, config.read_timeout, config.idle_timeout)
         self.forwarder = context.forwarder
 
-    async def __call__(self, request: web.Request, next: Next) -> web.StreamResponse:
+    def __call__(self, request: web.Request, next: Next) -> Coroutine[Any, Any, web.StreamResponse]:
+        # a plain function returning send()'s coroutine (what an ``async def`` returns too), so the hot
+        # path has one coroutine frame fewer
         forwarder = self.forwarder
         outgoing = forwarder.build(request, self.upstream, preserve_host=self.config.preserve_host)
-        return await forwarder.send(request, outgoing, stage=self.name, timeouts=self.timeouts)
+        return forwarder.send(request, outgoing, stage=self.name, timeouts=self.timeouts)

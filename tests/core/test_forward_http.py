@@ -531,3 +531,25 @@ async def test_a_tap_sees_and_rewrites_the_stream_and_body_can_be_replaced(aioht
     assert text.endswith("|END")
     assert '"RAW_PATH":"/REWRITTEN?X=1"' in text
     assert '"BODY":"REPLACED BODY"' in text
+
+
+async def test_shared_deadlines_time_out_only_what_is_due() -> None:
+    from proxy_core._upstream import Deadlines
+
+    class Conn:
+        timed_out = False
+
+        def time_out(self) -> None:
+            self.timed_out = True
+
+    deadlines = Deadlines(asyncio.get_running_loop())
+    late, early, stopped = Conn(), Conn(), Conn()
+    deadlines.arm(late, 0.3)  # type: ignore[arg-type]
+    deadlines.arm(early, 0.05)  # type: ignore[arg-type]  (earlier than the armed timer: re-armed)
+    deadlines.arm(stopped, 0.05)  # type: ignore[arg-type]
+    deadlines.disarm(stopped)  # type: ignore[arg-type]
+    await asyncio.sleep(0.15)
+    assert early.timed_out and not late.timed_out and not stopped.timed_out
+    await asyncio.sleep(0.3)
+    assert late.timed_out
+    deadlines.close()
