@@ -89,9 +89,6 @@ class UpstreamConnection(asyncio.Protocol):
         except httptools.HttpParserError as exc:
             self.fail(UpstreamProtocolError(f"invalid HTTP from the upstream: {exc}"))
 
-    def eof_received(self) -> bool | None:
-        return None
-
     def connection_lost(self, exc: Exception | None) -> None:
         self.keep_alive = False
         self.pool.forget(self)
@@ -336,10 +333,6 @@ class UpstreamPool:
         self._all: set[UpstreamConnection] = set()
         self._sweeper: asyncio.TimerHandle | None = None
         self.deadlines = Deadlines(loop)
-
-    @property
-    def open_connections(self) -> int:
-        return len(self._all)
 
     def take(self, origin: Origin) -> UpstreamConnection | None:
         """A warm idle connection to ``origin``, if one is left."""

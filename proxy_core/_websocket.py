@@ -100,19 +100,21 @@ class WebSocketRelay:
             if exc.status >= 400:
                 return error_response(request, exc.status, "The upstream refused the WebSocket connection.")
             error = UpstreamError(502, "ws_handshake", "The upstream did not accept the WebSocket upgrade.")
-            self._metrics.upstream_errors.inc((stage, error.kind))
-            return on_error(request, error)
         except TimeoutError:
             error = UpstreamError(
                 504, "connect_timeout", "The upstream did not accept the WebSocket in time."
             )
-            self._metrics.upstream_errors.inc((stage, error.kind))
-            return on_error(request, error)
         except aiohttp.ClientError:
             error = UpstreamError(502, "connect", "The upstream server is not reachable.")
-            self._metrics.upstream_errors.inc((stage, error.kind))
-            return on_error(request, error)
+        else:
+            return await self._relay_open(request, upstream, stage)
+        self._metrics.upstream_errors.inc((stage, error.kind))
+        return on_error(request, error)
 
+    async def _relay_open(
+        self, request: web.Request, upstream: aiohttp.ClientWebSocketResponse, stage: str
+    ) -> web.StreamResponse:
+        """The upstream accepted: accept the client with the same subprotocol and relay until closed."""
         client = web.WebSocketResponse(
             protocols=(upstream.protocol,) if upstream.protocol else (),
             autoping=False,

@@ -211,18 +211,14 @@ class Forwarder:
             and self.max_body_size
             and (request.content_length or 0) > self.max_body_size
         ):
-            return error_response(
-                request, 413, f"The request body is larger than {self.max_body_size} bytes."
-            )
+            return self._too_large(request)
         try:
             conn, sender = await self._exchange(request, outgoing, limits)
         except UpstreamError as exc:
             self.metrics.upstream_errors.inc((stage, exc.kind))
             return on_error(request, exc)
         except RequestBodyTooLarge:
-            return error_response(
-                request, 413, f"The request body is larger than {self.max_body_size} bytes."
-            )
+            return self._too_large(request)
         try:
             if tap is None and conn.complete and not conn.head_only and conn.status not in (204, 304):
                 length = _content_length(conn.headers)
@@ -240,6 +236,9 @@ class Forwarder:
                 self.pool.release(conn)
             else:
                 conn.abort()
+
+    def _too_large(self, request: web.Request) -> web.Response:
+        return error_response(request, 413, f"The request body is larger than {self.max_body_size} bytes.")
 
     async def _exchange(
         self, request: web.Request, outgoing: UpstreamRequest, limits: Timeouts
