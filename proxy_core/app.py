@@ -69,9 +69,8 @@ def create_app(
     pipeline = build_stages(context) if stages is None else [factory(context) for factory in stages]
     access_log = AccessLog() if config.server.access_log else None
     ops = Ops(pipeline, context, access_log, worker=worker, snapshot_dir=snapshot_dir)
-    app = web.Application(
-        middlewares=[Pipeline([ops, *pipeline])], client_max_size=int(config.server.max_body_size) or 2**62
-    )
+    middleware = Pipeline([ops, *pipeline])
+    app = web.Application(middlewares=[middleware], client_max_size=int(config.server.max_body_size) or 2**62)
     app[CONFIG] = config
     app[FORWARDER] = context.forwarder
     app[METRICS] = context.metrics
@@ -81,9 +80,10 @@ def create_app(
             app[key] = resource
     app.cleanup_ctx.append(_shared_services(context, access_log))
     app.on_shutdown.append(lambda _: context.forwarder.shut_down())
-    for stage in pipeline:
+    for position, stage in enumerate(pipeline, start=1):
         app.cleanup_ctx.append(stage.lifespan)
-        app.router.add_routes(stage.routes())
+        for route in app.router.add_routes(stage.routes()):
+            middleware.route_owned_by(route.handler, position)
     # A real catch-all route (rather than aiohttp's "no match" system route) lets aiohttp cache the
     # middleware chain; it is reached only when every stage handed the request on.
     app.router.add_route("*", "/{tail:.*}", _not_found)
@@ -97,6 +97,10 @@ async def _not_found(request: web.Request) -> web.StreamResponse:
 class Pipeline:
     """The one aiohttp middleware: runs the stages in order in front of the matched route's handler.
 
+    A route declared by stage *k* runs behind stages ``1..k-1`` only: earlier stages (auth, say) still
+    guard it, and neither stage *k* nor a later forwarding stage can take the request away from it.
+    Requests matching no stage's route go through every stage to the catch-all.
+
     Each chain is composed once per route handler and cached, and stages are called positionally, so
     a stage's ``__call__(request, next)`` may name its parameters as it likes.
     """
@@ -108,6 +112,12 @@ class Pipeline:
     ) -> None:
         self._stages = tuple(stages)
         self._chains: dict[Next, Next] = {}
+        self._owners: dict[Next, int] = {}
+
+    def route_owned_by(self, handler: Next, position: int) -> None:
+        """Declare ``handler`` a route of the stage at ``position`` (0 is the first middleware)."""
+        self._owners[handler] = position
+        self._chains.pop(handler, None)
 
     def __call__(self, request: web.Request, handler: Next) -> Awaitable[web.StreamResponse]:
         # a plain function handing back the chain's awaitable: one coroutine frame fewer per request
@@ -118,7 +128,7 @@ class Pipeline:
 
     def _compose(self, handler: Next) -> Next:
         chain = handler
-        for stage in reversed(self._stages):
+        for stage in reversed(self._stages[: self._owners.get(handler, len(self._stages))]):
             chain = _link(stage, chain)
         return chain
 

@@ -110,8 +110,27 @@ async def test_stage_routes_sit_behind_earlier_stages(aiohttp_server: Any, aioht
     )
     client = await aiohttp_client(app)
     assert (await client.get("/hello")).status == 401
+    answered = await client.get("/hello", headers={"X-Token": "t"})
+    assert await answered.json() == {"user": "alice", "trail": None}  # the route, not the upstream
     proxied = await client.get("/other", headers={"X-Token": "t"})
     assert (await proxied.json())["path"] == "/other"
+
+
+async def test_a_stage_route_skips_its_own_stage_and_later_ones(aiohttp_client: Any) -> None:
+    class MarkedHello(Hello):
+        async def __call__(self, request: web.Request, next: Next) -> web.StreamResponse:
+            request.setdefault(TRAIL, []).append("own")
+            return await next(request)
+
+    app = make_app(
+        [stage(Mark, label="a"), stage(MarkedHello), stage(Mark, label="c"), stage(Gate, token="t")]
+    )
+    client = await aiohttp_client(app)
+    resp = await client.get("/hello")
+    assert resp.status == 200
+    assert (await resp.json())["trail"] == ["a"]
+    assert resp.headers.getall("X-Trail") == ["a"]
+    assert (await client.get("/elsewhere")).status == 401  # unmatched paths still pass every stage
 
 
 async def test_lifespans_start_and_stop_with_the_app(aiohttp_client: Any) -> None:
