@@ -1,0 +1,1 @@
+"""Sandbox providers: the contract (``base``) and its implementations."""

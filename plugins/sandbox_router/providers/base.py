@@ -1,0 +1,157 @@
+"""The sandbox provider contract: what the router needs from E2B, the local process runner, or any
+provider a team adds.
+
+A provider knows how to make, wake, stop and reach one sandbox; it knows nothing about users, the store,
+locks or pages (the router's lifecycle owns those). Every failure a caller must treat differently is a
+:class:`ProviderError` subclass, so the lifecycle never inspects a vendor's exception types.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+from yarl import URL
+
+SandboxState = Literal["running", "paused"]
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """One step of a slow start, for the progress page: ``percent`` in 0..100."""
+
+    step: str
+    percent: int
+    message: str = ""
+
+
+ProgressCallback = Callable[[Progress], None]
+
+
+@dataclass(frozen=True, slots=True)
+class SandboxSpec:
+    """What a new sandbox is made of: whose it is, its environment and the metadata the provider keeps
+    (``user_id`` is always in it, so :meth:`SandboxProvider.list` can find sandboxes with no owner)."""
+
+    user_id: str
+    env: Mapping[str, str]
+    metadata: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Handle:
+    """A provider's reference to one sandbox, as stored by the router (``sandbox_id`` plus whatever the
+    provider needs to reach it again, such as E2B's traffic token, in ``data``)."""
+
+    sandbox_id: str
+    data: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Listed:
+    """A sandbox as the provider sees it (for reconciliation and the Manage UI)."""
+
+    sandbox_id: str
+    state: SandboxState
+    metadata: Mapping[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """Where the app port of a sandbox answers, and the headers every forwarded request must carry."""
+
+    base_url: URL
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class CommandResult:
+    exit_code: int
+    stdout: str
+    stderr: str
+
+
+class ProviderError(Exception):
+    """A provider call failed; ``message`` is safe to show to the user and the operator."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class ProviderRateLimited(ProviderError):
+    """The provider refused for now; try again after ``retry_after`` seconds (queue, do not fail)."""
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class SandboxGone(ProviderError):
+    """The sandbox no longer exists at the provider (killed, expired): provision a new one."""
+
+
+class ProviderAuthError(ProviderError):
+    """The provider refused our credentials: an operator must fix the configuration."""
+
+
+class ProviderUnavailable(ProviderError):
+    """The provider cannot be reached or answered with a server error."""
+
+
+class ProviderTimeout(ProviderError):
+    """The provider did not answer within its bounded time."""
+
+
+class SandboxProvider(abc.ABC):
+    """One provider of sandboxes. Implementations must be safe to call concurrently for different
+    sandboxes; the router guarantees one lifecycle call at a time per user."""
+
+    name: str
+
+    @abc.abstractmethod
+    async def create(self, spec: SandboxSpec, on_progress: ProgressCallback) -> Handle:
+        """Make a new sandbox with its app started (not necessarily healthy yet)."""
+
+    @abc.abstractmethod
+    async def resume(self, handle: Handle, on_progress: ProgressCallback) -> Handle:
+        """Wake a paused sandbox (a running one stays running). Raises :class:`SandboxGone`."""
+
+    @abc.abstractmethod
+    async def pause(self, handle: Handle) -> None:
+        """Stop the sandbox keeping its files; pausing a paused sandbox is not an error."""
+
+    @abc.abstractmethod
+    async def kill(self, handle: Handle) -> None:
+        """Remove the sandbox and its files; killing a missing sandbox is not an error."""
+
+    @abc.abstractmethod
+    async def extend(self, handle: Handle, seconds: float) -> None:
+        """Keep a running sandbox alive ``seconds`` from now (a no-op where nothing expires)."""
+
+    @abc.abstractmethod
+    async def list(self) -> list[Listed]:
+        """Every sandbox this provider holds for this cloud, running or paused."""
+
+    @abc.abstractmethod
+    def endpoint(self, handle: Handle) -> Endpoint:
+        """Where to forward requests for the sandbox's app port."""
+
+    @abc.abstractmethod
+    async def run(self, handle: Handle, command: str, *, limit: float) -> CommandResult:
+        """Run a shell command in the sandbox and wait for it, for at most ``limit`` seconds (then
+        :class:`ProviderTimeout`)."""
+
+    @abc.abstractmethod
+    async def read_file(self, handle: Handle, path: str) -> bytes:
+        """A file's bytes; ``path`` is inside the sandbox (relative to its home)."""
+
+    @abc.abstractmethod
+    async def write_file(self, handle: Handle, path: str, data: bytes) -> None:
+        """Write a file inside the sandbox (relative to its home), creating folders as needed."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Release the provider's own resources (clients, child processes) on shutdown."""
