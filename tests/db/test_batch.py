@@ -115,10 +115,9 @@ async def test_activity_retries_after_failure_and_keeps_newer_touches(db: Databa
     await asyncio.sleep(0.2)  # a few failed flushes: the table is missing
     assert writer.failures >= 1 and len(writer) == 1
     writer.touch(1, base + timedelta(seconds=1))
-    # table and row appear together: a flush between the two would find no row to update
-    await db.execute_script(
-        "CREATE TABLE activity (id integer PRIMARY KEY, seen_at timestamptz); INSERT INTO activity (id) VALUES (1)"
-    )
+    async with db.transaction() as tx:  # table and row appear together: a flush in between finds no row
+        await tx.execute("CREATE TABLE activity (id integer PRIMARY KEY, seen_at timestamptz)")
+        await tx.execute("INSERT INTO activity (id) VALUES (1)")
     await writer.close()
     row = await db.fetchrow("SELECT seen_at FROM activity WHERE id = 1")
     assert row == {"seen_at": base + timedelta(seconds=1)}
