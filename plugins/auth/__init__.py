@@ -6,6 +6,8 @@ For later stages:
 * :data:`IDENTITY` — ``request[IDENTITY]`` is the :class:`Identity` (user id, email, role, session id)
   of every request the ``auth`` stage let through with a session.
 * :func:`csrf_token`, :func:`check_csrf`, :func:`require_csrf` — CSRF tokens for forms.
+* :class:`IdentityLinks` — the trail of every link of a provider's subject to a user (for the audit
+  view): ``IdentityLinks(db).list(user_id)``.
 * :class:`AuthStage` — the stage; :meth:`AuthStage.revoke_user` signs a user out everywhere;
   :func:`auth_stage` finds it in an app.
 """
@@ -16,6 +18,7 @@ from proxy_core import STAGES
 
 from .csrf import check_csrf, csrf_token, require_csrf
 from .identity import IDENTITY, Identity
+from .linking import IdentityLink, IdentityLinks
 from .stage import AuthStage
 
 
@@ -27,4 +30,14 @@ def auth_stage(app: web.Application) -> AuthStage:
     raise LookupError("this app has no auth stage")
 
 
-__all__ = ["IDENTITY", "AuthStage", "Identity", "auth_stage", "check_csrf", "csrf_token", "require_csrf"]
+__all__ = [
+    "IDENTITY",
+    "AuthStage",
+    "Identity",
+    "IdentityLink",
+    "IdentityLinks",
+    "auth_stage",
+    "check_csrf",
+    "csrf_token",
+    "require_csrf",
+]

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from proxy_core.db import Connection
+from proxy_core.db import Database
 
 from .config import AuthConfig
+from .linking import Linker
 from .providers.base import SignedIn, SignInRefused
 from .users import User, Users
 
@@ -13,8 +14,9 @@ DISABLED = "Your account is disabled. Ask an administrator."
 
 
 class Accounts:
-    def __init__(self, db: Connection, config: AuthConfig) -> None:
+    def __init__(self, db: Database, config: AuthConfig) -> None:
         self.users = Users(db)
+        self.linker = Linker(db, config.provider)
         self.config = config
         self._admins = frozenset(config.admins)
         self._emails = frozenset(config.allowed_emails)
@@ -37,7 +39,7 @@ class Accounts:
         """The user for ``who``, created or updated; raises :class:`SignInRefused` when not allowed."""
         if not await self.may_sign_in(who.email):
             raise SignInRefused(NOT_ALLOWED, 403)
-        user = await self.users.sign_in(who.external_id, who.email, who.name)
+        user = await self.linker.user_for(who)
         if user.disabled:
             raise SignInRefused(DISABLED, 403)
         role = "admin" if who.email.lower() in self._admins else who.role

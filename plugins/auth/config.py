@@ -47,9 +47,20 @@ class OIDCConfig(StageConfig):
     admin_claim: str | None = None
     """An id_token claim (string or list) that makes a user an admin when it holds one of ``admin_values``."""
     admin_values: tuple[str, ...] = ("admin",)
+    emails_verified: bool = False
+    """This issuer verifies every email address it shares (a company directory, say): a missing
+    ``email_verified`` claim then counts as true. Otherwise a missing claim counts as unverified, and an
+    unverified address neither creates a user nor links one an operator added."""
+    logout: bool = True
+    """On sign-out, send the browser to the provider's ``end_session_endpoint`` (when it has one) so the
+    provider's session ends too; it sends the browser back to our sign-in page."""
     leeway: float = Field(30.0, ge=0, le=300)
     discovery_cache_seconds: float = Field(3600.0, gt=0)
     timeout: float = Field(10.0, gt=0)
+    """The total time any one call to the provider may take (connect, send, wait, read)."""
+    health_timeout: float = Field(2.0, ge=0)
+    """Before sending a browser to the provider with a cached discovery document, check it answers
+    within this many seconds (0: no check); when it does not, our page says so."""
 
     @field_validator("scopes")
     @classmethod

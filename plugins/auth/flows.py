@@ -3,7 +3,8 @@
 A sign-in in progress lives in the flow cookie (encrypted, ten minutes, scoped to these paths). Its
 random ``id`` binds the pre-sign-in forms' CSRF token; SSO adds state, PKCE verifier and nonce. State
 is compared in constant time and used once: the cookie is cleared by the callback and the state
-remembered until it would have expired anyway.
+recorded in the store (:mod:`plugins.auth.used_states`) until it would have expired anyway, so a replay
+is refused by every worker and replica.
 """
 
 from __future__ import annotations
@@ -24,11 +25,20 @@ from . import csrf, pages
 from .cookies import FLOW_TTL
 from .identity import Identity
 from .mail import DeliveryFailed
-from .providers.base import CodeSignIn, ProviderUnavailable, RedirectSignIn, SignedIn, SignInRefused
+from .providers.base import (
+    CodeSignIn,
+    ProviderUnavailable,
+    RedirectSignIn,
+    RemoteSignOut,
+    ResponseIssuerCheck,
+    SignedIn,
+    SignInRefused,
+)
 from .providers.workos import WorkOSProvider
 from .redirects import HOME, safe_next
 from .sessions import session_id
 from .tokens import pkce_pair, random_token, same
+from .used_states import UsedStates
 
 if TYPE_CHECKING:
     from .stage import AuthStage
@@ -52,7 +62,7 @@ class Flows:
         if isinstance(provider, WorkOSProvider):
             codes = provider.config.magic_auth
         self.codes: CodeSignIn | None = provider if codes and isinstance(provider, CodeSignIn) else None
-        self._used_states: dict[str, float] = {}
+        self.used_states = UsedStates(stage.db, FLOW_TTL)
         self._routes: dict[tuple[str, str], Handler] = {
             ("GET", "/sign-in"): self.sign_in_page,
             ("GET", "/sso"): self.start_sso,
@@ -175,13 +185,21 @@ class Flows:
             not isinstance(expected, str)
             or not state
             or not same(state, expected)
-            or not self._first_use(state)
+            or not await self.used_states.first_use(state)
         ):
             response = self.problem(
                 request, 400, "Sign-in expired", "This sign-in link expired or was already used. Start again."
             )
             self.stage.cookies.clear_flow(request, response)
             return response
+        if isinstance(self.redirect, ResponseIssuerCheck):
+            try:
+                await self.redirect.check_response_issuer(request.query.get("iss"))
+            except SignInRefused as exc:
+                log.warning("auth: sign-in response refused: %s", exc.message)
+                return self._ended_flow(
+                    request, self.problem(request, exc.status, "Sign-in refused", exc.message)
+                )
         if "error" in request.query:
             detail = request.query.get("error_description") or request.query["error"]
             return self._ended_flow(request, self.problem(request, 403, "Sign-in refused", detail[:300]))
@@ -203,14 +221,6 @@ class Flows:
                 request, self.problem(request, exc.status, "Sign-in refused", exc.message)
             )
         return self._ended_flow(request, await self._complete(request, who, self._next(flow.get("next"))))
-
-    def _first_use(self, state: str) -> bool:
-        clock = time.monotonic()
-        self._used_states = {s: t for s, t in self._used_states.items() if t > clock}
-        if state in self._used_states:
-            return False
-        self._used_states[state] = clock + FLOW_TTL
-        return True
 
     def _ended_flow(self, request: web.Request, response: web.StreamResponse) -> web.StreamResponse:
         self.stage.cookies.clear_flow(request, response)
@@ -295,8 +305,8 @@ class Flows:
         return pages.sign_out(prefix=self.prefix, csrf=found.csrf_token, email=found.email)
 
     async def sign_out(self, request: web.Request) -> web.StreamResponse:
-        """POST with the session's CSRF token (form field or header): revoke, clear, and for WorkOS end
-        the provider's session too."""
+        """POST with the session's CSRF token (form field or header): revoke, clear, and end the
+        provider's session too (WorkOS; OIDC's RP-initiated logout)."""
         token = await self.stage.cookies.session_token(request)
         session = await self.stage.session(session_id(token)) if token is not None else None
         if session is None:
@@ -315,9 +325,12 @@ class Flows:
         await self.stage.sessions.revoke(session.id)
         self.stage.forget(session.id)
         location = f"{self.prefix}/sign-in"
-        keeper = self.stage.keeper
+        keeper, provider = self.stage.keeper, self.stage.provider
         if keeper is not None:
             location = keeper.logout_url(session.data, self._base_url(request) + location) or location
+        elif isinstance(provider, RemoteSignOut):
+            back = self._base_url(request) + location
+            location = await provider.end_session_url(session.data, back) or location
         log.info("auth: %s signed out", session.email)
         response = web.Response(status=303, headers={**pages.HEADERS, "Location": location})
         self.stage.cookies.clear_session(request, response)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal, get_args
 
-from proxy_core.db import CheckViolation, Connection, NotFound, Row, UniqueViolation
+from proxy_core.db import CheckViolation, Connection, NotFound, Row
 
 Role = Literal["member", "admin"]
 ROLES: tuple[Role, ...] = get_args(Role)
@@ -110,31 +110,26 @@ class Users:
     async def set_disabled(self, user_id: uuid.UUID, disabled: bool) -> User:
         return await self._update(user_id, "disabled = $2", disabled)
 
-    async def sign_in(self, external_id: str, email: str, name: str | None = None) -> User:
-        """The user an identity provider vouched for, created or brought up to date.
-
-        Matched by ``external_id`` first (the email may have changed at the provider), then by email
-        (a user an operator added before their first sign-in gets linked). Whether a disabled user
-        may proceed is the caller's decision.
-        """
+    async def update_profile(self, user: User, email: str, name: str | None) -> User:
+        """``user`` with the email and name a provider now gives (a ``None`` name keeps the stored one)."""
         email = _email(email)
-        try:
-            return await self._sign_in(external_id, email, name)
-        except UniqueViolation:
-            # A concurrent first sign-in of the same person inserted the row first; now it is found.
-            return await self._sign_in(external_id, email, name)
-
-    async def _sign_in(self, external_id: str, email: str, name: str | None) -> User:
-        user = await self.find_by_external_id(external_id)
-        if user is None:
-            user = await self.find_by_email(email)
-            if user is None:
-                return await self.create(email, name=name, external_id=external_id)
-        if (user.external_id, user.email, user.name) == (external_id, email, name or user.name):
+        if (user.email, user.name) == (email, name or user.name):
             return user
-        return await self._update(
-            user.id, "external_id = $2, email = $3, name = $4", external_id, email, name or user.name
+        return await self._update(user.id, "email = $2, name = $3", email, name or user.name)
+
+    async def link(self, user_id: uuid.UUID, external_id: str, email: str, name: str | None) -> User | None:
+        """Give a user without one the provider's ``external_id``; ``None`` when the user has one by now
+        (the condition is in the ``UPDATE``, so of concurrent links exactly one wins). Whether the link
+        is allowed is :mod:`plugins.auth.linking`'s decision."""
+        row = await self.db.fetchrow(
+            "UPDATE users SET external_id = $2, email = $3, name = COALESCE($4, name), updated_at = now() "
+            f"WHERE id = $1 AND external_id IS NULL RETURNING {_COLUMNS}",
+            user_id,
+            external_id,
+            _email(email),
+            name,
         )
+        return None if row is None else _user(row)
 
     async def _update(self, user_id: uuid.UUID, assignments: str, *values: object) -> User:
         row = await self.db.fetchrow(

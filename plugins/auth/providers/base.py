@@ -19,6 +19,9 @@ class SignedIn:
     """The role the provider says, or ``None`` when it has no say (the stored role then stands)."""
     data: dict[str, Any] = field(default_factory=dict)
     """Kept with the session: tokens, the provider's session id."""
+    email_verified: bool = True
+    """The provider vouches that ``email`` belongs to this person; only then may the sign-in create a
+    user or link one by email (see :mod:`plugins.auth.linking`)."""
 
 
 class SignInRefused(Exception):
@@ -44,6 +47,20 @@ class RedirectSignIn(Protocol):
     async def authorize_url(self, *, redirect_uri: str, state: str, challenge: str, nonce: str) -> str: ...
 
     async def exchange(self, *, code: str, verifier: str, nonce: str, redirect_uri: str) -> SignedIn: ...
+
+
+@runtime_checkable
+class ResponseIssuerCheck(Protocol):
+    """A redirect provider that checks RFC 9207's ``iss`` parameter of the authorization response."""
+
+    async def check_response_issuer(self, iss: str | None) -> None: ...
+
+
+@runtime_checkable
+class RemoteSignOut(Protocol):
+    """A provider whose own session ends by sending the browser to it (RP-initiated logout)."""
+
+    async def end_session_url(self, data: dict[str, Any], return_to: str) -> str | None: ...
 
 
 @runtime_checkable

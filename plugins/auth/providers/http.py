@@ -31,9 +31,11 @@ class JsonClient:
         json: Any = None,
         form: dict[str, str] | None = None,
         headers: dict[str, str] | None = None,
+        within: float | None = None,
     ) -> tuple[int, Any]:
         """``(status, parsed JSON or None)``. Network failures, timeouts and 5xx raise
-        :class:`ProviderUnavailable`; 4xx are returned for the caller to interpret."""
+        :class:`ProviderUnavailable`; 4xx are returned for the caller to interpret. Every call is
+        bounded by the client's total timeout (connect, send, wait, read), or by ``within`` seconds."""
         try:
             async with self._client().request(
                 method,
@@ -41,6 +43,7 @@ class JsonClient:
                 data=orjson.dumps(json) if json is not None else form,
                 headers={"Accept": "application/json", **(headers or {})}
                 | ({"Content-Type": "application/json"} if json is not None else {}),
+                timeout=aiohttp.ClientTimeout(total=within) if within is not None else self._timeout,
             ) as response:
                 body = await response.read()
                 status = response.status

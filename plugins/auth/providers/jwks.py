@@ -6,7 +6,6 @@ forged tokens with random key ids cannot turn into a stream of requests to the p
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -17,8 +16,10 @@ from joserfc.jwk import KeySet
 
 from .base import ProviderUnavailable, SignInRefused
 from .http import JsonClient
+from .shared_fetch import SharedFetch
 
 _REFETCH_EVERY = 30.0
+_RETRY_AFTER = 2.0
 
 
 class InvalidToken(SignInRefused):
@@ -30,25 +31,26 @@ class InvalidToken(SignInRefused):
 
 
 class JwksCache:
+    """The provider's keys: one fetch in flight at a time, no lock held across it (see
+    :class:`SharedFetch`)."""
+
     def __init__(self, client: JsonClient, url: Callable[[], Awaitable[str]], ttl: float) -> None:
         self._client = client
         self._url = url
-        self._ttl = ttl
-        self._keys: KeySet | None = None
-        self._fetched = 0.0
-        self._lock = asyncio.Lock()
+        self._keys = SharedFetch(self._fetch, ttl=ttl, retry_after=_RETRY_AFTER)
 
-    async def _key_set(self, *, stale_before: float = 0.0) -> KeySet:
-        async with self._lock:
-            now = time.monotonic()
-            if self._keys is None or now - self._fetched > self._ttl or self._fetched < stale_before:
-                document = await self._client.get(await self._url())
-                try:
-                    self._keys = KeySet.import_key_set(document)
-                except (JoseError, ValueError, TypeError, KeyError) as exc:
-                    raise ProviderUnavailable(f"{self._client.name} served an unusable JWKS") from exc
-                self._fetched = now
-            return self._keys
+    async def _fetch(self) -> KeySet:
+        document = await self._client.get(await self._url())
+        try:
+            return KeySet.import_key_set(document)
+        except (JoseError, ValueError, TypeError, KeyError) as exc:
+            raise ProviderUnavailable(f"{self._client.name} served an unusable JWKS") from exc
+
+    async def _key_set(self, *, stale_before: float | None = None) -> KeySet:
+        return await self._keys.get(fresher_than=stale_before)
+
+    async def close(self) -> None:
+        await self._keys.close()
 
     async def verify(
         self, token: str, *, algorithms: list[str], claims: dict[str, Any], leeway: float
@@ -59,7 +61,7 @@ class JwksCache:
             try:
                 decoded = jwt.decode(token, keys, algorithms=algorithms)
             except InvalidKeyIdError:
-                if time.monotonic() - self._fetched < _REFETCH_EVERY:
+                if time.monotonic() - self._keys.fetched_at < _REFETCH_EVERY:
                     raise
                 keys = await self._key_set(stale_before=time.monotonic())
                 decoded = jwt.decode(token, keys, algorithms=algorithms)

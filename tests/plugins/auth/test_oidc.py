@@ -22,8 +22,16 @@ from .kit import SECRET, browser, cookie, proxy, whoami
 pytestmark = pytest.mark.filterwarnings("ignore:get_jwt_config:DeprecationWarning")
 
 PEOPLE = [
-    User(sub="ann", claims={"email": "ann@example.com", "name": "Ann Lee", "groups": ["staff", "admins"]}),
-    User(sub="bob", claims={"email": "bob@example.com", "groups": ["staff"]}),
+    User(
+        sub="ann",
+        claims={
+            "email": "ann@example.com",
+            "email_verified": True,
+            "name": "Ann Lee",
+            "groups": ["staff", "admins"],
+        },
+    ),
+    User(sub="bob", claims={"email": "bob@example.com", "email_verified": True, "groups": ["staff"]}),
     User(sub="cy", claims={"email": "cy@example.com", "email_verified": False}),
 ]
 

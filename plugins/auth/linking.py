@@ -1,0 +1,132 @@
+"""Which user a provider's sign-in is, and the trail of every link between a provider's subject and a user.
+
+A sign-in is matched by its subject first. An unknown subject may create a user, or be linked by email
+to a user an operator added before their first sign-in, only when the provider vouches for the email
+(``email_verified``, or ``emails_verified`` in its config). A user already linked to a different
+subject is never re-linked: an attacker who controls a subject and claims alice's address must not
+become alice. The link is made with a conditional ``UPDATE`` (only while the user has no subject), so
+two concurrent links of different subjects cannot both win.
+
+Every link is written to ``identity_links`` in the transaction that makes it, and logged as a structured
+line (``"auth: identity linked"`` with ``user_id``, ``provider``, ``subject``, ``email``, ``how``). The
+``manage`` plugin's audit view reads them through :class:`IdentityLinks` (exported by the package).
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+
+from proxy_core.db import Connection, Database, UniqueViolation
+
+from .providers.base import SignedIn, SignInRefused
+from .users import User, Users
+
+log = logging.getLogger(__name__)
+
+How = Literal["created", "email"]
+
+UNVERIFIED = (
+    "The sign-in provider has not confirmed that this email address is yours, so it cannot open an "
+    "account here. Ask an administrator."
+)
+LINKED_ELSEWHERE = (
+    "This email address belongs to an account that signs in with a different identity. Ask an administrator."
+)
+
+
+@dataclass(frozen=True, slots=True)
+class IdentityLink:
+    """One link of a provider's subject to a user: ``how`` is ``created`` (a new user) or ``email``
+    (an existing user found by email)."""
+
+    id: int
+    at: datetime
+    user_id: uuid.UUID
+    provider: str
+    subject: str
+    email: str
+    how: How
+
+
+class IdentityLinks:
+    """Queries on ``identity_links`` (append-only)."""
+
+    def __init__(self, db: Connection) -> None:
+        self.db = db
+
+    async def record(self, user: User, provider: str, subject: str, how: How) -> None:
+        await self.db.execute(
+            "INSERT INTO identity_links (user_id, provider, subject, email, how) VALUES ($1, $2, $3, $4, $5)",
+            user.id,
+            provider,
+            subject,
+            user.email,
+            how,
+        )
+
+    async def list(self, user_id: uuid.UUID | None = None, limit: int = 100) -> list[IdentityLink]:
+        """The newest links first, of everyone or of one user."""
+        where, args = ("WHERE user_id = $2", [user_id]) if user_id is not None else ("", [])
+        rows = await self.db.fetch(
+            "SELECT id, at, user_id, provider, subject, email, how FROM identity_links "
+            f"{where} ORDER BY at DESC, id DESC LIMIT $1",
+            limit,
+            *args,
+        )
+        return [IdentityLink(**row) for row in rows]
+
+
+class Linker:
+    """The user for a provider's sign-in, created, linked or brought up to date under the rules above."""
+
+    def __init__(self, db: Database, provider: str) -> None:
+        self.db = db
+        self.provider = provider
+
+    async def user_for(self, who: SignedIn) -> User:
+        try:
+            return await self._user_for(who)
+        except UniqueViolation:
+            # a concurrent first sign-in of the same person inserted the row first; now it is found
+            return await self._user_for(who)
+
+    async def _user_for(self, who: SignedIn) -> User:
+        users = Users(self.db)
+        user = await users.find_by_external_id(who.external_id)
+        if user is not None:
+            # the subject is who it is; its email moves only to an address the provider vouches for
+            email = who.email if who.email_verified else user.email
+            return await users.update_profile(user, email, who.name)
+        if not who.email_verified:
+            raise SignInRefused(UNVERIFIED, 403)
+        async with self.db.transaction() as tx:
+            users, links = Users(tx), IdentityLinks(tx)
+            user = await users.find_by_email(who.email)
+            if user is None:
+                user = await users.create(who.email, name=who.name, external_id=who.external_id)
+                how: How = "created"
+            elif user.external_id is not None:
+                raise SignInRefused(LINKED_ELSEWHERE, 403)
+            else:
+                linked = await users.link(user.id, who.external_id, who.email, who.name)
+                if linked is None:  # another subject was linked to this user a moment ago
+                    raise SignInRefused(LINKED_ELSEWHERE, 403)
+                user, how = linked, "email"
+            await links.record(user, self.provider, who.external_id, how)
+        log.info(
+            "auth: identity linked",
+            extra={
+                "fields": {
+                    "user_id": str(user.id),
+                    "provider": self.provider,
+                    "subject": who.external_id,
+                    "email": user.email,
+                    "how": how,
+                }
+            },
+        )
+        return user

@@ -1,0 +1,20 @@
+-- Single sign-on: the states of authorization responses already used (a replayed callback is refused
+-- by every worker and replica), and every link of a provider's subject to a user (the audit trail).
+CREATE TABLE sso_states (
+    digest text PRIMARY KEY,                 -- hex SHA-256 of the state, never the state
+    expires_at timestamptz NOT NULL
+);
+
+CREATE INDEX sso_states_expires_at_idx ON sso_states (expires_at);
+
+CREATE TABLE identity_links (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    at timestamptz NOT NULL DEFAULT now(),
+    user_id uuid NOT NULL,                   -- no foreign key: the trail outlives a deleted user
+    provider text NOT NULL,                  -- oidc, workos, email_code
+    subject text NOT NULL,                   -- the provider's id for the person
+    email text NOT NULL,
+    how text NOT NULL CONSTRAINT identity_links_how_check CHECK (how IN ('created', 'email'))
+);
+
+CREATE INDEX identity_links_user_id_idx ON identity_links (user_id, at);
