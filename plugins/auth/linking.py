@@ -106,6 +106,8 @@ class Linker:
         async with self.db.transaction() as tx:
             users, links = Users(tx), IdentityLinks(tx)
             user = await users.find_by_email(who.email)
+            if user is not None and user.external_id == who.external_id:
+                return user  # a concurrent first sign-in of the same person linked it a moment ago
             if user is None:
                 user = await users.create(who.email, name=who.name, external_id=who.external_id)
                 how: How = "created"

@@ -146,7 +146,7 @@ class OIDCProvider:
             leeway=self.config.leeway,
         )
         if any(claim not in claims for claim in _PROFILE_CLAIMS):
-            claims = await self._with_userinfo(claims, metadata, body.get("access_token"))
+            claims = await self.with_userinfo(claims, metadata, body.get("access_token"))
         email = claims.get("email")
         if not isinstance(email, str) or not email:
             raise SignInRefused("The sign-in provider did not share an email address (scope 'email').", 400)
@@ -162,7 +162,7 @@ class OIDCProvider:
             email_verified=claims.get("email_verified") is True or self.config.emails_verified,
         )
 
-    async def _with_userinfo(
+    async def with_userinfo(
         self, claims: dict[str, Any], metadata: dict[str, Any], access_token: object
     ) -> dict[str, Any]:
         """``claims`` completed from the userinfo response (the id_token's own claims win), whose

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 
 import pytest
@@ -53,24 +52,16 @@ async def test_role_and_disabled(db: Database) -> None:
     assert (await users.set_disabled(bob.id, False)).disabled is False
 
 
-async def test_sign_in_creates_links_and_updates(db: Database) -> None:
+async def test_link_only_a_user_without_a_subject(db: Database) -> None:
     users = Users(db)
-    invited = await users.create("cy@example.com")
-    linked = await users.sign_in("user_01", "CY@example.com", "Cy")
-    assert linked.id == invited.id and linked.external_id == "user_01" and linked.name == "Cy"
-    moved = await users.sign_in("user_01", "cy@new.example.com")
-    assert moved.id == invited.id and moved.email == "cy@new.example.com" and moved.name == "Cy"
-    fresh = await users.sign_in("user_02", "dee@example.com", "Dee")
-    assert fresh.id != invited.id and await users.find_by_external_id("user_02") == fresh
-
-
-async def test_concurrent_first_sign_ins_make_one_user(db: Database) -> None:
-    users = Users(db)
-    first, second = await asyncio.gather(
-        users.sign_in("user_09", "eve@example.com"), users.sign_in("user_09", "eve@example.com")
-    )
-    assert first.id == second.id
-    assert len(await users.list()) == 1
+    invited = await users.create("cy@example.com", name="Cy")
+    linked = await users.link(invited.id, "user_01", "CY@example.com", None)
+    assert linked is not None and linked.id == invited.id
+    assert (linked.external_id, linked.email, linked.name) == ("user_01", "CY@example.com", "Cy")
+    assert await users.link(invited.id, "user_02", "cy@example.com", "Mallory") is None
+    assert (await users.get(invited.id)).external_id == "user_01"
+    moved = await users.update_profile(linked, "cy@new.example.com", None)
+    assert moved.email == "cy@new.example.com" and moved.name == "Cy"
 
 
 async def test_works_inside_a_transaction(db: Database) -> None:
