@@ -15,7 +15,7 @@ def test_upgrade_then_status(db_url: str, tmp_path: Path, capsys: pytest.Capture
 
     assert main(["db", "status", "-c", config]) == 0
     out = capsys.readouterr().out
-    assert "auth: version 0000, pending: 0001_users, 0002_sessions, 0003_login_codes" in out
+    assert "auth: version 0000, pending: 0001_users, 0002_sessions, 0003_login_codes, 0004_sso" in out
     assert "sandbox_router: version 0000, pending: 0001_sandboxes" in out
 
     assert main(["db", "upgrade", "-c", config]) == 0
@@ -24,11 +24,12 @@ def test_upgrade_then_status(db_url: str, tmp_path: Path, capsys: pytest.Capture
         "applied auth 0001_users",
         "applied auth 0002_sessions",
         "applied auth 0003_login_codes",
+        "applied auth 0004_sso",
         "applied manage 0001_audit_log",
         "applied sandbox_router 0001_sandboxes",
         "applied vkey 0001_virtual_keys",
         "applied vkey 0002_usage",
-        "7 migration(s) applied",
+        "8 migration(s) applied",
     ]
 
     assert main(["db", "upgrade", "-c", config]) == 0
@@ -37,7 +38,7 @@ def test_upgrade_then_status(db_url: str, tmp_path: Path, capsys: pytest.Capture
     assert main(["db", "status", "-c", config]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[1:] == [
-        "auth: version 0003, up to date",
+        "auth: version 0004, up to date",
         "manage: version 0001, up to date",
         "sandbox_router: version 0001, up to date",
         "vkey: version 0002, up to date",

@@ -16,6 +16,7 @@ ALL = [
     ("auth", 1, "users"),
     ("auth", 2, "sessions"),
     ("auth", 3, "login_codes"),
+    ("auth", 4, "sso"),
     ("manage", 1, "audit_log"),
     ("sandbox_router", 1, "sandboxes"),
     ("vkey", 1, "virtual_keys"),
@@ -39,7 +40,7 @@ async def test_upgrade_from_empty_then_no_op(make_db: MakeDatabase) -> None:
     assert [(r["owner"], r["version"], r["name"]) for r in rows] == ALL
     status = {owner.owner: owner for owner in await db.migration_status()}
     assert {name: s.version for name, s in status.items()} == {
-        "auth": 3,
+        "auth": 4,
         "manage": 1,
         "sandbox_router": 1,
         "vkey": 2,
