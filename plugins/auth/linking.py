@@ -111,11 +111,21 @@ class Linker:
             if user is None:
                 user = await users.create(who.email, name=who.name, external_id=who.external_id)
                 how: How = "created"
-            elif user.external_id is not None:
-                raise SignInRefused(LINKED_ELSEWHERE, 403)
             else:
-                linked = await users.link(user.id, who.external_id, who.email, who.name)
-                if linked is None:  # another subject was linked to this user a moment ago
+                linked = None
+                if user.external_id is None:
+                    linked = await users.link(user.id, who.external_id, who.email, who.name)
+                if linked is None:  # linked to another subject, maybe by a sign-in a moment ago
+                    log.warning(
+                        "auth: sign-in refused: the email belongs to a user linked to another subject",
+                        extra={
+                            "fields": {
+                                "user_id": str(user.id),
+                                "provider": self.provider,
+                                "subject": who.external_id,
+                            }
+                        },
+                    )
                     raise SignInRefused(LINKED_ELSEWHERE, 403)
                 user, how = linked, "email"
             await links.record(user, self.provider, who.external_id, how)

@@ -86,8 +86,9 @@ class OIDCProvider:
     async def authorize_url(self, *, redirect_uri: str, state: str, challenge: str, nonce: str) -> str:
         """Where to send the browser. When the discovery document came from the cache, first check
         that the provider answers, so a provider that is down gets our page, not a dead host."""
-        from_cache = self._discovery.cached is not None
+        fetched_before = self._discovery.fetched_at
         endpoint = (await self.metadata())["authorization_endpoint"]
+        from_cache = fetched_before and self._discovery.fetched_at == fetched_before
         if from_cache and self.config.health_timeout > 0:
             await self._health.get()
         return str(
@@ -150,7 +151,8 @@ class OIDCProvider:
         email = claims.get("email")
         if not isinstance(email, str) or not email:
             raise SignInRefused("The sign-in provider did not share an email address (scope 'email').", 400)
-        if claims.get("email_verified") is False:
+        verified = claims.get("email_verified")
+        if verified is False or verified == "false":  # some providers send the claim as a string
             raise SignInRefused("The sign-in provider has not verified this email address.", 403)
         name = claims.get("name")
         return SignedIn(
@@ -159,7 +161,7 @@ class OIDCProvider:
             name if isinstance(name, str) else None,
             self._role(claims),
             {"provider": "oidc", "sub": claims["sub"], "id_token": body["id_token"]},
-            email_verified=claims.get("email_verified") is True or self.config.emails_verified,
+            email_verified=verified is True or verified == "true" or self.config.emails_verified,
         )
 
     async def with_userinfo(
@@ -187,10 +189,12 @@ class OIDCProvider:
         if not self.config.logout or not isinstance(id_token, str):
             return None
         try:
-            endpoint = (await self.metadata()).get("end_session_endpoint")
+            # the cached document, however old: sign-out should not wait for the provider
+            metadata = self._discovery.cached or await self.metadata()
         except ProviderUnavailable as exc:
             log.warning("auth: no logout at the provider: %s", exc)
             return None
+        endpoint = metadata.get("end_session_endpoint")
         if not isinstance(endpoint, str):
             return None
         return str(
