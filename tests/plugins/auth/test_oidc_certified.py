@@ -33,6 +33,7 @@ ACCOUNTS = {
     "erin-unverified": {"email": "erin@example.com"},
     "erin": {"email": "erin@example.com", "email_verified": True, "name": "Erin"},
     "frank": {"email": "frank@example.com", "email_verified": False},
+    "gina": {"email": "gina@example.com", "email_verified": "false"},  # a string, as some providers send
 }
 
 
@@ -121,9 +122,12 @@ async def test_sign_in_with_default_settings_takes_the_profile_from_userinfo(
         assert (link.provider, link.subject, link.how) == ("oidc", "alice", "created")
 
 
-async def test_an_unverified_address_is_refused(upstream: TestServer, issuer: str, sqlite_url: str) -> None:
+@pytest.mark.parametrize("login", ["frank", "gina"])
+async def test_an_unverified_address_is_refused(
+    upstream: TestServer, issuer: str, sqlite_url: str, login: str
+) -> None:
     async with proxy(upstream, sqlite_url, **options(issuer)) as px, browser() as b:
-        final = await sign_in_as(b, px, "frank")
+        final = await sign_in_as(b, px, login)
         assert final.status == 403 and "not verified" in await final.text()
         assert await whoami(b, px) is None and await Users(px.auth.db).list() == []
 
