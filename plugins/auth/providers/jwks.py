@@ -1,7 +1,8 @@
 """Signed tokens verified locally against the provider's JWKS, fetched asynchronously and cached.
 
 An unknown ``kid`` triggers one refetch (key rotation), at most every 30 seconds, so a stream of
-forged tokens with random key ids cannot turn into a stream of requests to the provider.
+forged tokens with random key ids cannot turn into a stream of requests to the provider. Concurrent
+verifications share one fetch in flight (:class:`SharedFetch`): no lock is held across the network.
 """
 
 from __future__ import annotations

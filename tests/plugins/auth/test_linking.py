@@ -7,6 +7,8 @@ import asyncio
 
 import pytest
 
+from plugins.auth.accounts import Accounts
+from plugins.auth.config import AuthConfig, OIDCConfig
 from plugins.auth.linking import LINKED_ELSEWHERE, UNVERIFIED, IdentityLinks, Linker
 from plugins.auth.providers.base import SignedIn, SignInRefused
 from plugins.auth.users import Users
@@ -90,3 +92,19 @@ async def test_concurrent_first_sign_ins_make_one_user(db: Database) -> None:
     )
     assert first.id == second.id
     assert len(await Users(db).list()) == 1 and len(await IdentityLinks(db).list()) == 1
+
+
+async def test_an_unverified_admin_address_on_a_known_subject_does_not_make_an_admin(db: Database) -> None:
+    config = AuthConfig(
+        provider="oidc",
+        oidc=OIDCConfig(issuer="https://id.example.com", client_id="c"),
+        cookie_secret="s" * 40,
+        admins=("boss@example.com",),
+    )
+    accounts = Accounts(db, config)
+    member = await accounts.sign_in(who("sub-m", "mallory@example.com"))
+    assert member.role == "member"
+    still = await accounts.sign_in(who("sub-m", "boss@example.com", verified=False))
+    assert (still.id, still.email, still.role) == (member.id, "mallory@example.com", "member")
+    boss = await accounts.sign_in(who("sub-b", "boss@example.com"))
+    assert boss.role == "admin"
