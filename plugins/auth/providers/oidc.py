@@ -88,7 +88,7 @@ class OIDCProvider:
         that the provider answers, so a provider that is down gets our page, not a dead host."""
         fetched_before = self._discovery.fetched_at
         endpoint = (await self.metadata())["authorization_endpoint"]
-        from_cache = fetched_before and self._discovery.fetched_at == fetched_before
+        from_cache = fetched_before > 0 and self._discovery.fetched_at == fetched_before
         if from_cache and self.config.health_timeout > 0:
             await self._health.get()
         return str(

@@ -48,7 +48,7 @@ class SharedFetch(Generic[T]):
             return self._value
         if self._in_flight is None:
             if self._failure is not None and clock - self._failure[0] < self._retry_after:
-                raise self._failure[1]
+                raise self._failure[1].with_traceback(None)  # not a traceback growing per re-raise
             self._in_flight = asyncio.get_running_loop().create_task(self._run())
         # shielded: a waiter that gives up (its request was cancelled) does not cancel the others' fetch
         return await asyncio.shield(self._in_flight)
