@@ -1,3 +1,4 @@
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,8 @@ __all__ = ["db", "db_url", "make_db", "pg_url", "sqlite_url"]
 
 @pytest.fixture(scope="session")
 def oidc_provider_folder(pytestconfig: pytest.Config) -> Path:
-    """panva's oidc-provider, installed with ``npm ci`` once per version into pytest's cache."""
-    assert pytestconfig.cache is not None, "the oidc-provider install is kept in pytest's cache"
-    return oidc_provider.install(pytestconfig.cache.mkdir("oidc_provider"))
+    """panva's oidc-provider, installed with ``npm ci`` once per version into pytest's cache (or the
+    temporary directory when the cache is turned off)."""
+    if pytestconfig.cache is not None:
+        return oidc_provider.install(pytestconfig.cache.mkdir("oidc_provider"))
+    return oidc_provider.install(Path(tempfile.gettempdir()) / "shmastra-tests-oidc-provider")
