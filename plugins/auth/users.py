@@ -117,17 +117,20 @@ class Users:
             return user
         return await self._update(user.id, "email = $2, name = $3", email, name or user.name)
 
-    async def link(self, user_id: uuid.UUID, external_id: str, email: str, name: str | None) -> User | None:
-        """Give a user without one the provider's ``external_id``; ``None`` when the user has one by now
-        (the condition is in the ``UPDATE``, so of concurrent links exactly one wins). Whether the link
-        is allowed is :mod:`plugins.auth.linking`'s decision."""
+    async def link(self, user: User, external_id: str, email: str, name: str | None) -> User | None:
+        """Give ``user`` the provider's ``external_id`` in place of the one it had (none, usually);
+        ``None`` when the stored one changed meanwhile (the condition is in the ``UPDATE``, so of
+        concurrent links exactly one wins). Whether the link is allowed is
+        :mod:`plugins.auth.linking`'s decision."""
+        unchanged = "external_id IS NULL" if user.external_id is None else "external_id = $5"
         row = await self.db.fetchrow(
             "UPDATE users SET external_id = $2, email = $3, name = COALESCE($4, name), updated_at = now() "
-            f"WHERE id = $1 AND external_id IS NULL RETURNING {_COLUMNS}",
-            user_id,
+            f"WHERE id = $1 AND {unchanged} RETURNING {_COLUMNS}",
+            user.id,
             external_id,
             _email(email),
             name,
+            *([] if user.external_id is None else [user.external_id]),
         )
         return None if row is None else _user(row)
 

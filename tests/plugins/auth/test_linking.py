@@ -4,6 +4,7 @@ re-linked; every link in ``identity_links``. On both backends."""
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import pytest
 
@@ -19,8 +20,20 @@ def who(sub: str, email: str, *, verified: bool = True, name: str | None = None)
     return SignedIn(sub, email, name, email_verified=verified)
 
 
-async def test_a_new_subject_with_a_verified_email_creates_a_user(db: Database) -> None:
-    user = await Linker(db, "oidc").user_for(who("sub-1", "ann@example.com", name="Ann"))
+async def test_a_new_subject_with_a_verified_email_creates_a_user(
+    db: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO, "plugins.auth.linking"):
+        user = await Linker(db, "oidc").user_for(who("sub-1", "ann@example.com", name="Ann"))
+    [line] = [r for r in caplog.records if r.getMessage() == "auth: identity linked"]
+    assert line.fields == {
+        "user_id": str(user.id),
+        "provider": "oidc",
+        "subject": "sub-1",
+        "email": "ann@example.com",
+        "how": "created",
+        "replaced": None,
+    }
     assert (user.external_id, user.email, user.name) == ("sub-1", "ann@example.com", "Ann")
     [link] = await IdentityLinks(db).list()
     assert (link.user_id, link.provider, link.subject, link.email, link.how) == (
@@ -108,3 +121,30 @@ async def test_an_unverified_admin_address_on_a_known_subject_does_not_make_an_a
     assert (still.id, still.email, still.role) == (member.id, "mallory@example.com", "member")
     boss = await accounts.sign_in(who("sub-b", "boss@example.com"))
     assert boss.role == "admin"
+
+
+async def test_a_subject_another_provider_gave_is_replaced_by_a_verified_link(db: Database) -> None:
+    """The deployment moved from email codes to OIDC: alice's ``email:`` subject is not OIDC's."""
+    by_code = await Linker(db, "email_code").user_for(who("email:alice@example.com", "alice@example.com"))
+    oidc = Linker(db, "oidc")
+    with pytest.raises(SignInRefused, match="has not confirmed"):
+        await oidc.user_for(who("oidc-alice", "alice@example.com", verified=False))
+    linked = await oidc.user_for(who("oidc-alice", "alice@example.com"))
+    assert linked.id == by_code.id and linked.external_id == "oidc-alice"
+    latest = (await IdentityLinks(db).list(by_code.id))[0]
+    assert (latest.provider, latest.how, latest.replaced) == ("oidc", "email", "email:alice@example.com")
+    # now alice's subject is OIDC's: another OIDC subject with her address is refused
+    with pytest.raises(SignInRefused, match="different identity"):
+        await oidc.user_for(who("oidc-mallory", "alice@example.com"))
+    # and back on email codes, the OIDC subject is another provider's again
+    back = await Linker(db, "email_code").user_for(who("email:alice@example.com", "alice@example.com"))
+    assert back.id == by_code.id and back.external_id == "email:alice@example.com"
+
+
+async def test_an_unrecorded_subject_counts_as_this_providers(db: Database) -> None:
+    """A user linked before the trail existed: its subject is assumed to be this provider's."""
+    users = Users(db)
+    old = await users.create("old@example.com", external_id="legacy-sub")
+    with pytest.raises(SignInRefused, match="different identity"):
+        await Linker(db, "oidc").user_for(who("new-sub", "old@example.com"))
+    assert (await users.get(old.id)).external_id == "legacy-sub"

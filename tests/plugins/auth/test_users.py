@@ -52,14 +52,17 @@ async def test_role_and_disabled(db: Database) -> None:
     assert (await users.set_disabled(bob.id, False)).disabled is False
 
 
-async def test_link_only_a_user_without_a_subject(db: Database) -> None:
+async def test_link_only_while_the_stored_subject_is_unchanged(db: Database) -> None:
     users = Users(db)
     invited = await users.create("cy@example.com", name="Cy")
-    linked = await users.link(invited.id, "user_01", "CY@example.com", None)
+    linked = await users.link(invited, "user_01", "CY@example.com", None)
     assert linked is not None and linked.id == invited.id
     assert (linked.external_id, linked.email, linked.name) == ("user_01", "CY@example.com", "Cy")
-    assert await users.link(invited.id, "user_02", "cy@example.com", "Mallory") is None
+    # read before the link above: its subject changed meanwhile, so this one loses
+    assert await users.link(invited, "user_02", "cy@example.com", "Mallory") is None
     assert (await users.get(invited.id)).external_id == "user_01"
+    relinked = await users.link(linked, "user_03", "cy@example.com", None)
+    assert relinked is not None and relinked.external_id == "user_03"
     moved = await users.update_profile(linked, "cy@new.example.com", None)
     assert moved.email == "cy@new.example.com" and moved.name == "Cy"
 

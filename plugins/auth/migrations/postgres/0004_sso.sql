@@ -14,7 +14,8 @@ CREATE TABLE identity_links (
     provider text NOT NULL,                  -- oidc, workos, email_code
     subject text NOT NULL,                   -- the provider's id for the person
     email text NOT NULL,
-    how text NOT NULL CONSTRAINT identity_links_how_check CHECK (how IN ('created', 'email'))
+    how text NOT NULL CONSTRAINT identity_links_how_check CHECK (how IN ('created', 'email')),
+    replaced text                            -- another provider's subject this link replaced
 );
 
 CREATE INDEX identity_links_user_id_idx ON identity_links (user_id, at);

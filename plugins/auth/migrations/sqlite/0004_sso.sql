@@ -14,7 +14,8 @@ CREATE TABLE identity_links (
     provider TEXT NOT NULL,                  -- oidc, workos, email_code
     subject TEXT NOT NULL,                   -- the provider's id for the person
     email TEXT NOT NULL,
-    how TEXT NOT NULL CONSTRAINT identity_links_how_check CHECK (how IN ('created', 'email'))
+    how TEXT NOT NULL CONSTRAINT identity_links_how_check CHECK (how IN ('created', 'email')),
+    replaced TEXT                            -- another provider's subject this link replaced
 );
 
 CREATE INDEX identity_links_user_id_idx ON identity_links (user_id, at);
