@@ -171,6 +171,7 @@ class E2BStandin:
         self.faults: dict[str, list[Fault]] = {}
         self.idempotent: dict[str, str] = {}
         self.auto_resumed: list[str] = []
+        self._closing = asyncio.Event()
 
     # -- what tests drive ------------------------------------------------------------------------
 
@@ -227,6 +228,7 @@ class E2BStandin:
         return app
 
     async def close(self) -> None:
+        self._closing.set()
         for sandbox in list(self.sandboxes.values()):
             await self._destroy(sandbox)
 
@@ -247,7 +249,8 @@ class E2BStandin:
         if queue:
             fault = queue.pop(0)
             if fault.delay:
-                await asyncio.sleep(fault.delay)
+                with contextlib.suppress(TimeoutError):  # cut short when the stand-in stops
+                    await asyncio.wait_for(self._closing.wait(), fault.delay)
             if fault.status:
                 response = _error(fault.status, fault.message)
                 if fault.retry_after is not None:
@@ -532,20 +535,22 @@ class E2BStandin:
 
         response = web.StreamResponse(headers={"Content-Type": "application/connect+json"})
         await response.prepare(request)
-        await response.write(_frame({"event": {"start": {"pid": process.pid}}}))
-        open_pipes = 2
-        while open_pipes:
-            item = await output.get()
-            if item is None:
-                open_pipes -= 1
-                continue
-            stream, chunk = item
-            await response.write(_frame({"event": {"data": {stream: base64.b64encode(chunk).decode()}}}))
-        code = await process.wait()
-        end = {"exitCode": code, "exited": code >= 0, "status": f"exit status {code}"}
-        await response.write(_frame({"event": {"end": end}}))
-        await response.write(_frame({}, end_stream=True))
-        await response.write_eof()
+        with contextlib.suppress(ConnectionResetError):  # the caller stopped listening
+            await response.write(_frame({"event": {"start": {"pid": process.pid}}}))
+            open_pipes = 2
+            while open_pipes:
+                item = await output.get()
+                if item is None:
+                    open_pipes -= 1
+                    continue
+                stream, chunk = item
+                event = {"data": {stream: base64.b64encode(chunk).decode()}}
+                await response.write(_frame({"event": event}))
+            code = await process.wait()
+            end = {"exitCode": code, "exited": code >= 0, "status": f"exit status {code}"}
+            await response.write(_frame({"event": {"end": end}}))
+            await response.write(_frame({}, end_stream=True))
+            await response.write_eof()
         return response
 
 
