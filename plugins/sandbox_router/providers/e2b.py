@@ -27,7 +27,7 @@ import logging
 import os
 import posixpath
 import uuid
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from e2b import E2B, AsyncSandbox, CommandExitException, SandboxQuery, SandboxState
@@ -45,6 +45,7 @@ from .base import (
     Progress,
     ProgressCallback,
     ProviderError,
+    SandboxGone,
     SandboxProvider,
     SandboxSpec,
 )
@@ -217,33 +218,26 @@ class E2BProvider(SandboxProvider):
         return Endpoint(URL(f"https://{host}/"), headers)
 
     async def run(self, handle: Handle, command: str, *, limit: float) -> CommandResult:
-        sandbox = await self._sandbox(handle)
-        try:
-            result = await self._bounded(
-                "run a command in",
-                limit,
-                sandbox.commands.run(command, cwd=self.config.home, timeout=limit),
-            )
-        except ProviderError:
-            raise
-        except CommandExitException as failed:
-            return CommandResult(failed.exit_code, failed.stdout or "", failed.stderr or "")
-        return CommandResult(result.exit_code, result.stdout or "", result.stderr or "")
+        async def run_in(sandbox: AsyncSandbox) -> CommandResult:
+            try:
+                done = await sandbox.commands.run(command, cwd=self.config.home, timeout=limit)
+            except CommandExitException as failed:
+                return CommandResult(failed.exit_code, failed.stdout or "", failed.stderr or "")
+            return CommandResult(done.exit_code, done.stdout or "", done.stderr or "")
+
+        return await self._in_sandbox(handle, "run a command in", limit, run_in)
 
     async def read_file(self, handle: Handle, path: str) -> bytes:
-        sandbox = await self._sandbox(handle)
-        data = await self._bounded(
-            "read a file in",
-            self.config.request_timeout,
-            sandbox.files.read(self._path(path), format="bytes"),
-        )
-        return bytes(data)
+        async def read_in(sandbox: AsyncSandbox) -> bytes:
+            return bytes(await sandbox.files.read(self._path(path), format="bytes"))
+
+        return await self._in_sandbox(handle, "read a file in", self.config.request_timeout, read_in)
 
     async def write_file(self, handle: Handle, path: str, data: bytes) -> None:
-        sandbox = await self._sandbox(handle)
-        await self._bounded(
-            "write a file in", self.config.request_timeout, sandbox.files.write(self._path(path), data)
-        )
+        async def write_in(sandbox: AsyncSandbox) -> None:
+            await sandbox.files.write(self._path(path), data)
+
+        await self._in_sandbox(handle, "write a file in", self.config.request_timeout, write_in)
 
     async def close(self) -> None:
         self._connected.clear()
@@ -257,10 +251,19 @@ class E2BProvider(SandboxProvider):
                 return await call
         except TimeoutError as exc:
             raise translate(exc, action, retry_after=self.config.rate_limit_backoff) from None
-        except CommandExitException:
-            raise
         except Exception as exc:
             raise translate(exc, action, retry_after=self.config.rate_limit_backoff) from exc
+
+    async def _in_sandbox(
+        self, handle: Handle, action: str, seconds: float, use: Callable[[AsyncSandbox], Awaitable[T]]
+    ) -> T:
+        """Use the sandbox's daemon (commands, files), forgetting a sandbox found gone."""
+        sandbox = await self._sandbox(handle)
+        try:
+            return await self._bounded(action, seconds, use(sandbox))
+        except SandboxGone:
+            self._connected.pop(handle.sandbox_id, None)
+            raise
 
     async def _connect(self, sandbox_id: str) -> AsyncSandbox:
         """Connect to a sandbox, resuming it when paused (a running one just gets its TTL renewed)."""

@@ -202,6 +202,17 @@ async def test_killed_sandbox_is_gone(provider: E2BProvider, standin: E2BStandin
         await provider.run(handle, "true", limit=5)
 
 
+async def test_a_sandbox_killed_behind_our_back_is_gone(provider: E2BProvider, standin: E2BStandin) -> None:
+    handle = await provider.create(SPEC, lambda _: None)
+    assert (await provider.run(handle, "true", limit=10)).exit_code == 0
+    await make_provider(standin).kill(handle)  # another replica, the Manage UI, E2B's dashboard
+
+    with pytest.raises(SandboxGone):
+        await provider.run(handle, "true", limit=10)
+    with pytest.raises(SandboxGone):
+        await provider.read_file(handle, "anything")
+
+
 async def test_extend_renews_the_ttl_from_now(provider: E2BProvider, standin: E2BStandin) -> None:
     handle = await provider.create(SPEC, lambda _: None)
     await provider.extend(handle, 1800)
