@@ -31,7 +31,6 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from e2b import E2B, AsyncSandbox, CommandExitException, SandboxQuery, SandboxState
-from e2b.connection_config import ConnectionConfig
 from pydantic import AnyHttpUrl, Field, SecretStr
 from yarl import URL
 
@@ -64,7 +63,7 @@ CLOUD_KEY = "shmastra_cloud"
 """Metadata key naming the cloud that owns a sandbox (one E2B team may serve several clouds)."""
 
 TOKEN = "traffic_access_token"
-DOMAIN = "domain"
+HOST = "host"
 """Keys of :attr:`Handle.data` (the router stores them with the sandbox id)."""
 
 
@@ -117,22 +116,19 @@ class E2BProvider(SandboxProvider):
         if not api_key:
             raise ValueError("the e2b provider needs an API key: set E2B_API_KEY (or [pipeline.e2b] api_key)")
         self.config = config
+        # Resolved like the SDK resolves them, so app traffic goes where the SDK's own traffic goes.
+        sandbox_url = str(config.sandbox_url).rstrip("/") if config.sandbox_url else None
+        self._sandbox_url = sandbox_url or os.environ.get("E2B_SANDBOX_URL")
+        self._domain = config.domain or os.environ.get("E2B_DOMAIN") or "e2b.app"
         self._client = E2B(
             api_key=api_key,
             api_url=str(config.api_url).rstrip("/") if config.api_url else None,
-            sandbox_url=str(config.sandbox_url).rstrip("/") if config.sandbox_url else None,
+            sandbox_url=sandbox_url,
             domain=config.domain,
             request_timeout=config.request_timeout,
             retries=config.retries,
         )
         self._sdk: type[AsyncSandbox] = self._client.AsyncSandbox
-        # Used only to build hosts exactly as the SDK does; holds no key.
-        self._urls = ConnectionConfig(
-            api_key="-",
-            domain=config.domain,
-            sandbox_url=str(config.sandbox_url).rstrip("/") if config.sandbox_url else None,
-            api_url="http://unused.invalid",
-        )
         self._connected: dict[str, AsyncSandbox] = {}
         self.template = f"{config.template}:{config.template_tag}" if config.template_tag else config.template
 
@@ -209,12 +205,12 @@ class E2BProvider(SandboxProvider):
 
     def endpoint(self, handle: Handle) -> Endpoint:
         headers = {TRAFFIC_TOKEN_HEADER: handle.data.get(TOKEN, "")}
-        if self.config.sandbox_url is not None:
+        if self._sandbox_url:
+            # One edge for every sandbox, which picks the sandbox by these headers.
             headers["E2b-Sandbox-Id"] = handle.sandbox_id
             headers["E2b-Sandbox-Port"] = str(self.config.app_port)
-            return Endpoint(URL(str(self.config.sandbox_url)), headers)
-        domain = handle.data.get(DOMAIN) or self._urls.domain
-        host = self._urls.get_host(handle.sandbox_id, domain, self.config.app_port)
+            return Endpoint(URL(self._sandbox_url), headers)
+        host = handle.data.get(HOST) or f"{self.config.app_port}-{handle.sandbox_id}.{self._domain}"
         return Endpoint(URL(f"https://{host}/"), headers)
 
     async def run(self, handle: Handle, command: str, *, limit: float) -> CommandResult:
@@ -318,7 +314,7 @@ class E2BProvider(SandboxProvider):
             log.warning("e2b sandbox %s could not be removed after a failed start: %s", sandbox_id, exc)
 
     def _handle(self, sandbox: AsyncSandbox) -> Handle:
-        data = {DOMAIN: sandbox.sandbox_domain}
+        data = {HOST: sandbox.get_host(self.config.app_port)}
         if sandbox.traffic_access_token:
             data[TOKEN] = sandbox.traffic_access_token
         return Handle(sandbox.sandbox_id, data)

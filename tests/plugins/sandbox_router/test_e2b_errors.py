@@ -170,6 +170,9 @@ async def test_the_sdk_environment_variables_point_it_at_the_standin(
     handle = await provider.create(SPEC, lambda _: None)
 
     assert (await provider.run(handle, "echo $USER_ID", limit=10)).stdout == "user-1\n"
+    endpoint = provider.endpoint(handle)
+    assert str(endpoint.base_url) == standin.url
+    assert endpoint.headers["E2b-Sandbox-Id"] == handle.sandbox_id
 
 
 def test_a_missing_api_key_is_refused_before_any_call(monkeypatch: pytest.MonkeyPatch) -> None:

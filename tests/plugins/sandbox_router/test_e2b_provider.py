@@ -316,11 +316,20 @@ async def test_the_app_port_relays_websockets(
             assert (await ws.receive()).data == "echo:hi"
 
 
-async def test_production_endpoint_is_the_sandbox_host(standin: E2BStandin) -> None:
-    provider = E2BProvider(E2BConfig.model_validate({"api_key": "k", "domain": "e2b.app"}))
-    endpoint = provider.endpoint(Handle("sbx1", {"traffic_access_token": "t", "domain": "e2b.app"}))
-    assert str(endpoint.base_url) == "https://4111-sbx1.e2b.app/"
-    assert endpoint.headers == {"e2b-traffic-access-token": "t"}
+async def test_without_a_sandbox_url_the_app_is_at_the_sdks_host(
+    standin: E2BStandin, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("E2B_SANDBOX_URL", raising=False)
+    provider = make_provider(standin, sandbox_url=None, start_command="")  # no daemon calls
+    handle = await provider.create(SPEC, lambda _: None)
+
+    endpoint = provider.endpoint(handle)
+
+    assert str(endpoint.base_url) == f"https://4111-{handle.sandbox_id}.e2b.local/"
+    assert endpoint.headers == {"e2b-traffic-access-token": handle.data["traffic_access_token"]}
+    stored_before_hosts = E2BProvider(E2BConfig.model_validate({"api_key": "k", "domain": "e2b.app"}))
+    old = stored_before_hosts.endpoint(Handle("sbx1", {"traffic_access_token": "t"}))
+    assert str(old.base_url) == "https://4111-sbx1.e2b.app/"
 
 
 async def test_secrets_never_reach_the_log(standin: E2BStandin, caplog: pytest.LogCaptureFixture) -> None:
