@@ -347,3 +347,50 @@ async def test_secrets_never_reach_the_log(standin: E2BStandin, caplog: pytest.L
     assert standin.api_key not in caplog.text
     assert sandbox.traffic_token not in caplog.text
     assert sandbox.envd_token not in caplog.text
+
+
+async def test_the_app_port_streams_server_sent_events(
+    provider: E2BProvider, standin: E2BStandin, aiohttp_server: Any
+) -> None:
+    release = asyncio.Event()
+
+    async def events(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        await response.write(b"data: first\n\n")
+        await release.wait()
+        await response.write(b"data: second\n\n")
+        return response
+
+    app = web.Application()
+    app.router.add_get("/studio/refresh-events", events)
+    server = await aiohttp_server(app)
+    handle = await provider.create(SPEC, lambda _: None)
+    standin.wire(handle.sandbox_id, 4111, server.make_url("/"))
+    endpoint = provider.endpoint(handle)
+
+    async with aiohttp.ClientSession() as session:
+        url = endpoint.base_url.with_path("/studio/refresh-events")
+        async with session.get(url, headers=endpoint.headers) as answer:
+            assert await answer.content.readuntil(b"\n\n") == b"data: first\n\n"  # before the app ends
+            release.set()
+            assert await answer.content.readuntil(b"\n\n") == b"data: second\n\n"
+
+
+async def test_a_sandbox_past_its_ttl_is_listed_paused(provider: E2BProvider, standin: E2BStandin) -> None:
+    handle = await provider.create(SPEC, lambda _: None)
+    standin.sandboxes[handle.sandbox_id].end_at = time.time() - 1  # E2B's timer ran out
+
+    [listed] = await provider.list()
+
+    assert (listed.sandbox_id, listed.state) == (handle.sandbox_id, "paused")
+    await provider.resume(handle, lambda _: None)
+    assert standin.sandboxes[handle.sandbox_id].state == "running"
+
+
+async def test_a_slow_api_within_the_bound_still_answers(tmp_path: Path) -> None:
+    async with running_e2b_standin(tmp_path / "slow", latency=0.2) as slow:
+        provider = make_provider(slow, request_timeout=5, start_command="")
+        handle = await provider.create(SPEC, lambda _: None)
+        await provider.pause(handle)
+        assert [item.state for item in await provider.list()] == ["paused"]
