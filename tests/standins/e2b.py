@@ -126,6 +126,9 @@ class StandinSandbox:
     app_port: int = 0
     processes: list[StandinProcess] = field(default_factory=list)
     resumes: int = 0
+    reboots: int = 0
+    guest_unresponsive: bool = False
+    """Paused while its guest agent hung: its memory cannot be restored, only a reboot resumes it."""
 
     @property
     def home(self) -> Path:
@@ -312,10 +315,25 @@ class E2BStandin:
         sandbox = self._find(request.match_info["id"])
         if sandbox is None:
             return _not_found(request.match_info["id"])
-        timeout = int((await request.json()).get("timeout", sandbox.timeout))
+        body = await request.json()
+        timeout = int(body.get("timeout", sandbox.timeout))
         if sandbox.state == "running":
             sandbox.end_at = max(sandbox.end_at, time.time() + timeout)
             return web.json_response(self._sandbox_json(sandbox), status=200)
+        if body.get("memory") is False:  # on_resume="reboot": a cold boot from the disk
+            sandbox.signal_all(signal.SIGKILL)
+            sandbox.processes.clear()
+            sandbox.reboots += 1
+            sandbox.guest_unresponsive = False
+        elif sandbox.guest_unresponsive:
+            return web.json_response(
+                {
+                    "code": 409,
+                    "message": f"Sandbox {sandbox.sandbox_id} was paused with an unresponsive guest agent",
+                    "error_code": "sandbox_snapshot_guest_agent_unresponsive",
+                },
+                status=409,
+            )
         self._thaw(sandbox, timeout)
         return web.json_response(self._sandbox_json(sandbox), status=201)
 

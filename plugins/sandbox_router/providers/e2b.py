@@ -30,7 +30,14 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from e2b import E2B, AsyncSandbox, CommandExitException, SandboxQuery, SandboxState
+from e2b import (
+    E2B,
+    AsyncSandbox,
+    CommandExitException,
+    GuestUnresponsiveException,
+    SandboxQuery,
+    SandboxState,
+)
 from pydantic import AnyHttpUrl, Field, SecretStr
 from yarl import URL
 
@@ -262,12 +269,27 @@ class E2BProvider(SandboxProvider):
             raise
 
     async def _connect(self, sandbox_id: str) -> AsyncSandbox:
-        """Connect to a sandbox, resuming it when paused (a running one just gets its TTL renewed)."""
-        sandbox: AsyncSandbox = await self._bounded(
-            "resume",
-            self.config.request_timeout,
-            self._sdk.connect(sandbox_id, timeout=self.config.sandbox_timeout),
-        )
+        """Connect to a sandbox, resuming it when paused (a running one just gets its TTL renewed).
+
+        A sandbox paused while its guest agent hung cannot have its memory restored; E2B then asks
+        for a cold boot from its disk, which keeps the files (the app is started again after it).
+        """
+        sandbox: AsyncSandbox
+        try:
+            sandbox = await self._bounded(
+                "resume",
+                self.config.request_timeout,
+                self._sdk.connect(sandbox_id, timeout=self.config.sandbox_timeout),
+            )
+        except ProviderError as failed:
+            if not isinstance(failed.__cause__, GuestUnresponsiveException):
+                raise
+            log.warning("e2b sandbox %s cannot restore its memory; booting it from its disk", sandbox_id)
+            sandbox = await self._bounded(
+                "resume",
+                self.config.request_timeout,
+                self._sdk.connect(sandbox_id, timeout=self.config.sandbox_timeout, on_resume="reboot"),
+            )
         self._connected[sandbox_id] = sandbox
         return sandbox
 

@@ -172,6 +172,27 @@ async def test_resume_wakes_a_paused_sandbox_with_its_files_and_app(
     assert len(sandbox.processes) == 3  # the first check, start.sh, the check after resume
 
 
+async def test_a_sandbox_paused_with_a_hung_guest_is_rebooted_from_its_disk(
+    provider: E2BProvider, standin: E2BStandin
+) -> None:
+    handle = await provider.create(SPEC, lambda _: None)
+    await wait_healthy(provider, handle)
+    await provider.write_file(handle, "work.txt", b"kept")
+    await provider.pause(handle)
+    sandbox = standin.sandboxes[handle.sandbox_id]
+    sandbox.guest_unresponsive = True
+
+    await provider.resume(handle, lambda _: None)
+
+    assert [r.body for r in standin.recorded("connect")] == [
+        {"timeout": 600},
+        {"timeout": 600, "memory": False},
+    ]
+    assert sandbox.reboots == 1
+    assert await provider.read_file(handle, "work.txt") == b"kept"
+    await wait_healthy(provider, handle)  # the app was started again after the cold boot
+
+
 async def test_resume_of_a_running_sandbox_only_renews_it(provider: E2BProvider, standin: E2BStandin) -> None:
     handle = await provider.create(SPEC, lambda _: None)
     await provider.resume(handle, lambda _: None)
