@@ -54,6 +54,7 @@ from urllib.parse import parse_qsl, unquote
 
 import aiohttp
 from aiohttp import web
+from multidict import CIMultiDict
 from yarl import URL
 
 ENVD_PORT = 49983
@@ -175,6 +176,7 @@ class E2BStandin:
         self.idempotent: dict[str, str] = {}
         self.auto_resumed: list[str] = []
         self._closing = asyncio.Event()
+        self._session: aiohttp.ClientSession | None = None
 
     # -- what tests drive ------------------------------------------------------------------------
 
@@ -234,6 +236,8 @@ class E2BStandin:
         self._closing.set()
         for sandbox in list(self.sandboxes.values()):
             await self._destroy(sandbox)
+        if self._session is not None:
+            await self._session.close()
 
     # -- control plane ---------------------------------------------------------------------------
 
@@ -470,7 +474,11 @@ class E2BStandin:
         upstream = sandbox.ports.get(port)
         if upstream is None:
             return _error(502, f"The sandbox {sandbox_id} is running but port {port} is not open")
-        return await _relay(request, upstream, sandbox_id, port)
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                auto_decompress=False, connector=aiohttp.TCPConnector(limit=0)
+            )
+        return await _relay(self._session, request, upstream, sandbox_id, port)
 
     def _target(self, request: web.Request) -> tuple[str, int] | None:
         sandbox_id = request.headers.get("E2b-Sandbox-Id")
@@ -572,39 +580,40 @@ class E2BStandin:
         return response
 
 
-async def _relay(request: web.Request, upstream: URL, sandbox_id: str, port: int) -> web.StreamResponse:
+async def _relay(
+    session: aiohttp.ClientSession, request: web.Request, upstream: URL, sandbox_id: str, port: int
+) -> web.StreamResponse:
     """Forward one request to a sandbox port's app, streaming both ways (WebSockets too)."""
-    url = upstream.with_path(request.path).with_query(request.query_string)
-    headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP}
-    async with aiohttp.ClientSession(auto_decompress=False) as session:
-        if request.headers.get("Upgrade", "").lower() == "websocket":
-            return await _relay_websocket(request, session, url, headers)
-        try:
-            async with session.request(
-                request.method,
-                url,
-                headers=headers,
-                data=request.content if request.can_read_body else None,
-                allow_redirects=False,
-            ) as answer:
-                response = web.StreamResponse(status=answer.status, reason=answer.reason)
-                for name, value in answer.headers.items():
-                    if name.lower() not in HOP_BY_HOP:
-                        response.headers.add(name, value)
-                await response.prepare(request)
-                async for chunk in answer.content.iter_any():
-                    await response.write(chunk)
-                await response.write_eof()
-                return response
-        except aiohttp.ClientConnectorError:
-            return _error(502, f"The sandbox {sandbox_id} is running but port {port} is not open")
+    url = URL(str(upstream).rstrip("/") + request.raw_path, encoded=True)  # the path exactly as sent
+    headers = CIMultiDict((k, v) for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP)
+    if request.headers.get("Upgrade", "").lower() == "websocket":
+        return await _relay_websocket(request, session, url, headers)
+    try:
+        async with session.request(
+            request.method,
+            url,
+            headers=headers,
+            data=request.content if request.can_read_body else None,
+            allow_redirects=False,
+        ) as answer:
+            response = web.StreamResponse(status=answer.status, reason=answer.reason)
+            for name, value in answer.headers.items():
+                if name.lower() not in HOP_BY_HOP:
+                    response.headers.add(name, value)
+            await response.prepare(request)
+            async for chunk in answer.content.iter_any():
+                await response.write(chunk)
+            await response.write_eof()
+            return response
+    except aiohttp.ClientConnectorError:
+        return _error(502, f"The sandbox {sandbox_id} is running but port {port} is not open")
 
 
 async def _relay_websocket(
-    request: web.Request, session: aiohttp.ClientSession, url: URL, headers: dict[str, str]
+    request: web.Request, session: aiohttp.ClientSession, url: URL, headers: CIMultiDict[str]
 ) -> web.StreamResponse:
     protocols = [p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",") if p.strip()]
-    forwarded = {k: v for k, v in headers.items() if not k.lower().startswith("sec-websocket")}
+    forwarded = CIMultiDict((k, v) for k, v in headers.items() if not k.lower().startswith("sec-websocket"))
     async with session.ws_connect(url, headers=forwarded, protocols=protocols) as upstream:
         client = web.WebSocketResponse(protocols=[upstream.protocol] if upstream.protocol else [])
         await client.prepare(request)

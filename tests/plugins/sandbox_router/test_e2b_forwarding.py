@@ -50,8 +50,12 @@ def whoami_app(owner: str) -> web.Application:
             await ws.send_str(f"{owner}:{message.data}")
         return ws
 
+    async def raw(request: web.Request) -> web.Response:
+        return web.json_response({"raw_path": request.raw_path, "many": request.headers.getall("X-Many")})
+
     app = web.Application()
     app.router.add_get("/api/mastra/whoami", whoami)
+    app.router.add_get("/raw/{tail:.*}", raw)
     app.router.add_get("/api/mastra/agents/a1/browser/ws", echo)
     return app
 
@@ -86,6 +90,9 @@ async def test_requests_and_websockets_reach_only_the_users_own_sandbox(
     )
     assert answer.status == 200
     assert await answer.json() == {"owner": "ada", "token_seen": False}  # the token stops at the edge
+
+    answer = await client.get("/raw/a%2Fb/..%2F?q=%20x", headers=[("X-Many", "1"), ("X-Many", "2")])
+    assert await answer.json() == {"raw_path": "/raw/a%2Fb/..%2F?q=%20x", "many": ["1", "2"]}
 
     ws = await client.ws_connect("/api/mastra/agents/a1/browser/ws")
     await ws.send_str("frame")

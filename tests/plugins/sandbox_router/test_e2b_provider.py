@@ -415,3 +415,13 @@ async def test_a_slow_api_within_the_bound_still_answers(tmp_path: Path) -> None
         handle = await provider.create(SPEC, lambda _: None)
         await provider.pause(handle)
         assert [item.state for item in await provider.list()] == ["paused"]
+
+
+async def test_list_filters_on_a_cloud_id_with_reserved_characters(standin: E2BStandin) -> None:
+    odd = make_provider(standin, cloud_id="team a&b=c/100%", start_command="")
+    plain = make_provider(standin, cloud_id="team a", start_command="")
+    mine = await odd.create(SPEC, lambda _: None)
+    await plain.create(SPEC, lambda _: None)
+
+    assert [item.sandbox_id for item in await odd.list()] == [mine.sandbox_id]
+    assert (await odd.list())[0].metadata["shmastra_cloud"] == "team a&b=c/100%"
