@@ -87,7 +87,7 @@ async def get_health(provider: E2BProvider, handle: Handle, headers: dict[str, s
 
 
 async def wait_healthy(provider: E2BProvider, handle: Handle) -> None:
-    for _ in range(200):
+    for _ in range(400):
         if await get_health(provider, handle) == 200:
             return
         await asyncio.sleep(0.05)
@@ -140,7 +140,7 @@ async def test_an_app_already_running_is_not_started_again(standin: E2BStandin) 
 
 
 async def test_a_failed_app_start_removes_the_sandbox(standin: E2BStandin) -> None:
-    provider = make_provider(standin, app_check_command="sleep 30", request_timeout=1)
+    provider = make_provider(standin, app_check_command="sleep 30", request_timeout=3)
 
     with pytest.raises(ProviderTimeout):
         await provider.create(SPEC, lambda _: None)
