@@ -67,6 +67,8 @@ def create_app(
     """The application for ``config``. ``stages`` replaces the ``[[pipeline]]`` list (library use, tests)."""
     context = make_context(config)
     pipeline = build_stages(context) if stages is None else [factory(context) for factory in stages]
+    for stage in pipeline:
+        context.forwarder.owned |= stage.owned_credentials()
     access_log = AccessLog() if config.server.access_log else None
     ops = Ops(pipeline, context, access_log, worker=worker, snapshot_dir=snapshot_dir)
     middleware = Pipeline([ops, *pipeline])

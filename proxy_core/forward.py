@@ -26,11 +26,13 @@ from ._upstream import (
     UpstreamTimeout,
 )
 from ._websocket import WebSocketRelay, is_websocket_upgrade
+from .credentials import OwnedCredentials
 from .errors import error_response
 from .headers import (
     ClientAddress,
     TrustedProxies,
     add_forwarded,
+    origin_form,
     request_headers,
     response_header_items,
     response_headers,
@@ -134,6 +136,8 @@ class Forwarder:
     timeouts: Timeouts = field(default_factory=Timeouts)
     metrics: Metrics = field(default_factory=Metrics)
     ssl_context: ssl.SSLContext | None = None  # for https upstreams; None: the system's CA bundle
+    owned: OwnedCredentials = field(default_factory=OwnedCredentials)
+    """The stages' own credentials, removed from every request built for an upstream."""
     _pool: UpstreamPool | None = field(default=None, init=False, repr=False)
     _websockets: WebSocketRelay | None = field(default=None, init=False, repr=False)
 
@@ -172,11 +176,14 @@ class Forwarder:
         preserve_host: bool = False,
     ) -> UpstreamRequest:
         """The default upstream request for ``request``: same method, path (or ``path``), filtered headers
-        plus the forwarded chain. ``path`` is raw (percent-encoded) and may carry a query string."""
+        plus the forwarded chain, minus the stages' own credentials. ``path`` is raw (percent-encoded)
+        and may carry a query string; an absolute-form target is sent in origin form."""
         headers = request_headers(request)
+        if self.owned:
+            self.owned.strip(headers)
         add_forwarded(headers, self.client(request))
-        host = request.host if preserve_host else upstream.origin.netloc
-        target = upstream.prefix + (request.raw_path if path is None else path)
+        host = request.headers.get("Host", "") if preserve_host else upstream.origin.netloc
+        target = upstream.prefix + (origin_form(request) if path is None else path)
         return UpstreamRequest(upstream.origin, target or "/", request.method, headers, host)
 
     async def forward(

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, ClassVar, Generic, Protocol, TypeVar, cast
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict
 
+from .credentials import OwnedCredentials
+
 if TYPE_CHECKING:
     from .config import ProxyConfig
     from .forward import Forwarder
@@ -103,3 +105,8 @@ class Stage(Generic[C]):
     async def readiness(self) -> Readiness:
         """Contributes to ``/readyz``; the proxy is ready only when every stage is."""
         return Readiness(True)
+
+    def owned_credentials(self) -> OwnedCredentials:
+        """Cookies and headers this stage consumes (a session cookie, say): the forwarder removes them
+        from every request it sends upstream, so they never leave the proxy."""
+        return OwnedCredentials()

@@ -8,6 +8,8 @@ For later stages:
 * :func:`csrf_token`, :func:`check_csrf`, :func:`require_csrf` — CSRF tokens for forms.
 * :class:`IdentityLinks` — the trail of every link of a provider's subject to a user (for the audit
   view): ``IdentityLinks(db).list(user_id)``.
+* :func:`identity_headers` — the ``X-Shmastra-*`` headers a forwarding stage adds to pass the user on
+  to an upstream (clients can never send them: every header under that prefix is stripped).
 * :class:`AuthStage` — the stage; :meth:`AuthStage.revoke_user` signs a user out everywhere;
   :func:`auth_stage` finds it in an app.
 """
@@ -17,7 +19,7 @@ from aiohttp import web
 from proxy_core import STAGES
 
 from .csrf import check_csrf, csrf_token, require_csrf
-from .identity import IDENTITY, Identity
+from .identity import IDENTITY, IDENTITY_HEADER_PREFIX, Identity, identity_headers
 from .linking import IdentityLink, IdentityLinks
 from .stage import AuthStage
 
@@ -32,6 +34,7 @@ def auth_stage(app: web.Application) -> AuthStage:
 
 __all__ = [
     "IDENTITY",
+    "IDENTITY_HEADER_PREFIX",
     "AuthStage",
     "Identity",
     "IdentityLink",
@@ -39,5 +42,6 @@ __all__ = [
     "auth_stage",
     "check_csrf",
     "csrf_token",
+    "identity_headers",
     "require_csrf",
 ]

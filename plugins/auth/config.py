@@ -141,8 +141,17 @@ class AuthConfig(StageConfig):
         "X-User-Id",
         "X-User-Email",
         "X-Email",
+        "X-Webauth-*",
+        "X-Authenticated-*",
+        "X-Remote-*",
+        "X-Role",
+        "X-Roles",
+        "X-Groups",
+        "X-Forwarded-Role",
     )
-    """Client headers that could pass for an identity; removed before any later stage sees the request."""
+    """Client headers that could pass for an identity; removed before any later stage sees the request
+    (``_`` counts as ``-``). Every ``X-Shmastra-*`` header is removed too: the cloud's own identity
+    headers live there."""
 
     admins: tuple[str, ...] = ()
     """Emails that are always admins (bootstrap)."""

@@ -21,6 +21,7 @@ from urllib.parse import urlencode
 from aiohttp import web
 
 from proxy_core import Next, Readiness, Stage, StageContext, error_response
+from proxy_core.credentials import OwnedCredentials
 from proxy_core.db import StoreError, database
 
 from . import csrf
@@ -29,7 +30,7 @@ from .config import AuthConfig
 from .cookies import Cookies
 from .flows import Flows
 from .guard import HeaderStripper, PublicPaths
-from .identity import IDENTITY, Identity
+from .identity import IDENTITY, IDENTITY_HEADER_PREFIX, Identity
 from .keys import Keys, load_or_create_secret
 from .providers import build_provider
 from .providers.base import ProviderUnavailable, SessionEnded, SessionKeeper, SignInRefused
@@ -70,7 +71,7 @@ class AuthStage(Stage[AuthConfig]):
         self.provider = build_provider(config, self.keys, self.db)
         self.keeper = self.provider if isinstance(self.provider, SessionKeeper) else None
         self.public = PublicPaths(config.public_paths)
-        self.strip = HeaderStripper(config.strip_headers)
+        self.strip = HeaderStripper((*config.strip_headers, IDENTITY_HEADER_PREFIX + "*"))
         public_url = context.config.server.public_url
         self.flows = Flows(self, str(public_url).rstrip("/") if public_url else None)
         self._prefix = config.path_prefix
@@ -88,6 +89,14 @@ class AuthStage(Stage[AuthConfig]):
 
     async def readiness(self) -> Readiness:
         return Readiness(True, f"provider {self.config.provider}")
+
+    def owned_credentials(self) -> OwnedCredentials:
+        """The session and sign-in flow cookies, and the identity headers: never sent upstream (a
+        sandbox runs agent code that could replay an admin's session)."""
+        return OwnedCredentials.of(
+            cookies=(self.config.cookie_name, self.cookies.flow_name),
+            header_prefixes=(IDENTITY_HEADER_PREFIX,),
+        )
 
     async def __call__(self, request: web.Request, next: Next) -> web.StreamResponse:
         request = self.strip(request)
