@@ -13,9 +13,10 @@ from .config import ConfigError, ProxyConfig
 from .errors import error_response
 from .forward import Forwarder, Timeouts
 from .headers import TrustedProxies
-from .logs import AccessLog
+from .logs import AccessLog, resolve_format
 from .metrics import Metrics
 from .ops import Ops
+from .redact import redact_values
 from .registry import UnknownStageError, load_stage_class
 from .stage import Next, Resource, Stage, StageContext
 
@@ -53,7 +54,8 @@ def build_stages(context: StageContext) -> list[Stage[Any]]:
         except ConfigError:
             raise
         except (ValueError, OSError) as exc:
-            raise ConfigError(config.file, spec.table, "", str(exc)) from None
+            problem = redact_values(str(exc), (v for v in config.env_values if len(v) >= 3))
+            raise ConfigError(config.file, spec.table, "", problem) from None
     return stages
 
 
@@ -69,7 +71,8 @@ def create_app(
     pipeline = build_stages(context) if stages is None else [factory(context) for factory in stages]
     for stage in pipeline:
         context.forwarder.owned |= stage.owned_credentials()
-    access_log = AccessLog() if config.server.access_log else None
+    human = resolve_format(config.server.log_format) == "text"
+    access_log = AccessLog(human=human) if config.server.access_log else None
     ops = Ops(pipeline, context, access_log, worker=worker, snapshot_dir=snapshot_dir)
     middleware = Pipeline([ops, *pipeline])
     app = web.Application(middlewares=[middleware], client_max_size=int(config.server.max_body_size) or 2**62)

@@ -19,6 +19,7 @@ from .forward import OUTCOME, Outcome
 from .headers import valid_host
 from .logs import AccessLog
 from .metrics import read_snapshots
+from .redact import redact
 from .stage import Next, Stage, StageContext
 
 HEALTH_PATH, READY_PATH, METRICS_PATH = "/healthz", "/readyz", "/metrics"
@@ -96,7 +97,7 @@ class Ops:
             if isinstance(result, BaseException):
                 entry = {"ready": False, "detail": f"readiness check failed: {type(result).__name__}"}
             else:
-                entry = {"ready": result.ready, "detail": result.detail}
+                entry = {"ready": result.ready, "detail": redact(result.detail)}
             ready = ready and bool(entry["ready"])
             report[name] = entry
         return web.json_response(

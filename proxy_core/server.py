@@ -1,7 +1,9 @@
 """Serving: one process, or N worker processes sharing the port (SO_REUSEPORT), with graceful shutdown.
 
 On SIGTERM/SIGINT a worker stops accepting, lets in-flight requests finish for up to
-``[server] shutdown_timeout`` seconds, then runs every stage's tear-down.
+``[server] shutdown_timeout`` seconds in total, cuts whatever still runs at that deadline (long
+streams included), then runs every stage's tear-down, which writes what is still queued (usage rows).
+So an orchestrator's grace period of ``shutdown_timeout`` plus a few seconds loses nothing.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ from .errors import error_response
 
 log = logging.getLogger("proxy_core.server")
 _SNAPSHOT_EVERY = 1.0
+_CUT = 0.001  # aiohttp reads a grace of 0 as "no limit"; this is "none"
+_UNWIND = 5.0  # at most this long for cancelled handlers to run their ``finally`` (usage rows)
 
 
 class ListenError(Exception):
@@ -64,10 +68,43 @@ class _ProxyRequestHandler(RequestHandler):
         response.force_close()
         return response
 
+    @property
+    def busy(self) -> asyncio.Task[None] | None:
+        """The task serving this connection's requests, while it runs."""
+        task = self._task_handler
+        return task if task is not None and not task.done() else None
+
 
 class _ProxyServer(web.Server):
+    """Our request handler, and a drain bounded by one deadline: aiohttp waits ``shutdown_timeout``
+    for running handlers and then again as long for the cancelled ones, and does not cancel a
+    handler that is streaming."""
+
+    _drain_started: float | None = None
+
     def __call__(self) -> RequestHandler:
         return _ProxyRequestHandler(self, loop=self._loop, **self._kwargs)
+
+    def pre_shutdown(self) -> None:
+        self._drain_started = asyncio.get_running_loop().time()
+        super().pre_shutdown()
+
+    async def shutdown(self, timeout: float | None = None) -> None:  # noqa: ASYNC109 (aiohttp's signature)
+        loop = asyncio.get_running_loop()
+        connections = list(self.connections)
+        handlers = [conn for conn in connections if isinstance(conn, _ProxyRequestHandler)]
+        busy = [task for conn in handlers if (task := conn.busy) is not None]
+        if busy and timeout is not None:
+            remaining = timeout - (loop.time() - (self._drain_started or loop.time()))
+            if remaining > 0:
+                await asyncio.wait(busy, timeout=remaining)
+        elif busy:
+            await asyncio.wait(busy)
+        # the deadline: every handler still running (a stream, say) is cancelled now
+        await asyncio.gather(*(conn.shutdown(_CUT) for conn in connections))
+        self._connections.clear()
+        if unwinding := [task for task in busy if not task.done()]:
+            await asyncio.wait(unwinding, timeout=_UNWIND)  # their ``finally`` blocks queue usage rows
 
 
 class ProxyRunner(web.AppRunner):

@@ -170,7 +170,7 @@ class AuthConfig(StageConfig):
     def _absolute(cls, paths: tuple[str, ...]) -> tuple[str, ...]:
         for path in paths:
             if not path.startswith("/"):
-                raise ValueError(f"public paths start with '/': {path!r}")
+                raise ValueError("public paths start with '/'")
         return paths
 
     @field_validator("cookie_secret")
