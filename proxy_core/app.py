@@ -28,7 +28,7 @@ STAGES: web.AppKey[tuple[Stage[Any], ...]] = web.AppKey("proxy_core.stages")
 StageFactory = Callable[[StageContext], Stage[Any]]
 
 
-def make_context(config: ProxyConfig) -> StageContext:
+def make_context(config: ProxyConfig, *, checking: bool = False) -> StageContext:
     metrics = Metrics()
     forwarder = Forwarder(
         trusted_proxies=TrustedProxies(config.server.trusted_proxies),
@@ -36,7 +36,7 @@ def make_context(config: ProxyConfig) -> StageContext:
         timeouts=Timeouts(),
         metrics=metrics,
     )
-    return StageContext(config, forwarder, metrics)
+    return StageContext(config, forwarder, metrics, checking=checking)
 
 
 def build_stages(context: StageContext) -> list[Stage[Any]]:

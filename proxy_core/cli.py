@@ -39,7 +39,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _check(args: argparse.Namespace) -> int:
     config = load_config(args.config)
-    stages = build_stages(make_context(config))
+    stages = build_stages(make_context(config, checking=True))
     names = ", ".join(stage.name or type(stage).__name__ for stage in stages) or "none"
     print(f"{args.config}: OK ({len(stages)} stages: {names})")
     return 0

@@ -18,6 +18,7 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import AnyHttpUrl, ByteSize, Field, ValidationError
 
+from .paths import BASE_DIR
 from .redact import redact, redact_values, remember
 from .stage import StageConfig
 
@@ -155,7 +156,7 @@ def validate(
     table a model-level check looked at. Messages a validator wrote are scrubbed of those values too.
     """
     try:
-        return model.model_validate(dict(table))
+        return model.model_validate(dict(table), context={BASE_DIR: Path(file).absolute().parent})
     except ValidationError as exc:
         error = exc.errors(include_url=False)[0]
         key = ".".join(str(part) for part in error["loc"])

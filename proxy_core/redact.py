@@ -6,10 +6,11 @@ every such value here, and configuration errors, log lines and ``/readyz`` detai
 part of a longer text such as a URL or an exception's message).
 
 Public-looking values are not remembered, so the start-up banner can still say where the proxy
-listens: numbers, ``true``/``false``, values shorter than :data:`MIN_LENGTH`, and ``http(s)`` URLs
-without credentials or query (a ``public_url``). Anything else from the environment is treated as a
-secret. Configuration errors are stricter still: they never echo a value that came from the
-environment, whatever its shape (see :mod:`proxy_core.config`).
+listens and who may sign in: numbers, ``true``/``false``, values shorter than :data:`MIN_LENGTH`,
+plain email addresses, and ``http(s)`` URLs without credentials or query (a ``public_url``).
+Anything else from the environment is treated as a secret. Configuration errors are stricter still:
+they never echo a value that came from the environment, whatever its shape (see
+:mod:`proxy_core.config`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ MIN_LENGTH = 6
 
 MASK = "***"
 
+_EMAIL = re.compile(r"[^@\s:/]+@[^@\s:/]+\.[^@\s:/]+")
 _remembered: set[str] = set()
 _pattern: re.Pattern[str] | None = None
 
@@ -60,6 +62,8 @@ def _secret_like(value: str) -> bool:
     except ValueError:
         pass
     else:
+        return False
+    if _EMAIL.fullmatch(value):
         return False
     if value.startswith(("http://", "https://")):
         parts = urlsplit(value)

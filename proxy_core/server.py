@@ -24,7 +24,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import LineTooLong
 from aiohttp.web_protocol import RequestHandler
 
-from .app import METRICS, create_app
+from .app import METRICS, STAGES, create_app
 from .config import ProxyConfig, load_config
 from .errors import error_response
 
@@ -131,9 +131,15 @@ def runner_for(app: web.Application, config: ProxyConfig) -> ProxyRunner:
 
 
 async def serve_app(
-    app: web.Application, config: ProxyConfig, *, reuse_port: bool = False, stop: asyncio.Event | None = None
+    app: web.Application,
+    config: ProxyConfig,
+    *,
+    reuse_port: bool = False,
+    stop: asyncio.Event | None = None,
+    banner: bool = True,
 ) -> None:
-    """Serve until ``stop`` is set (or SIGTERM/SIGINT arrives), then drain and tear down."""
+    """Serve until ``stop`` is set (or SIGTERM/SIGINT arrives), then drain and tear down. ``banner``:
+    log the start-up line (where to go, and what each stage wants an operator to know)."""
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -156,13 +162,26 @@ async def serve_app(
             address = f"{config.server.host}:{config.server.port}"
             reason = os.strerror(exc.errno).lower() if exc.errno else str(exc)
             raise ListenError(f"cannot listen on {address}: {reason}") from None
-        log.info(
-            "listening", extra={"fields": {"address": f"http://{config.server.host}:{config.server.port}"}}
-        )
+        address = f"http://{_display_host(config.server.host)}:{runner.addresses[0][1]}"
+        log.info("listening", extra={"fields": {"address": address}})
+        if banner:
+            url = str(config.server.public_url).rstrip("/") if config.server.public_url else address
+            notes = [note for stage in app[STAGES] if (note := stage.banner())]
+            log.info(
+                "; ".join([f"ready: open {url}", *notes]),
+                extra={"fields": {"highlight": True, "event": "ready", "url": url}},
+            )
         await stop.wait()
         log.info("shutting down: draining in-flight requests")
     finally:
         await runner.cleanup()
+
+
+def _display_host(host: str) -> str:
+    """Where a browser on this machine reaches ``host``: a wildcard address is reached as localhost."""
+    if host in ("", "0.0.0.0", "::"):
+        return "localhost"
+    return f"[{host}]" if ":" in host else host
 
 
 def run(main: Callable[[], Coroutine[Any, Any, None]], use_uvloop: bool) -> None:
@@ -206,7 +225,7 @@ def _worker_main(config_path: str, worker: int, snapshot_dir: str) -> None:
 
         task = asyncio.get_running_loop().create_task(publish())
         try:
-            await serve_app(app, config, reuse_port=True)
+            await serve_app(app, config, reuse_port=True, banner=worker == 0)
         finally:
             task.cancel()
             metrics.write_snapshot(directory, worker)

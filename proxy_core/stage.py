@@ -66,6 +66,8 @@ class StageContext:
     forwarder: Forwarder
     metrics: Metrics
     resources: dict[Hashable, Resource] = field(default_factory=dict)
+    checking: bool = False
+    """Built by ``check``, never to serve: a stage writes nothing (no generated files, no folders)."""
 
     def resource(self, key: Hashable, factory: Callable[[], R]) -> R:
         """The shared resource under ``key``, created by ``factory`` the first time anyone asks."""
@@ -105,6 +107,10 @@ class Stage(Generic[C]):
     async def readiness(self) -> Readiness:
         """Contributes to ``/readyz``; the proxy is ready only when every stage is."""
         return Readiness(True)
+
+    def banner(self) -> str:
+        """A short phrase for the start-up banner (who may sign in, say); empty for nothing to say."""
+        return ""
 
     def owned_credentials(self) -> OwnedCredentials:
         """Cookies and headers this stage consumes (a session cookie, say): the forwarder removes them

@@ -31,7 +31,7 @@ from .cookies import Cookies
 from .flows import Flows
 from .guard import HeaderStripper, PublicPaths
 from .identity import IDENTITY, IDENTITY_HEADER_PREFIX, Identity
-from .keys import Keys, load_or_create_secret
+from .keys import Keys, existing_secret, load_or_create_secret
 from .providers import build_provider
 from .providers.base import ProviderUnavailable, SessionEnded, SessionKeeper, SignInRefused
 from .redirects import is_navigation
@@ -50,11 +50,12 @@ class AuthStage(Stage[AuthConfig]):
 
     def __init__(self, config: AuthConfig, context: StageContext) -> None:
         super().__init__(config, context)
-        secret = (
-            config.cookie_secret.get_secret_value()
-            if config.cookie_secret is not None
-            else load_or_create_secret(config.data_dir)
-        )
+        if config.cookie_secret is not None:
+            secret = config.cookie_secret.get_secret_value()
+        elif context.checking:
+            secret = existing_secret(config.data_dir)
+        else:
+            secret = load_or_create_secret(config.data_dir)
         self.keys = Keys.from_secret(secret)
         self.db = database(context)
         self.sessions = Sessions(self.db, lifetime=config.session_lifetime, idle=config.idle_timeout)
@@ -89,6 +90,29 @@ class AuthStage(Stage[AuthConfig]):
 
     async def readiness(self) -> Readiness:
         return Readiness(True, f"provider {self.config.provider}")
+
+    def banner(self) -> str:
+        """Who may sign in, and (for emailed codes) where the codes go."""
+        config = self.config
+        allowed = [*config.admins, *config.allowed_emails, *(f"anyone@{d}" for d in config.allowed_domains)]
+        if allowed:
+            who = f"sign in as {', '.join(allowed)} or an existing user"
+        else:
+            who = "only existing users may sign in (add one: `shmastra-cloud users add EMAIL --admin`)"
+        if config.provider == "workos":
+            return f"{who}, through WorkOS"
+        if config.provider == "oidc":
+            assert config.oidc is not None
+            return f"{who}, through {config.oidc.issuer_url}"
+        settings = config.email_code
+        if settings.delivery == "mailbox":
+            where = f"sign-in codes are written to {settings.mailbox_dir or config.data_dir / 'mailbox'}"
+        elif settings.delivery == "smtp":
+            assert settings.smtp is not None
+            where = f"sign-in codes are emailed through {settings.smtp.host}:{settings.smtp.port}"
+        else:
+            where = "sign-in codes appear in this log"
+        return f"{who}; {where}"
 
     def owned_credentials(self) -> OwnedCredentials:
         """The session and sign-in flow cookies, and the identity headers: never sent upstream (a
