@@ -7,6 +7,8 @@ Public API (for the sandbox router and the Manage UI):
 * :class:`KeyService` / :func:`key_service` — issue / rotate / revoke / disable / list keys;
   :class:`IssuedKey` carries the key itself, once.
 * :func:`gateway_activity` — the per-user :class:`Activity` of an app's gateway (listen for batches).
+* :class:`UsageReports` — who spent what: per key (last use, this month) and grouped by day,
+  provider or model.
 """
 
 from .activity import Activity, gateway_activity
@@ -14,6 +16,7 @@ from .cache import KEY_CACHE, KeyCache
 from .keys import KeyLimits, KeyRecord, KeyRejected, display_prefix
 from .ledger import USAGE_WRITER, UsageRow
 from .lifecycle import IssuedKey, KeyExists, KeyListing, KeyService, UserRef, key_service
+from .reports import KeyUsage, UsageLine, UsageReports
 from .stage import VKeyStage
 
 __all__ = [
@@ -28,6 +31,9 @@ __all__ = [
     "KeyRecord",
     "KeyRejected",
     "KeyService",
+    "KeyUsage",
+    "UsageLine",
+    "UsageReports",
     "UsageRow",
     "UserRef",
     "VKeyStage",
