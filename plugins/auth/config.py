@@ -155,6 +155,9 @@ class AuthConfig(StageConfig):
     (``_`` counts as ``-``). Every ``X-Shmastra-*`` header is removed too: the cloud's own identity
     headers live there."""
 
+    menu: bool = True
+    """Offer the cloud menu (signed-in email, sign out) to pages of forwarding stages that allow it."""
+
     admins: tuple[str, ...] = ()
     """Emails that are always admins (bootstrap)."""
     allowed_emails: tuple[str, ...] = ()

@@ -13,7 +13,7 @@ import logging
 import time
 import uuid
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import replace
 from datetime import timedelta
 from urllib.parse import urlencode
@@ -23,6 +23,7 @@ from aiohttp import web
 from proxy_core import Next, Readiness, Stage, StageContext, error_response
 from proxy_core.credentials import OwnedCredentials
 from proxy_core.db import StoreError, database
+from proxy_core.inject import offer_script
 
 from . import csrf
 from .accounts import Accounts
@@ -32,6 +33,7 @@ from .flows import Flows
 from .guard import HeaderStripper, PublicPaths
 from .identity import IDENTITY, IDENTITY_HEADER_PREFIX, Identity
 from .keys import Keys, existing_secret, load_or_create_secret
+from .menu import CloudMenu
 from .providers import build_provider
 from .providers.base import ProviderUnavailable, SessionEnded, SessionKeeper, SignInRefused
 from .redirects import is_navigation
@@ -75,6 +77,7 @@ class AuthStage(Stage[AuthConfig]):
         self.strip = HeaderStripper((*config.strip_headers, IDENTITY_HEADER_PREFIX + "*"))
         public_url = context.config.server.public_url
         self.flows = Flows(self, str(public_url).rstrip("/") if public_url else None)
+        self.menu = CloudMenu(self)
         self._prefix = config.path_prefix
         self._cache: dict[str, tuple[float, Session]] = {}
         self._refreshing: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
@@ -139,7 +142,12 @@ class AuthStage(Stage[AuthConfig]):
         if not isinstance(found, Identity):
             return found
         request[IDENTITY] = found
+        if self.config.menu and is_navigation(request):
+            offer_script(request, self.menu.path)
         return await next(request)
+
+    def routes(self) -> Sequence[web.AbstractRouteDef]:
+        return self.menu.routes() if self.config.menu else ()
 
     async def identify(self, request: web.Request) -> Identity | web.StreamResponse:
         """The identity of the request's live session, or the answer to give instead. Raises
