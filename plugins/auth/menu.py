@@ -4,7 +4,7 @@ the signed-in email and a way to sign out.
 The ``auth`` stage offers ``<prefix>/menu.js`` for signed-in page loads (see
 :func:`proxy_core.inject.offer_script`); a forwarding stage whose switch allows it (``upstream``:
 ``inject_html = true``) adds it to the pages. The script is written per user (the email is baked
-in; nothing is fetched, so a page's ``connect-src`` does not matter), lives in a closed shadow root
+in; nothing is fetched, so a page's ``connect-src`` does not matter), lives in a shadow root
 with its own constructed stylesheet (no inline style for a policy to block, no style leaking either
 way), and "Sign out" opens the sign-out page, which asks for the POST with its CSRF token.
 """
@@ -29,7 +29,7 @@ _SCRIPT = """(() => {
     const who = %(who)s, signOut = %(sign_out)s;
     const host = document.createElement("div");
     host.id = "shmastra-cloud-menu";
-    const root = host.attachShadow({ mode: "closed" });
+    const root = host.attachShadow({ mode: "open" });
     const sheet = new CSSStyleSheet();
     sheet.replaceSync(`
       :host { all: initial; position: fixed; right: 12px; bottom: 12px; z-index: 2147483647;
