@@ -12,6 +12,7 @@ from importlib.metadata import entry_points
 from .app import build_stages, make_context
 from .config import ConfigError, load_config
 from .logs import setup_logging
+from .redact import redact
 from .registry import UnknownStageError
 from .server import ListenError
 
@@ -64,7 +65,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         code: int = args.func(args)
     except (ConfigError, UnknownStageError, ListenError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {redact(str(exc))}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

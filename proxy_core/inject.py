@@ -31,6 +31,8 @@ _HEAD_LIMIT = 256 * 1024
 _NONCE = re.compile(r"'nonce-([A-Za-z0-9+/=_-]+)'")
 _META_CSP = re.compile(rb"<meta[^>]+http-equiv\s*=\s*[\"']?content-security-policy", re.IGNORECASE)
 _HEAD_END = re.compile(rb"</head\s*>|<body[\s>]", re.IGNORECASE)
+_OPAQUE = re.compile(rb"<script\b|<!--", re.IGNORECASE)  # text inside them is not markup
+_CLOSERS = {b"<!": re.compile(rb"-->"), b"<s": re.compile(rb"</script\s*>", re.IGNORECASE)}
 
 
 def offer_script(request: web.Request, src: str) -> None:
@@ -79,17 +81,32 @@ class HtmlInjector:
         if self._done:
             return data
         self._buffer += data
-        found = _HEAD_END.search(self._buffer)
-        if found is None and len(self._buffer) < _HEAD_LIMIT:
+        at = _head_end(self._buffer)
+        if at is None and len(self._buffer) < _HEAD_LIMIT:
             return b""  # keep reading until the end of the head
         page, self._buffer, self._done = self._buffer, b"", True
-        if found is None or _META_CSP.search(page, 0, found.start()) or self._tags is None:
+        if at is None or _META_CSP.search(page, 0, at) or self._tags is None:
             return page
-        return page[: found.start()] + self._tags + page[found.start() :]
+        return page[:at] + self._tags + page[at:]
 
     def on_end(self) -> bytes:
         page, self._buffer, self._done = self._buffer, b"", True
         return page
+
+
+def _head_end(page: bytes) -> int | None:
+    """Where the head ends (``</head>``, or a ``<body>`` that ends it implicitly), skipping scripts and
+    comments, which may hold those words as text; ``None`` until it has arrived."""
+    position = 0
+    while (end := _HEAD_END.search(page, position)) is not None:
+        opaque = _OPAQUE.search(page, position, end.start())
+        if opaque is None:
+            return end.start()
+        closer = _CLOSERS[page[opaque.start() : opaque.start() + 2].lower()].search(page, opaque.end())
+        if closer is None:
+            return None
+        position = closer.end()
+    return None
 
 
 def _allowed_nonce(policies: tuple[str, ...] | list[str]) -> str | None:

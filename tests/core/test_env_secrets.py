@@ -241,3 +241,18 @@ async def test_readyz_details_never_carry_an_env_value(aiohttp_client: Any) -> N
     assert response.status == 503
     body = await response.text()
     assert SECRET not in body and "cannot reach postgresql://app:***@db/prod" in body
+
+
+def test_command_errors_never_carry_an_env_value(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], unused_tcp_port: int
+) -> None:
+    from proxy_core.cli import main
+
+    monkeypatch.setenv("DB_PASSWORD", SECRET)
+    config = tmp_path / "proxy.toml"
+    config.write_text(
+        f'[database]\nurl = "postgresql://app:${{DB_PASSWORD}}@127.0.0.1:{unused_tcp_port}/db"\nconnect_timeout = 1\n'
+    )
+    assert main(["db", "status", "--config", str(config)]) == 1
+    captured = capsys.readouterr()
+    assert captured.err.startswith("error: ") and SECRET not in captured.err + captured.out

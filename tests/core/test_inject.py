@@ -18,7 +18,7 @@ from proxy_core.testing import make_app, stage
 PAGE = (
     b'<!doctype html>\n<html lang="en">\n  <head>\n    <meta charset="UTF-8" />\n'
     b'    <base href="/studio/" />\n    <title>Studio</title>\n'
-    b"    <script>\n      window.BOOT = '</he' + 'ad>';\n    </script>\n  </head>\n"
+    b"    <script>\n      window.BOOT = '</head><body>';\n    </script>\n    <!-- </head> -->\n  </head>\n"
     b'  <body class="overflow-hidden">\n    <div id="root"></div>\n  </body>\n</html>\n'
 )
 TAG = b'<script src="/cloud/menu.js" defer></script>'
@@ -30,7 +30,7 @@ def run_tap(tap: HtmlInjector, headers: dict[str, str], chunks: list[bytes], sta
 
 
 def injected(page: bytes, tag: bytes = TAG) -> bytes:
-    at = page.index(b"</head>")
+    at = page.rindex(b"</head>")  # the real one: the others are in a script and a comment
     return page[:at] + tag + page[at:]
 
 

@@ -132,3 +132,45 @@ class _Proxy:
 
     def at(self, path: str) -> Any:
         return self.url.with_path(path)
+
+
+async def test_gateway_calls_do_not_carry_the_cloud_cookies_to_a_provider(
+    aiohttp_server: Any, monkeypatch: pytest.MonkeyPatch, sqlite_url: str, tmp_path: Path
+) -> None:
+    """``vkey`` runs before ``auth``, yet the forwarder still strips ``auth``'s identity prefix (and
+    vkey itself sends no cookie to a provider)."""
+    from datetime import timedelta
+
+    from plugins.auth.users import Users
+    from plugins.vkey import KEY_CACHE, KeyService, VKeyStage
+    from proxy_core.db import DATABASE
+    from tests.plugins.vkey.conftest import ENV, REAL, provider_urls
+    from tests.standins.llm_providers import STATE, standin_app
+
+    for name, value in ENV.items():
+        monkeypatch.setenv(name, value)
+    standin = await aiohttp_server(standin_app(REAL), access_log=None)
+    app = make_app(
+        [
+            stage(VKeyStage, providers=provider_urls(standin)),
+            stage(AuthStage, cookie_secret=SECRET, data_dir=str(tmp_path)),
+        ],
+        f'[server]\naccess_log = false\n[database]\nurl = "{sqlite_url}"\n',
+    )
+    async with run_proxy(app) as url, browser() as b:
+        await Users(app[DATABASE]).create("ada@example.com")
+        issued = await KeyService(app[DATABASE], app[KEY_CACHE], timedelta(hours=1)).issue("ada@example.com")
+        headers = {
+            "Authorization": f"Bearer {issued.key}",
+            "Cookie": "auth_session=SESSION; auth_session_flow=FLOW; provider_pref=1",
+            "X-Shmastra-User-Role": "admin",
+        }
+        body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
+        async with b.post(
+            str(url) + "/api/gateway/openai/v1/chat/completions", json=body, headers=headers
+        ) as r:
+            assert r.status == 200, await r.text()
+    (received,) = standin.app[STATE].received
+    assert "cookie" not in received.headers  # vkey sends a provider no cookie at all
+    assert "x-shmastra-user-role" not in received.headers
+    assert "SESSION" not in str(received.headers) and "FLOW" not in str(received.headers)
