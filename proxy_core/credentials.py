@@ -13,8 +13,10 @@ how identity headers the proxy sets for upstreams stay unforgeable by clients.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import lru_cache
 
 from multidict import CIMultiDict
 
@@ -31,6 +33,22 @@ class OwnedCredentials:
     cookies: frozenset[str] = frozenset()
     headers: frozenset[str] = frozenset()
     header_prefixes: tuple[str, ...] = ()
+    # compiled once: the hot path is one regex search over the joined header names, and one
+    # substitution in the Cookie header
+    _names: re.Pattern[str] | None = field(default=None, init=False, repr=False, compare=False)
+    _cookie: re.Pattern[str] | None = field(default=None, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        def loose(name: str) -> str:
+            return "[-_]".join(re.escape(part) for part in name.split("-"))
+
+        names = [loose(h) + "$" for h in sorted(self.headers)] + [loose(p) for p in self.header_prefixes]
+        if names:
+            pattern = re.compile("^(?:" + "|".join(names) + ")", re.IGNORECASE | re.MULTILINE)
+            object.__setattr__(self, "_names", pattern)
+        if self.cookies:
+            alternatives = "|".join(re.escape(c) for c in sorted(self.cookies, key=len, reverse=True))
+            object.__setattr__(self, "_cookie", re.compile(rf"(?:^|(?<=;))\s*(?:{alternatives})=[^;]*;?"))
 
     @classmethod
     def of(
@@ -57,24 +75,30 @@ class OwnedCredentials:
         return bool(self.cookies or self.headers or self.header_prefixes)
 
     def owns_header(self, name: str) -> bool:
-        key = header_key(name)
-        return key in self.headers or key.startswith(self.header_prefixes)
+        return _owns(self, name)  # names repeat on every request: the verdicts are cached
 
     def strip(self, headers: CIMultiDict[str]) -> None:
         """Remove owned headers, and owned cookies from every ``Cookie`` header, in place."""
-        if self.headers or self.header_prefixes:
-            for name in [name for name in headers if self.owns_header(name)]:
+        if self._names is not None and self._names.search("\n".join(headers)):  # rare: a client sent one
+            for name in [name for name in headers if _owns(self, name)]:
                 headers.popall(name, None)
-        if self.cookies and "Cookie" in headers:
-            kept = [v for v in (self._without_owned(value) for value in headers.getall("Cookie")) if v]
-            headers.popall("Cookie")
-            for value in kept:
-                headers.add("Cookie", value)
+        if self._cookie is not None and "Cookie" in headers:
+            values = headers.getall("Cookie")
+            kept = [self._without_owned(value) for value in values]
+            if kept != values:
+                headers.popall("Cookie")
+                for value in kept:
+                    if value:
+                        headers.add("Cookie", value)
 
     def _without_owned(self, value: str) -> str:
         """``value`` minus owned cookies; the others are kept byte for byte, in their order."""
-        pairs = value.split(";")
-        kept = [pair for pair in pairs if pair.split("=", 1)[0].strip() not in self.cookies]
-        if len(kept) == len(pairs):
-            return value
-        return "; ".join(pair.strip() for pair in kept if pair.strip())
+        assert self._cookie is not None
+        stripped = self._cookie.sub("", value)
+        return value if stripped == value else stripped.strip().rstrip(";").rstrip()
+
+
+@lru_cache(maxsize=4096)
+def _owns(owned: OwnedCredentials, name: str) -> bool:
+    key = header_key(name)
+    return key in owned.headers or key.startswith(owned.header_prefixes)

@@ -38,6 +38,7 @@ class JsonFormatter(logging.Formatter):
         fields = getattr(record, "fields", None)
         if isinstance(fields, dict):
             entry.update(fields)
+            entry.pop("highlight", None)  # a terminal's concern; JSON readers filter on "event"
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
         return redact(orjson.dumps(entry, default=str).decode())

@@ -189,6 +189,10 @@ def test_on_a_terminal_the_banner_and_code_stand_out(tmp_path: Path, unused_tcp_
                 r"==> Sign-in code for admin@example\.com: \d{6} \(valid 10 minutes\)\n", line
             )
             assert seen[-2].strip() == ""
+            line, _ = _read_until(read_line, lambda text: " access " in text and "/auth/code" in text)
+            assert re.fullmatch(
+                r"\d\d:\d\d:\d\d access  POST /auth/code 200 [\d.]+ms \d+B 127\.0\.0\.1\n", line
+            )
     finally:
         os.close(controller)
         os.close(terminal)
