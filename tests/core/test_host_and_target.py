@@ -113,3 +113,10 @@ async def test_an_invalid_forwarded_host_from_a_trusted_proxy_is_ignored(aiohttp
 def test_valid_host_rules() -> None:
     assert valid_host("a.b-c_d:80") and valid_host("[fe80::1]")
     assert not valid_host("") and not valid_host("a b") and not valid_host("a%2Fb")
+
+
+async def test_two_host_headers_are_refused(proxy_port: int) -> None:
+    head = b"GET /x HTTP/1.1\r\nHost: cloud.example\r\nHost: evil.example\r\nConnection: close\r\n\r\n"
+    status, body = await _raw(proxy_port, head)
+    assert status == 400
+    assert b"evil.example" not in body
