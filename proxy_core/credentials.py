@@ -6,6 +6,8 @@ stage's declaration into the shared :class:`Forwarder`, which removes them from 
 builds for an upstream, plain HTTP and WebSocket handshakes alike. Other cookies and headers of the
 application pass untouched (an upstream's own session cookie keeps working).
 
+Upstream answers cannot set those cookies either: a ``Set-Cookie`` naming one is dropped.
+
 Header names are compared case-insensitively and with ``_`` equal to ``-`` (some servers treat
 ``X_User`` as ``X-User``); a prefix such as ``X-Cloud-`` owns every header starting with it, which is
 how identity headers the proxy sets for upstreams stay unforgeable by clients.
@@ -90,6 +92,17 @@ class OwnedCredentials:
                 for value in kept:
                     if value:
                         headers.add("Cookie", value)
+
+    def drop_set_cookies(self, items: list[tuple[str, str]]) -> list[tuple[str, str]]:
+        """Response headers minus ``Set-Cookie`` of an owned cookie: an upstream (a sandbox running
+        agent code) must not plant or overwrite the proxy's session (session fixation)."""
+        if not self.cookies:
+            return items
+        return [
+            (name, value)
+            for name, value in items
+            if name.lower() != "set-cookie" or value.split("=", 1)[0].strip() not in self.cookies
+        ]
 
     def _without_owned(self, value: str) -> str:
         """``value`` minus owned cookies; the others are kept byte for byte, in their order."""

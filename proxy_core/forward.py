@@ -35,7 +35,6 @@ from .headers import (
     origin_form,
     request_headers,
     response_header_items,
-    response_headers,
 )
 from .metrics import Metrics
 
@@ -232,7 +231,7 @@ class Forwarder:
                 if length is not None:
                     # the whole (small) answer is already here: one write, headers and body together
                     # (checked here rather than in _respond: no coroutine for the common case)
-                    headers = response_header_items(conn.headers)
+                    headers = self.owned.drop_set_cookies(response_header_items(conn.headers))
                     return web.Response(status=conn.status, headers=headers, body=conn.take_body())
             return await self._respond(request, conn, stage, limits, tap)
         finally:
@@ -336,7 +335,7 @@ class Forwarder:
         limits: Timeouts,
         tap: ResponseTap | None,
     ) -> web.StreamResponse:
-        headers = response_headers(conn.headers)
+        headers = CIMultiDict(self.owned.drop_set_cookies(response_header_items(conn.headers)))
         if tap is not None:
             tap.on_head(conn.status, headers)
         length = _content_length(conn.headers) if tap is None else None

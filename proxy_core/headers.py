@@ -83,13 +83,9 @@ def request_headers(request: web.BaseRequest) -> CIMultiDict[str]:
     return headers
 
 
-def response_headers(raw: Iterable[tuple[bytes, bytes]]) -> CIMultiDict[str]:
-    """Upstream response headers (raw, as parsed) minus hop-by-hop ones and Content-Length."""
-    return CIMultiDict(response_header_items(raw))
-
-
 def response_header_items(raw: Iterable[tuple[bytes, bytes]]) -> list[tuple[str, str]]:
-    """What :func:`response_headers` keeps, as a list (a response built from it copies it only once)."""
+    """Upstream response headers (raw, as parsed) minus hop-by-hop ones and Content-Length, as a list
+    (a response built from it copies it only once)."""
     kept: list[tuple[bytes, bytes]] = []
     extra: set[bytes] | None = None
     for name, value in raw:

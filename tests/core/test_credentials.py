@@ -121,3 +121,24 @@ async def test_the_websocket_handshake_carries_no_credentials_of_the_proxy(
     (seen,) = handshakes
     assert seen["Cookie"] == "hmr=1"
     assert "SECRET" not in str(seen) and "admin" not in str(seen)
+
+
+async def test_an_upstream_cannot_set_the_stages_cookies(aiohttp_server: Any, aiohttp_client: Any) -> None:
+    """Session fixation: a page from the upstream (a sandbox) planting the proxy's session cookie."""
+
+    async def plant(request: web.Request) -> web.Response:
+        response = web.Response(text="x" * (int(request.query.get("size", "1"))))
+        response.headers.add("Set-Cookie", "cloud_session=ATTACKER; Path=/; HttpOnly")
+        response.headers.add("Set-Cookie", "cloud_session_flow=X; Path=/auth")
+        response.headers.add("Set-Cookie", "studio_pref=1; Path=/")
+        return response
+
+    planting = web.Application()
+    planting.router.add_get("/", plant)
+    upstream = await aiohttp_server(planting)
+    app = make_app([stage(Gatekeeper), stage(UpstreamStage, url=str(upstream.make_url("/")))])
+    client = await aiohttp_client(app)
+    for size in (3_000_000, 1):  # streamed, and answered in one piece
+        response = await client.get(f"/?size={size}")
+        await response.read()
+        assert response.headers.getall("Set-Cookie") == ["studio_pref=1; Path=/"]
