@@ -13,7 +13,7 @@ import re
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -81,14 +81,17 @@ def _serving(config: Path, cwd: Path, stderr: int) -> Iterator[subprocess.Popen[
             process.wait()
 
 
-def _read_until(read_line: object, predicate: object, limit: int = 400) -> tuple[str, list[str]]:
+def _read_until(
+    read_line: Callable[[], str], predicate: Callable[[str], bool], limit: int = 400
+) -> tuple[str, list[str]]:
+    """Lines up to the first matching one (returned with every line read so far)."""
     seen: list[str] = []
     for _ in range(limit):
-        line = read_line()  # type: ignore[operator]
+        line = read_line()
         if not line:
             break
         seen.append(line)
-        if predicate(line):  # type: ignore[operator]
+        if predicate(line):
             return line, seen
     raise AssertionError("not found in:\n" + "".join(seen))
 
