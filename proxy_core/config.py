@@ -31,7 +31,8 @@ class ConfigError(Exception):
     """A configuration problem, with enough context to fix it without reading code."""
 
     def __init__(self, file: str, table: str, key: str, problem: str) -> None:
-        problem = redact(problem)  # whatever raised it, no remembered secret is ever shown
+        # whatever raised it, no remembered secret is ever shown (a stage named "${X}" is in ``table``)
+        table, problem = redact(table), redact(problem)
         self.file, self.table, self.key, self.problem = file, table, key, problem
         where = f"{file}: {table}" if table else file
         if key:

@@ -256,3 +256,12 @@ def test_command_errors_never_carry_an_env_value(
     assert main(["db", "status", "--config", str(config)]) == 1
     captured = capsys.readouterr()
     assert captured.err.startswith("error: ") and SECRET not in captured.err + captured.out
+
+
+def test_a_stage_named_from_the_environment_is_not_echoed() -> None:
+    from proxy_core.app import build_stages, make_context
+
+    config = parse_config('[[pipeline]]\nstage = "${SECRET}"\n', "proxy.toml", ENV)
+    with pytest.raises(ConfigError) as caught:
+        build_stages(make_context(config))
+    assert "unknown stage" in str(caught.value) and SECRET not in str(caught.value)
