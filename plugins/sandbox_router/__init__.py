@@ -1,0 +1,42 @@
+"""Each teammate's own sandbox: provisioned on first visit, proxied (HTTP, SSE, WebSocket), paused when
+idle, resumed on demand.
+
+Public API (for the Manage UI and other plugins):
+
+* :class:`SandboxRouterStage` — the stage; :func:`sandbox_router` finds it in an app; its
+  ``lifecycle`` (:class:`Lifecycle`) starts, pauses and kills sandboxes.
+* :class:`Sandbox` / :class:`Sandboxes` — a user's sandbox row (state, reason, healer status and
+  message, activity) and the queries on it; ``Sandboxes.events`` is its state history.
+* :func:`export_project` — a project's ``.tar.gz``.
+"""
+
+from aiohttp import web
+
+from proxy_core import STAGES
+
+from .export import export_project
+from .lifecycle import Lifecycle
+from .stage import SandboxRouterStage
+from .store import HEALER_STATUSES, STATES, HealerStatus, Sandbox, Sandboxes, State
+
+
+def sandbox_router(app: web.Application) -> SandboxRouterStage:
+    """The app's ``sandbox_router`` stage."""
+    for stage in app[STAGES]:
+        if isinstance(stage, SandboxRouterStage):
+            return stage
+    raise LookupError("this app has no sandbox_router stage")
+
+
+__all__ = [
+    "HEALER_STATUSES",
+    "STATES",
+    "HealerStatus",
+    "Lifecycle",
+    "Sandbox",
+    "SandboxRouterStage",
+    "Sandboxes",
+    "State",
+    "export_project",
+    "sandbox_router",
+]

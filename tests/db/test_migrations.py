@@ -19,6 +19,7 @@ ALL = [
     ("auth", 4, "sso"),
     ("manage", 1, "audit_log"),
     ("sandbox_router", 1, "sandboxes"),
+    ("sandbox_router", 2, "sandbox_runtime"),
     ("vkey", 1, "virtual_keys"),
     ("vkey", 2, "usage"),
 ]
@@ -42,7 +43,7 @@ async def test_upgrade_from_empty_then_no_op(make_db: MakeDatabase) -> None:
     assert {name: s.version for name, s in status.items()} == {
         "auth": 4,
         "manage": 1,
-        "sandbox_router": 1,
+        "sandbox_router": 2,
         "vkey": 2,
     }
     assert not any(s.pending or s.unknown for s in status.values())

@@ -1,0 +1,65 @@
+"""The ``sandbox_router`` stage's configuration (its ``[[pipeline]]`` table in ``proxy.toml``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import AnyHttpUrl, Field
+
+from proxy_core import StageConfig
+
+
+class LocalConfig(StageConfig):
+    """``[pipeline.local]``: sandboxes as local process groups in workspace folders."""
+
+    root: Path = Path("data/sandboxes")
+    """One folder per sandbox (its workspace is ``<root>/<id>/home``)."""
+    cache_dir: Path = Path("data/template-cache")
+    """Prepared template versions, shared read-only by every workspace."""
+    bwrap: Literal["auto", "always", "never"] = "auto"
+    """Run each sandbox under bubblewrap with only its workspace writable (``auto``: when installed)."""
+    hidden_paths: list[Path] = Field(default_factory=lambda: [Path("data")])
+    """Folders a sandbox under bubblewrap cannot see (the store, the cookie secret)."""
+    stop_grace: float = Field(5.0, gt=0)
+    """Seconds between SIGTERM and SIGKILL of a sandbox's process group."""
+
+
+class SandboxRouterConfig(StageConfig):
+    provider: Literal["local", "e2b"] = "local"
+    template_dir: Path = Path("e2b-template")
+    """The template every local sandbox starts from (``start.sh``, ``VERSION``, ``app/``)."""
+    cloud_url: AnyHttpUrl | None = None
+    """The cloud as a sandbox reaches it (gateway, healer reports); default ``[server] public_url``,
+    else ``http://127.0.0.1:<port>``."""
+    studio_path: str = Field("/studio", pattern=r"^/[A-Za-z0-9_\-/]*[A-Za-z0-9_\-]$")
+    api_prefix: str = Field("/api/mastra", pattern=r"^/[A-Za-z0-9_\-/]*[A-Za-z0-9_\-]$")
+    idle_timeout: float = Field(600.0, gt=0)
+    """Seconds without activity before a sandbox is paused."""
+    extend_every: float = Field(60.0, gt=0)
+    """At most one provider keep-alive per sandbox in this many seconds."""
+    health_timeout: float = Field(180.0, gt=0)
+    """Seconds a started sandbox gets to answer ``GET /health`` before its state is ``error``."""
+    health_interval: float = Field(0.25, gt=0)
+    route_cache_seconds: float = Field(5.0, ge=0)
+    """How long a worker trusts a running sandbox's address before reading the store again."""
+    sweep_interval: float = Field(30.0, gt=0)
+    """Seconds between the leader's idle sweeps and reconciliations."""
+    stream_check_interval: float = Field(5.0, gt=0)
+    """Seconds between checks that the owners of open streams are still signed in and enabled."""
+    max_concurrent_starts: int = Field(10, ge=1)
+    """Sandbox starts one replica runs at once; more are refused with 429 until one finishes."""
+    max_requests_per_user: int = Field(256, ge=1)
+    """In-flight requests one user may have on one replica (429 past it)."""
+    forward_cookies: bool = False
+    """The sandbox's app authenticates by the token the proxy adds; browser cookies (the cloud's
+    session among them) are not forwarded unless this is set."""
+    connect_timeout: float = Field(10.0, gt=0)
+    read_timeout: float = Field(300.0, gt=0)
+    idle_stream_timeout: float = Field(3600.0, gt=0)
+    """Longest silence inside a streamed answer (Studio's event stream stays open)."""
+    export_limit: float = Field(120.0, gt=0)
+    """Seconds an export's archive command may take."""
+    local: LocalConfig = Field(default_factory=LocalConfig)
+    e2b: dict[str, Any] = Field(default_factory=dict)
+    """``[pipeline.e2b]``: passed to the ``e2b`` provider's own settings."""

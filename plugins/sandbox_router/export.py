@@ -1,0 +1,58 @@
+""" "Download my project": a ``.tar.gz`` of the user's project as a standalone Mastra app, made inside
+the sandbox (so it works on every provider) without ``node_modules``, build output, git history or
+any ``.env`` file but ``.env.example`` (the virtual key lives only in the environment and in ``.env``
+files, so it never leaves)."""
+
+from __future__ import annotations
+
+import uuid
+
+from plugins.vkey import KeyService
+
+from .lifecycle import Lifecycle
+from .providers.base import ProviderError
+
+ARCHIVE = ".shmastra-export.tar.gz"
+PROJECT = "shmastra"
+_COMMAND = (
+    "set -e; rm -f {archive}; cd {project}; "
+    "find . \\( -name node_modules -o -name .mastra -o -name .git -o -name .turbo \\) -prune -o "
+    "-type f ! -name '.env' ! \\( -name '.env.*' ! -name '.env.example' \\) -print0 "
+    "| tar --null -czf ../{archive} --transform 's,^\\./,{project}/,' -T -"
+)
+
+
+class ExportRefused(Exception):
+    """There is nothing to export (no sandbox, or no project in it)."""
+
+
+async def export_project(lifecycle: Lifecycle, user_id: uuid.UUID, limit: float) -> bytes:
+    """The archive's bytes; the sandbox is started first when it is paused."""
+    row = await lifecycle.store.of_user(user_id)
+    if row is None:
+        raise ExportRefused("This user has no sandbox yet.")
+    row = await lifecycle.ensure_running(user_id)
+    assert row.handle is not None
+    provider = lifecycle.provider
+    result = await provider.run(row.handle, _COMMAND.format(archive=ARCHIVE, project=PROJECT), limit=limit)
+    if result.exit_code != 0:
+        if "No such file" in result.stderr or "can't cd" in result.stderr:
+            raise ExportRefused("The sandbox has no project folder to export.")
+        raise ProviderError(f"The export failed in the sandbox: {result.stderr.strip()[:300]}")
+    try:
+        return await provider.read_file(row.handle, ARCHIVE)
+    finally:
+        await provider.run(row.handle, f"rm -f {ARCHIVE}", limit=limit)
+
+
+async def find_user(keys: KeyService, email_or_id: str) -> uuid.UUID | None:
+    """A user named by email or id, among users who hold a key (every sandbox owner does)."""
+    try:
+        return uuid.UUID(email_or_id)
+    except ValueError:
+        pass
+    wanted = email_or_id.strip().lower()
+    for listing in await keys.list():
+        if listing.email.lower() == wanted:
+            return listing.record.user_id
+    return None

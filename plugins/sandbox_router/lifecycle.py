@@ -1,0 +1,305 @@
+"""A user's sandbox from nothing to running and back: provision, resume, health, pause, kill.
+
+Single flight: in one process, concurrent callers for one user share one start task; across workers
+and replicas the task runs under the store's per-user lock and re-reads the row once it holds it,
+so a burst of requests from anywhere makes exactly one provider create/resume call. Each step is in
+the row (state, reason, progress), so every replica's progress page can show it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+import aiohttp
+
+from plugins.vkey import KeyService
+from proxy_core.db import Database, StoreError
+
+from .config import SandboxRouterConfig
+from .environment import sandbox_env
+from .gate import ProviderGate
+from .providers.base import (
+    Endpoint,
+    Handle,
+    Progress,
+    ProviderAuthError,
+    ProviderError,
+    SandboxGone,
+    SandboxProvider,
+    SandboxSpec,
+)
+from .store import Sandbox, Sandboxes
+
+log = logging.getLogger(__name__)
+
+
+class TooManyStarts(Exception):
+    """This replica already runs its maximum of concurrent starts."""
+
+
+@dataclass
+class StartWatch:
+    """What this process knows of a start in flight (the progress page reads it)."""
+
+    step: str = "queued"
+    percent: int = 0
+    message: str = "Getting ready"
+    position: int | None = None
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CloudUrls:
+    public: str  # where browsers reach the cloud
+    internal: str  # where sandboxes reach it
+
+
+class Lifecycle:
+    """Starts, pauses and kills users' sandboxes; shared by the stage, the sweeper and the CLI."""
+
+    def __init__(
+        self,
+        db: Database,
+        provider: SandboxProvider,
+        config: SandboxRouterConfig,
+        keys: KeyService,
+        urls: CloudUrls,
+    ) -> None:
+        self.db = db
+        self.store = Sandboxes(db)
+        self.provider = provider
+        self.config = config
+        self.keys = keys
+        self.urls = urls
+        self.gate = ProviderGate()
+        self.watches: dict[uuid.UUID, StartWatch] = {}
+        self._tasks: dict[uuid.UUID, asyncio.Task[None]] = {}
+        self._background: set[asyncio.Task[None]] = set()
+        self._http: aiohttp.ClientSession | None = None
+
+    @property
+    def http(self) -> aiohttp.ClientSession:
+        if self._http is None:
+            self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5))
+        return self._http
+
+    async def close(self) -> None:
+        for task in [*self._tasks.values(), *self._background]:
+            task.cancel()
+        await asyncio.gather(*self._tasks.values(), *self._background, return_exceptions=True)
+        if self._http is not None:
+            await self._http.close()
+
+    # starting --------------------------------------------------------------------------------------
+
+    def start(self, user_id: uuid.UUID, *, check: bool = False) -> StartWatch:
+        """Join the user's start in flight, or begin one. ``check``: the row says running but the
+        sandbox did not answer; look again (and resume it) instead of trusting the row."""
+        watch = self.watches.get(user_id)
+        if watch is not None and not watch.done.is_set():
+            return watch
+        if len(self._tasks) >= self.config.max_concurrent_starts:
+            raise TooManyStarts()
+        watch = self.watches[user_id] = StartWatch()
+        task = asyncio.get_running_loop().create_task(self._start(user_id, watch, check))
+        self._tasks[user_id] = task
+        task.add_done_callback(lambda _: self._tasks.pop(user_id, None))
+        return watch
+
+    async def ensure_running(self, user_id: uuid.UUID) -> Sandbox:
+        """Start the sandbox if needed and wait for the outcome (the CLI and exports use it)."""
+        row = await self.store.of_user(user_id)
+        if row is None or row.state != "running":
+            watch = self.start(user_id)
+            await watch.done.wait()
+            if watch.error is not None:
+                raise ProviderError(watch.error)
+        row = await self.store.of_user(user_id)
+        assert row is not None
+        return row
+
+    async def _start(self, user_id: uuid.UUID, watch: StartWatch, check: bool) -> None:
+        try:
+            async with self.db.user_lock(f"sandbox_router:{user_id}"):
+                await self._start_locked(user_id, watch, check)
+        except ProviderError as exc:
+            watch.error = exc.message
+            if isinstance(exc, ProviderAuthError):
+                log.error("sandbox_router: the provider refused our credentials: %s", exc.message)
+            await self._fail(user_id, exc.message)
+        except StoreError as exc:
+            watch.error = "The cloud's database cannot be reached. Try again in a moment."
+            log.warning("sandbox_router: start of %s: %s", user_id, exc.message)
+        except Exception:
+            watch.error = "The sandbox could not be started (an unexpected error; the operator's log has it)."
+            log.exception("sandbox_router: start of %s failed", user_id)
+            await self._fail(user_id, watch.error)
+        finally:
+            watch.done.set()
+
+    async def _start_locked(self, user_id: uuid.UUID, watch: StartWatch, check: bool) -> None:
+        row = await self.store.ensure(user_id, self.provider.name)
+        if row.state == "running" and row.handle is not None and row.app_token is not None:
+            endpoint = self.provider.endpoint(row.handle)
+            if not check or await self._healthy(endpoint, row.app_token):
+                return  # another worker or replica finished it while we waited for the lock
+        handle = row.handle
+        if handle is not None and row.state == "broken":
+            await self.provider.pause(handle)  # a fresh start: the app and a healer with 0 attempts
+        if handle is None:
+            handle = await self._provision(user_id, watch, "")
+        else:
+            self._progress(user_id, watch, Progress("resume", 20, "Waking your sandbox"))
+            await self.store.set_state(user_id, "resuming")
+            paused = handle
+            try:
+                handle = await self.gate.call(
+                    user_id,
+                    lambda: self.provider.resume(paused, self._on_progress(user_id, watch)),
+                    self._on_wait(user_id, watch),
+                )
+            except SandboxGone:
+                handle = await self._provision(
+                    user_id, watch, "Your previous sandbox was removed; making a new one."
+                )
+            await self.store.set_handle(user_id, handle)
+        token = (await self.store.of_user(user_id) or row).app_token
+        assert token is not None  # set with the handle at provision
+        self._progress(user_id, watch, Progress("health", 80, "Starting Mastra"))
+        endpoint = self.provider.endpoint(handle)
+        if not await self._wait_healthy(endpoint, token):
+            reason = f"The sandbox did not become healthy within {self.config.health_timeout:g} s."
+            try:
+                await self.provider.pause(handle)
+            except ProviderError as exc:
+                log.warning("sandbox_router: could not stop unhealthy sandbox of %s: %s", user_id, exc)
+            raise ProviderError(reason)
+        version = await self._template_version(handle)
+        await self.store.set_state(user_id, "running", template_version=version)
+        self._progress(user_id, watch, Progress("ready", 100, "Ready"))
+
+    async def _provision(self, user_id: uuid.UUID, watch: StartWatch, notice: str) -> Handle:
+        self._progress(user_id, watch, Progress("provision", 5, notice or "Creating your sandbox"))
+        await self.store.set_state(user_id, "provisioning", notice or None)
+        issued = await self.keys.rotate(user_id, grace=timedelta(0))  # the old sandbox is gone
+        token = secrets.token_urlsafe(32)
+        env = sandbox_env(
+            user_id=user_id,
+            virtual_key=issued.key,
+            app_token=token,
+            public_url=self.urls.public,
+            cloud_url=self.urls.internal,
+            studio_path=self.config.studio_path,
+            api_prefix=self.config.api_prefix,
+        )
+        spec = SandboxSpec(str(user_id), env, {"user_id": str(user_id)})
+        handle = await self.gate.call(
+            user_id,
+            lambda: self.provider.create(spec, self._on_progress(user_id, watch)),
+            self._on_wait(user_id, watch),
+        )
+        await self.store.set_handle(user_id, handle)
+        await self.store.set_columns(user_id, app_token=token, healer_status=None, healer_message=None)
+        return handle
+
+    async def _fail(self, user_id: uuid.UUID, reason: str) -> None:
+        try:
+            await self.store.set_state(user_id, "error", reason)
+        except StoreError as exc:
+            log.warning("sandbox_router: could not record the failure of %s: %s", user_id, exc.message)
+
+    async def _wait_healthy(self, endpoint: Endpoint, token: str) -> bool:
+        deadline = time.monotonic() + self.config.health_timeout
+        while time.monotonic() < deadline:
+            if await self._healthy(endpoint, token):
+                return True
+            await asyncio.sleep(self.config.health_interval)
+        return False
+
+    async def _healthy(self, endpoint: Endpoint, token: str) -> bool:
+        headers = {**endpoint.headers, "x-mastra-auth-token": token}
+        try:
+            async with self.http.get(endpoint.base_url / "health", headers=headers) as answer:
+                return answer.status == 200
+        except (aiohttp.ClientError, TimeoutError):
+            return False
+
+    async def _template_version(self, handle: Handle) -> str | None:
+        try:
+            return (await self.provider.read_file(handle, ".template-version")).decode().strip() or None
+        except ProviderError:
+            return None
+
+    def _on_progress(self, user_id: uuid.UUID, watch: StartWatch) -> Callable[[Progress], None]:
+        return lambda progress: self._progress(user_id, watch, progress)
+
+    def _on_wait(self, user_id: uuid.UUID, watch: StartWatch) -> Callable[[int, float], None]:
+        def waiting(position: int, seconds: float) -> None:
+            watch.position = position
+            watch.message = f"Waiting for the sandbox provider: you are number {position} in the queue"
+
+        return waiting
+
+    def _progress(self, user_id: uuid.UUID, watch: StartWatch, progress: Progress) -> None:
+        watch.step, watch.percent, watch.message, watch.position = (
+            progress.step,
+            progress.percent,
+            progress.message,
+            None,
+        )
+        self.spawn(self.store.set_progress(user_id, progress.message, progress.percent))
+
+    def spawn(self, work: Awaitable[None]) -> None:
+        """Run ``work`` in the background, logging failures (kept referenced until it ends)."""
+
+        async def guarded() -> None:
+            try:
+                await work
+            except (StoreError, ProviderError) as exc:
+                log.warning("sandbox_router: background work failed: %s", exc)
+
+        task = asyncio.get_running_loop().create_task(guarded())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    # stopping --------------------------------------------------------------------------------------
+
+    async def pause(
+        self, user_id: uuid.UUID, reason: str, *, unless_active_since: float | None = None
+    ) -> bool:
+        """Pause the user's running sandbox; with ``unless_active_since`` (a wall-clock time), only if
+        it had no activity since then. True when it was paused."""
+        async with self.db.user_lock(f"sandbox_router:{user_id}"):
+            row = await self.store.of_user(user_id)
+            if row is None or row.handle is None or row.state not in ("running", "broken"):
+                return False
+            last = row.last_activity_at
+            if (
+                unless_active_since is not None
+                and last is not None
+                and last.timestamp() > unless_active_since
+            ):
+                return False
+            await self.provider.pause(row.handle)
+            await self.store.set_state(user_id, "paused", reason)
+            return True
+
+    async def kill(self, user_id: uuid.UUID) -> bool:
+        """Remove the user's sandbox and its files; the next visit provisions a new one."""
+        async with self.db.user_lock(f"sandbox_router:{user_id}"):
+            row = await self.store.of_user(user_id)
+            if row is None:
+                return False
+            if row.handle is not None:
+                await self.provider.kill(row.handle)
+            await self.store.set_handle(user_id, None)
+            await self.store.set_state(user_id, "paused", "removed by an administrator")
+            return True

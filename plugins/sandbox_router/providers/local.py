@@ -1,0 +1,309 @@
+"""The ``local`` provider: each sandbox is a workspace folder plus the template's ``start.sh`` running as
+its own process group on its own free port.
+
+Layout: ``<root>/<id>/sandbox.json`` (owner, metadata, environment; mode 0600), ``state.json`` (the
+group's pid and port while it runs), and ``home/`` (the workspace, ``$SANDBOX_HOME``; the processes'
+output goes to its ``.sandbox.log``).
+Everything lives in files, so any worker or replica on the machine can pause or resume any sandbox.
+
+Stopping: SIGTERM to the whole group, a grace period, then SIGKILL to the group (``mastra dev``'s
+server child ignores SIGTERM and outlives its parent). Under bubblewrap (when installed) a sandbox
+sees the machine read-only, its workspace writable, and neither the other workspaces nor the cloud's
+data folder. That is weaker isolation than E2B's microVMs: same kernel, same network.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import shutil
+import signal
+import socket
+import time
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import orjson
+from yarl import URL
+
+from . import _prepare as template
+from .base import (
+    CommandResult,
+    Endpoint,
+    Handle,
+    Listed,
+    Progress,
+    ProgressCallback,
+    ProviderError,
+    ProviderTimeout,
+    SandboxGone,
+    SandboxProvider,
+    SandboxSpec,
+)
+
+log = logging.getLogger(__name__)
+
+_PASSED_THROUGH = ("LANG", "LC_ALL", "TZ")
+
+
+class LocalProvider(SandboxProvider):
+    name = "local"
+
+    def __init__(
+        self,
+        root: Path,
+        template_dir: Path,
+        cache_dir: Path,
+        *,
+        bwrap: bool | None = None,
+        hidden_paths: Sequence[Path] = (),
+        stop_grace: float = 5.0,
+        host: str = "127.0.0.1",
+    ) -> None:
+        self.root = root.resolve()
+        self.template_dir = template_dir.resolve()
+        self.cache_dir = cache_dir.resolve()
+        found = shutil.which("bwrap")
+        if bwrap and found is None:
+            raise ProviderError("bwrap = 'always' but bubblewrap is not installed")
+        self.bwrap = found if bwrap is not False else None
+        self.hidden = [p.resolve() for p in hidden_paths]
+        self.stop_grace = stop_grace
+        self.host = host
+        self._children: dict[str, asyncio.subprocess.Process] = {}
+
+    # lifecycle -------------------------------------------------------------------------------------
+
+    async def create(self, spec: SandboxSpec, on_progress: ProgressCallback) -> Handle:
+        sandbox_id = uuid.uuid4().hex
+        folder = self.root / sandbox_id
+        try:
+            prepared = await template.prepare(self.template_dir, self.cache_dir, on_progress)
+        except OSError as exc:
+            raise ProviderError(f"The sandbox template could not be prepared: {exc}") from exc
+        on_progress(Progress("workspace", 40, "Creating your workspace"))
+        home = folder / "home"
+        home.mkdir(parents=True)
+        await asyncio.to_thread(template.populate_workspace, prepared, home)
+        record = {"user_id": spec.user_id, "metadata": {**spec.metadata, "user_id": spec.user_id}}
+        _write_private(folder / "sandbox.json", orjson.dumps({**record, "env": dict(spec.env)}))
+        on_progress(Progress("start", 60, "Starting your sandbox"))
+        return await self._start(sandbox_id)
+
+    async def resume(self, handle: Handle, on_progress: ProgressCallback) -> Handle:
+        folder = self._folder(handle)
+        state = _read_json(folder / "state.json")
+        if state is not None and self._running(int(state["pid"])):
+            return Handle(handle.sandbox_id, {"port": str(state["port"])})
+        on_progress(Progress("start", 60, "Starting your sandbox"))
+        return await self._start(handle.sandbox_id)
+
+    async def pause(self, handle: Handle) -> None:
+        folder = self.root / handle.sandbox_id
+        state = _read_json(folder / "state.json")
+        if state is not None:
+            await self._stop_group(int(state["pid"]))
+        with contextlib.suppress(FileNotFoundError):
+            (folder / "state.json").unlink()
+
+    async def kill(self, handle: Handle) -> None:
+        await self.pause(handle)
+        await asyncio.to_thread(shutil.rmtree, self.root / handle.sandbox_id, True)
+
+    async def extend(self, handle: Handle, seconds: float) -> None:
+        return None  # nothing expires on its own here: the router's idle sweep pauses
+
+    async def list(self) -> list[Listed]:
+        listed: list[Listed] = []
+        if not self.root.is_dir():
+            return listed
+        for folder in sorted(self.root.iterdir()):
+            record = _read_json(folder / "sandbox.json")
+            if record is None:
+                continue
+            state = _read_json(folder / "state.json")
+            running = state is not None and self._running(int(state["pid"]))
+            listed.append(Listed(folder.name, "running" if running else "paused", dict(record["metadata"])))
+        return listed
+
+    def endpoint(self, handle: Handle) -> Endpoint:
+        return Endpoint(URL.build(scheme="http", host=self.host, port=int(handle.data["port"])))
+
+    async def run(self, handle: Handle, command: str, *, limit: float) -> CommandResult:
+        folder = self._folder(handle)
+        env = self._env(folder, port=None)
+        process = await asyncio.create_subprocess_exec(
+            *self._wrap(folder, ["bash", "-c", command]),
+            cwd=folder / "home",
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            start_new_session=True,
+        )
+        try:
+            async with asyncio.timeout(limit):
+                out, err = await process.communicate()
+        except TimeoutError:
+            _signal_group(process.pid, signal.SIGKILL)
+            await process.wait()
+            raise ProviderTimeout(f"The command did not finish within {limit:g} s.") from None
+        return CommandResult(
+            process.returncode or 0, out.decode(errors="replace"), err.decode(errors="replace")
+        )
+
+    async def read_file(self, handle: Handle, path: str) -> bytes:
+        target = self._inside(handle, path)
+        try:
+            return await asyncio.to_thread(target.read_bytes)
+        except FileNotFoundError:
+            raise ProviderError(f"No such file in the sandbox: {path}") from None
+
+    async def write_file(self, handle: Handle, path: str, data: bytes) -> None:
+        target = self._inside(handle, path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        await asyncio.to_thread(target.write_bytes, data)
+
+    async def close(self) -> None:
+        """Stop the sandboxes this process started (their files stay; the reconciler sees them paused)."""
+        children, self._children = self._children, {}
+        await asyncio.gather(*(self._stop_group(p.pid) for p in children.values()), return_exceptions=True)
+
+    # helpers ---------------------------------------------------------------------------------------
+
+    async def _start(self, sandbox_id: str) -> Handle:
+        folder = self.root / sandbox_id
+        port = _free_port(self.host)
+        log_file = (folder / "home" / ".sandbox.log").open("ab")
+        try:
+            process = await asyncio.create_subprocess_exec(
+                *self._wrap(folder, ["bash", str(folder / "home" / "start.sh")]),
+                cwd=folder / "home",
+                env=self._env(folder, port),
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=log_file,
+                stderr=log_file,
+                start_new_session=True,  # its own process group: stop and kill reach every child
+            )
+        except OSError as exc:
+            raise ProviderError(f"The sandbox could not be started: {exc}") from exc
+        finally:
+            log_file.close()
+        self._children[sandbox_id] = process
+        asyncio.get_running_loop().create_task(self._reap(sandbox_id, process))
+        _write_private(folder / "state.json", orjson.dumps({"pid": process.pid, "port": port}))
+        return Handle(sandbox_id, {"port": str(port)})
+
+    async def _reap(self, sandbox_id: str, process: asyncio.subprocess.Process) -> None:
+        await process.wait()
+        if self._children.get(sandbox_id) is process:
+            del self._children[sandbox_id]
+
+    def _env(self, folder: Path, port: int | None) -> dict[str, str]:
+        record = _read_json(folder / "sandbox.json") or {}
+        home = folder / "home"
+        path = os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin")
+        node = template.node_runtime()
+        env = {name: os.environ[name] for name in _PASSED_THROUGH if name in os.environ}
+        env.update(
+            {
+                "PATH": f"{node}:{path}" if node is not None else path,
+                "HOME": str(home),
+                "TMPDIR": str(home / ".tmp"),
+                "SANDBOX_HOME": str(home),
+                **record.get("env", {}),
+            }
+        )
+        (home / ".tmp").mkdir(exist_ok=True)
+        if port is not None:
+            env["PORT"] = str(port)
+        return env
+
+    def _wrap(self, folder: Path, argv: Sequence[str]) -> Sequence[str]:
+        if self.bwrap is None:
+            return argv
+        home = str(folder / "home")
+        wrapped = [self.bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]
+        for hidden in [self.root, *self.hidden]:
+            if hidden.is_dir():
+                wrapped += ["--tmpfs", str(hidden)]
+        wrapped += ["--bind", home, home, "--chdir", home, "--"]
+        return [*wrapped, *argv]
+
+    def _folder(self, handle: Handle) -> Path:
+        folder = self.root / handle.sandbox_id
+        if not (folder / "sandbox.json").is_file():
+            raise SandboxGone("The sandbox no longer exists.")
+        return folder
+
+    def _inside(self, handle: Handle, path: str) -> Path:
+        home = (self._folder(handle) / "home").resolve()
+        target = (home / path).resolve()
+        if not target.is_relative_to(home):
+            raise ProviderError(f"The path is outside the sandbox: {path}")
+        return target
+
+    @staticmethod
+    def _running(pid: int) -> bool:
+        return _group_members(pid) > 0
+
+    async def _stop_group(self, pgid: int) -> None:
+        if not _group_members(pgid):
+            return
+        _signal_group(pgid, signal.SIGTERM)
+        deadline = time.monotonic() + self.stop_grace
+        while time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+            if not _group_members(pgid):
+                return
+        _signal_group(pgid, signal.SIGKILL)
+        for _ in range(100):  # SIGKILL cannot be ignored; give the kernel a moment to finish them
+            if not _group_members(pgid):
+                return
+            await asyncio.sleep(0.02)
+
+
+def _group_members(pgid: int) -> int:
+    """Live (not zombie) processes in the group ``pgid``."""
+    count = 0
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat", "rb") as stat:
+                fields = stat.read().rsplit(b")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] not in (b"Z", b"X"):
+            count += 1
+    return count
+
+
+def _signal_group(pgid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+
+
+def _free_port(host: str) -> int:
+    with socket.socket() as probe:
+        probe.bind((host, 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return orjson.loads(path.read_bytes())
+    except (FileNotFoundError, orjson.JSONDecodeError):
+        return None
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    staging = path.with_suffix(".tmp")
+    fd = os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        out.write(data)
+    staging.replace(path)

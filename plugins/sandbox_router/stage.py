@@ -1,0 +1,297 @@
+"""The ``sandbox_router`` stage: every signed-in request goes to its user's own sandbox.
+
+The target is chosen from the session's identity alone (never from the path, ``Host`` or any
+forwarded header). The sandbox's app token is added on the way in and the browser's cookies are not
+passed on. While the sandbox starts, browsers get the progress page and API/WebSocket callers 503
+with ``Retry-After``. Its own pages and APIs (``/api/sandbox/*``) are declared routes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+
+from aiohttp import web
+from yarl import URL
+
+from plugins.auth import IDENTITY, Identity, auth_stage
+from plugins.vkey import gateway_activity, key_service
+from proxy_core import (
+    Next,
+    Readiness,
+    Stage,
+    StageContext,
+    Timeouts,
+    Upstream,
+    UpstreamError,
+    error_response,
+    wants_html,
+)
+from proxy_core.db import ActivityWriter, StoreError, database
+
+from . import api
+from .config import SandboxRouterConfig
+from .lifecycle import CloudUrls, Lifecycle, TooManyStarts
+from .pages import progress_page
+from .providers import build_provider
+from .store import Sandbox
+from .streams import InFlight
+from .studio import StudioTap
+from .sweeper import Sweeper
+
+log = logging.getLogger(__name__)
+
+ACTIVITY_WRITER = "sandbox_router.activity"
+_DROPPED_HEADERS = ("Cookie", "X-CSRF-Token", "Authorization", "x-mastra-auth-token")
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    upstream: Upstream
+    headers: tuple[tuple[str, str], ...]
+    row: Sandbox
+    expires: float
+
+
+class _Unreachable(Exception):
+    """The sandbox the row calls running did not accept the connection."""
+
+
+class SandboxRouterStage(Stage[SandboxRouterConfig]):
+    name = "sandbox_router"
+    config_class = SandboxRouterConfig
+
+    def __init__(self, config: SandboxRouterConfig, context: StageContext) -> None:
+        super().__init__(config, context)
+        self.db = database(context)
+        self.activity = context.resource(
+            ACTIVITY_WRITER, lambda: ActivityWriter(self.db, "sandboxes", "user_id", "last_activity_at")
+        )
+        self.provider = build_provider(config)
+        server = context.config.server
+        local = f"http://127.0.0.1:{server.port}"
+        public = str(server.public_url).rstrip("/") if server.public_url else local
+        internal = str(config.cloud_url).rstrip("/") if config.cloud_url else public
+        self.public_url = URL(public) if server.public_url else None
+        self.lifecycle = Lifecycle(
+            self.db, self.provider, config, key_service(context), CloudUrls(public, internal)
+        )
+        self.forwarder = context.forwarder
+        self.timeouts = Timeouts(config.connect_timeout, config.read_timeout, config.idle_stream_timeout)
+        self.in_flight = InFlight(config.max_requests_per_user)
+        self.sweeper = Sweeper(self)
+        self._routes: dict[uuid.UUID, Route] = {}
+        self._extended: dict[uuid.UUID, float] = {}
+        self._studio_prefix = config.studio_path + "/"
+        metrics = context.metrics
+        self.m_starts = metrics.counter(
+            "sandbox_router_starts_total", "Sandbox starts begun by this process.", ("outcome",)
+        )
+        self.m_refused = metrics.counter(
+            "sandbox_router_refused_total", "Requests refused by the router's limits.", ("reason",)
+        )
+
+    def routes(self) -> Sequence[web.AbstractRouteDef]:
+        return api.routes(self)
+
+    async def lifespan(self, app: web.Application) -> AsyncIterator[None]:
+        self.app = app
+        try:
+            gateway_activity(app).listen(self.on_gateway_activity)
+        except LookupError:
+            log.info("sandbox_router: no vkey stage; gateway calls will not count as activity")
+        tasks = [
+            asyncio.create_task(self.sweeper.run(), name="sandbox-router-sweeper"),
+            asyncio.create_task(self._watch_streams(), name="sandbox-router-streams"),
+        ]
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await self.sweeper.close()
+            await self.lifecycle.close()
+            await self.provider.close()
+
+    async def readiness(self) -> Readiness:
+        return Readiness(True, f"provider {self.provider.name}")
+
+    # the hot path ----------------------------------------------------------------------------------
+
+    async def __call__(self, request: web.Request, next: Next) -> web.StreamResponse:
+        identity = request.get(IDENTITY)
+        if identity is None:
+            return error_response(request, 401, "Sign in first.")
+        if request.path == "/" and request.method in ("GET", "HEAD"):
+            raise web.HTTPFound(self._studio_prefix)
+        route = self._routes.get(identity.user_id)
+        if route is None or route.expires < time.monotonic():
+            try:
+                found = await self._route(identity.user_id)
+            except StoreError as exc:
+                log.warning("sandbox_router: cannot read the store: %s", exc.message)
+                return error_response(request, 503, "The cloud cannot reach its database. Try again shortly.")
+            if isinstance(found, Sandbox) or found is None:
+                return self.not_ready(request, identity, found)
+            route = found
+        try:
+            return await self._forward(request, identity, route)
+        except _Unreachable:
+            self._routes.pop(identity.user_id, None)
+            return self.not_ready(request, identity, route.row, check=True)
+
+    async def _route(self, user_id: uuid.UUID) -> Route | Sandbox | None:
+        row = await self.lifecycle.store.of_user(user_id)
+        if row is None or row.state != "running" or row.handle is None or not row.app_token:
+            return row
+        endpoint = self.provider.endpoint(row.handle)
+        token = row.app_token
+        headers = (
+            *endpoint.headers.items(),
+            ("x-mastra-auth-token", token),
+            ("Authorization", f"Bearer {token}"),
+        )
+        route = Route(
+            Upstream.from_url(endpoint.base_url),
+            headers,
+            row,
+            time.monotonic() + self.config.route_cache_seconds,
+        )
+        self._routes[user_id] = route
+        return route
+
+    async def _forward(self, request: web.Request, identity: Identity, route: Route) -> web.StreamResponse:
+        user_id = identity.user_id
+        flight = self.in_flight.enter(user_id, identity.session_id, request)
+        if flight is None:
+            self.m_refused.inc(("per_user",))
+            return error_response(
+                request, 429, "Too many requests in flight to your sandbox.", headers={"Retry-After": "1"}
+            )
+        try:
+            self.touch(user_id, route.row)
+            raw = request.raw_path
+            target = raw if raw.startswith("/") else request.rel_url.raw_path_qs
+            outgoing = self.forwarder.build(request, route.upstream, path=target)
+            headers = outgoing.headers
+            for name in _DROPPED_HEADERS if not self.config.forward_cookies else _DROPPED_HEADERS[1:]:
+                headers.popall(name, None)
+            for name, value in route.headers:
+                headers[name] = value
+            tap = None
+            if request.method == "GET" and self._is_studio_page(request):
+                headers["Accept-Encoding"] = "identity"
+                tap = StudioTap(self._public(request), self.config.api_prefix, self.config.studio_path)
+            return await self.forwarder.send(
+                request, outgoing, stage=self.name, timeouts=self.timeouts, tap=tap, on_error=_on_error
+            )
+        finally:
+            self.in_flight.leave(flight)
+            self.activity.touch(user_id)
+
+    def not_ready(
+        self, request: web.Request, identity: Identity, row: Sandbox | None, *, check: bool = False
+    ) -> web.StreamResponse:
+        """The progress page (browsers) or 503 + Retry-After (API and WebSocket callers); a start is
+        begun or joined unless the sandbox failed (then the page offers "Try again")."""
+        failed = row is not None and row.state in ("error", "broken") and not check
+        message = "Starting your sandbox"
+        if not failed:
+            try:
+                watch = self.lifecycle.start(identity.user_id, check=check)
+                message = watch.message
+            except TooManyStarts:
+                self.m_refused.inc(("starts",))
+                return error_response(
+                    request,
+                    429,
+                    "Many sandboxes are starting right now; yours will start in a moment.",
+                    headers={"Retry-After": "5"},
+                )
+        elif row is not None:
+            message = row.error_message or "Your sandbox stopped."
+        if wants_html(request) and request.method == "GET" and not _is_websocket(request):
+            return progress_page(message, identity.csrf_token)
+        if failed:
+            return error_response(request, 503, message, headers={"Retry-After": "30"})
+        return error_response(
+            request, 503, "Your sandbox is starting; retry shortly.", headers={"Retry-After": "2"}
+        )
+
+    # activity --------------------------------------------------------------------------------------
+
+    def touch(self, user_id: uuid.UUID, row: Sandbox | None = None) -> None:
+        """Count activity for ``user_id`` (and keep the provider's timer going, at most once a
+        ``extend_every`` per sandbox)."""
+        self.activity.touch(user_id)
+        clock = time.monotonic()
+        if (
+            row is not None
+            and row.handle is not None
+            and clock - self._extended.get(user_id, -1e9) > self.config.extend_every
+        ):
+            self._extended[user_id] = clock
+            self.lifecycle.spawn(
+                self.provider.extend(row.handle, self.config.idle_timeout + self.config.extend_every)
+            )
+
+    async def on_gateway_activity(self, batch: dict[uuid.UUID, float] | object) -> None:
+        if isinstance(batch, dict):
+            for user_id in batch:
+                route = self._routes.get(user_id)
+                self.touch(user_id, route.row if route is not None else None)
+
+    def forget_route(self, user_id: uuid.UUID) -> None:
+        self._routes.pop(user_id, None)
+
+    async def _watch_streams(self) -> None:
+        """Keep users with open streams active, and cut the streams of ended sessions and disabled users."""
+        while True:
+            await asyncio.sleep(self.config.stream_check_interval)
+            for user_id in self.in_flight.users():
+                self.activity.touch(user_id)
+            try:
+                auth = auth_stage(self.app)
+            except LookupError:
+                continue
+            for session_id, user_id in self.in_flight.sessions().items():
+                try:
+                    session = await auth.session(session_id)
+                except StoreError:
+                    continue
+                if session is None or session.disabled:
+                    cut = self.in_flight.cut(session_id=session_id)
+                    log.info(
+                        "sandbox_router: cut %d open stream(s) of user %s (signed out or disabled)",
+                        cut,
+                        user_id,
+                    )
+
+    # helpers ---------------------------------------------------------------------------------------
+
+    def _is_studio_page(self, request: web.Request) -> bool:
+        path = request.path
+        if not (path == self.config.studio_path or path.startswith(self._studio_prefix)):
+            return False
+        return path.endswith(".html") or "text/html" in request.headers.get("Accept", "")
+
+    def _public(self, request: web.Request) -> URL:
+        if self.public_url is not None:
+            return self.public_url
+        client = self.forwarder.client(request)
+        return URL(f"{client.proto}://{client.host}")
+
+
+def _on_error(request: web.Request, error: UpstreamError) -> web.StreamResponse:
+    if error.kind == "connect":
+        raise _Unreachable()
+    return error_response(request, error.status, error.message)
+
+
+def _is_websocket(request: web.Request) -> bool:
+    return request.headers.get("Upgrade", "").lower() == "websocket"
