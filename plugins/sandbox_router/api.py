@@ -34,9 +34,8 @@ def routes(stage: SandboxRouterStage) -> Sequence[web.AbstractRouteDef]:
     async def status(request: web.Request) -> web.StreamResponse:
         identity = _identity(request)
         row = await stage.lifecycle.store.of_user(identity.user_id)
-        return web.json_response(
-            describe(stage, identity.user_id, row), headers={"Cache-Control": "no-store"}
-        )
+        state = {**describe(stage, identity.user_id, row), "csrf_token": identity.csrf_token}
+        return web.json_response(state, headers={"Cache-Control": "no-store"})
 
     async def events(request: web.Request) -> web.StreamResponse:
         identity = _identity(request)
@@ -67,7 +66,10 @@ def routes(stage: SandboxRouterStage) -> Sequence[web.AbstractRouteDef]:
 
     async def retry(request: web.Request) -> web.StreamResponse:
         identity = _identity(request)
-        await require_csrf(request)
+        try:
+            await require_csrf(request)
+        except web.HTTPForbidden as refused:
+            return error_response(request, 403, refused.reason)
         try:
             stage.lifecycle.start(identity.user_id)
         except TooManyStarts:

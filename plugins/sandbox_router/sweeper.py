@@ -51,7 +51,8 @@ class Sweeper:
             last = row.last_activity_at or row.state_changed_at or row.updated_at
             if last is not None and last.timestamp() > since:
                 continue
-            reason = f"idle for {self.config.idle_timeout / 60:g} minutes"
+            idle = self.config.idle_timeout
+            reason = f"idle for {idle / 60:g} minutes" if idle >= 60 else f"idle for {idle:g} s"
             if await self.lifecycle.pause(row.user_id, reason, unless_active_since=since):
                 self.stage.forget_route(row.user_id)
                 paused += 1
