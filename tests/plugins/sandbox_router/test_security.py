@@ -24,7 +24,7 @@ async def _two_users(cloud: Cloud) -> tuple[aiohttp.ClientSession, aiohttp.Clien
 
 async def test_no_path_or_header_trick_reaches_another_sandbox(make_cloud: CloudFactory) -> None:
     cloud = await make_cloud()
-    ada, bob = await _two_users(cloud)
+    ada, _bob = await _two_users(cloud)
     rows = {str(r.user_id): r for r in await cloud.router.lifecycle.store.all()}
     assert len(rows) == 2
     ada_id = str(await _owner(cloud, ada))
