@@ -84,6 +84,8 @@ class Lifecycle:
         self._tasks: dict[uuid.UUID, asyncio.Task[None]] = {}
         self._background: set[asyncio.Task[None]] = set()
         self._http: aiohttp.ClientSession | None = None
+        self.on_stopped: Callable[[uuid.UUID], None] = lambda user_id: None
+        """Called when this process stops a sandbox (the stage forgets its cached address)."""
 
     @property
     def http(self) -> aiohttp.ClientSession:
@@ -288,6 +290,7 @@ class Lifecycle:
                 and last.timestamp() > unless_active_since
             ):
                 return False
+            self.on_stopped(user_id)
             await self.provider.pause(row.handle)
             await self.store.set_state(user_id, "paused", reason)
             return True
@@ -298,6 +301,7 @@ class Lifecycle:
             row = await self.store.of_user(user_id)
             if row is None:
                 return False
+            self.on_stopped(user_id)
             if row.handle is not None:
                 await self.provider.kill(row.handle)
             await self.store.set_handle(user_id, None)

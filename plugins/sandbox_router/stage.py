@@ -80,6 +80,7 @@ class SandboxRouterStage(Stage[SandboxRouterConfig]):
         self.lifecycle = Lifecycle(
             self.db, self.provider, config, key_service(context), CloudUrls(public, internal)
         )
+        self.lifecycle.on_stopped = self.forget_route
         self.forwarder = context.forwarder
         self.timeouts = Timeouts(config.connect_timeout, config.read_timeout, config.idle_stream_timeout)
         self.in_flight = InFlight(config.max_requests_per_user)

@@ -54,7 +54,6 @@ class Sweeper:
             idle = self.config.idle_timeout
             reason = f"idle for {idle / 60:g} minutes" if idle >= 60 else f"idle for {idle:g} s"
             if await self.lifecycle.pause(row.user_id, reason, unless_active_since=since):
-                self.stage.forget_route(row.user_id)
                 paused += 1
                 log.info("sandbox_router: paused the sandbox of %s (%s)", row.user_id, reason)
         return paused

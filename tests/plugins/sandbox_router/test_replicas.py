@@ -1,0 +1,50 @@
+"""Two replicas on one Postgres share the sandboxes: a burst of requests to a paused sandbox through
+both of them makes exactly one resume, and every request is answered."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import aiohttp
+
+from tests.plugins.sandbox_router.conftest import JSON, CloudFactory
+from tests.plugins.sandbox_router.test_lifecycle import counting
+
+
+async def test_500_requests_through_two_replicas_resume_once(
+    make_cloud: CloudFactory, pg_url: str, tmp_path: Path
+) -> None:
+    root = tmp_path / "shared-sandboxes"
+    first = await make_cloud(database=pg_url, root=root, max_requests_per_user=1000)
+    second = await make_cloud(database=pg_url, root=root, max_requests_per_user=1000)
+    ada = await first.sign_in("ada@example.com")
+    assert (await first.until_running(ada))["event"] == "ready"
+    user_id = await first.user_id(ada)
+    assert await first.router.lifecycle.pause(user_id, "test")
+    providers = [counting(first), counting(second)]
+
+    cookies = {m.key: m.value for m in ada.cookie_jar}
+    connector = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(connector=connector, cookies=cookies) as burst:
+
+        async def one(index: int) -> int:
+            replica = (first, second)[index % 2]
+            async with burst.get(replica.at(f"/api/mastra/agents?n={index}"), headers=JSON) as answer:
+                await answer.read()
+                return answer.status
+
+        statuses = await asyncio.gather(*(one(i) for i in range(500)))
+    assert len(statuses) == 500
+    assert set(statuses) <= {200, 503}, sorted(set(statuses))
+    assert 503 in statuses
+
+    assert (await second.until_running(ada))["event"] == "ready"
+    for replica in (first, second):
+        async with ada.get(replica.at("/api/mastra/agents"), headers=JSON) as answer:
+            assert answer.status == 200
+    resumes = sum(p.calls.get("resume", 0) for p in providers)
+    creates = sum(p.calls.get("create", 0) for p in providers)
+    assert (resumes, creates) == (1, 0)
+    states = [e["state"] for e in await first.router.lifecycle.store.events(user_id)]
+    assert states == ["provisioning", "running", "paused", "resuming", "running"]
