@@ -4,10 +4,13 @@ sandbox is a real process group running ``template/app.py`` on its own port."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
+import signal
 import sys
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +34,15 @@ __all__ = ["db_url", "make_db", "pg_url", "sqlite_url"]
 
 TEMPLATE = Path(__file__).parent / "template"
 JSON = {"Accept": "application/json"}
+
+
+@pytest.fixture(autouse=True)
+def no_leftover_sandboxes(tmp_path: Path) -> Iterator[None]:
+    """Whatever a test leaves running (a failure half-way, say) is killed, group and all."""
+    yield
+    for state in tmp_path.rglob("state.json"):
+        with contextlib.suppress(ValueError, KeyError, ProcessLookupError, PermissionError):
+            os.killpg(int(orjson.loads(state.read_bytes())["pid"]), signal.SIGKILL)
 
 
 @pytest.fixture
