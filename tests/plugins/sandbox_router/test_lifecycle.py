@@ -327,3 +327,23 @@ async def _csrf(cloud: Cloud, session: aiohttp.ClientSession) -> str:
         assert answer.status == 200
         token: str = (await answer.json())["csrf_token"]
     return token
+
+
+async def test_provider_timeout_is_extended_at_most_once_per_interval(make_cloud: CloudFactory) -> None:
+    cloud = await make_cloud(extend_every=60)
+    provider = counting(cloud)
+    extended: list[float] = []
+
+    async def extend(handle: Handle, seconds: float) -> None:
+        extended.append(seconds)
+
+    provider.extend = extend  # type: ignore[method-assign]
+    ada = await cloud.sign_in("ada@example.com")
+    await cloud.until_running(ada)
+    for _ in range(5):
+        async with ada.get(cloud.at("/api/mastra/x"), headers=JSON) as answer:
+            assert answer.status == 200
+    async with ada.post(cloud.at("/api/sandbox/ping"), headers=JSON) as answer:
+        assert answer.status == 204
+    await asyncio.sleep(0.1)
+    assert extended == [600 + 60]

@@ -1,0 +1,122 @@
+"""The ``local`` provider on its own: the contract's edge cases, with real process groups."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from pathlib import Path
+
+import aiohttp
+import orjson
+import pytest
+
+from plugins.sandbox_router.providers.base import (
+    Handle,
+    Progress,
+    ProviderError,
+    ProviderTimeout,
+    SandboxGone,
+    SandboxSpec,
+)
+from plugins.sandbox_router.providers.local import LocalProvider
+from tests.plugins.sandbox_router.conftest import JSON, CloudFactory
+
+
+def _provider(tmp_path: Path, template: Path, bwrap: bool | None = None) -> LocalProvider:
+    return LocalProvider(tmp_path / "root", template, tmp_path / "cache", bwrap=bwrap, stop_grace=0.5)
+
+
+def _spec() -> SandboxSpec:
+    return SandboxSpec(
+        "u1",
+        {"MASTRA_AUTH_TOKEN": "t", "MASTRA_STUDIO_BASE_PATH": "/studio", "MASTRA_API_PREFIX": "/api/mastra"},
+    )
+
+
+async def _healthy(provider: LocalProvider, handle: Handle) -> bool:
+    url = provider.endpoint(handle).base_url / "health"
+    async with aiohttp.ClientSession() as http:
+        for _ in range(200):
+            try:
+                async with http.get(url) as answer:
+                    if answer.status == 200:
+                        return True
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.05)
+    return False
+
+
+@pytest.mark.parametrize("bwrap", [False, None], ids=["plain", "bwrap"])
+async def test_lifecycle_and_listing(tmp_path: Path, template: Path, bwrap: bool | None) -> None:
+    provider = _provider(tmp_path, template, bwrap)
+    steps: list[Progress] = []
+    handle = await provider.create(_spec(), steps.append)
+    try:
+        assert [s.step for s in steps] == ["prepare", "workspace", "start"]
+        assert await _healthy(provider, handle)
+        assert [(s.sandbox_id, s.state, s.metadata) for s in await provider.list()] == [
+            (handle.sandbox_id, "running", {"user_id": "u1"})
+        ]
+        again = await provider.resume(handle, steps.append)
+        assert again == handle  # resuming a running sandbox keeps it as it is
+
+        await provider.pause(handle)
+        await provider.pause(handle)  # pausing a paused sandbox is not an error
+        assert [s.state for s in await provider.list()] == ["paused"]
+        resumed = await provider.resume(handle, steps.append)
+        assert await _healthy(provider, resumed)
+        assert (await provider.read_file(resumed, ".template-version")) == b"standin-1\n"
+        record = tmp_path / "root" / handle.sandbox_id / "sandbox.json"
+        assert oct(record.stat().st_mode & 0o777) == "0o600"
+    finally:
+        await provider.kill(handle)
+    await provider.kill(handle)  # killing a missing sandbox is not an error
+    assert await provider.list() == []
+    with pytest.raises(SandboxGone):
+        await provider.resume(handle, steps.append)
+    await provider.close()
+
+
+async def test_commands_are_bounded(tmp_path: Path, template: Path) -> None:
+    provider = _provider(tmp_path, template)
+    handle = await provider.create(_spec(), lambda _: None)
+    try:
+        done = await provider.run(handle, "echo $SANDBOX_HOME; echo oops >&2; exit 3", limit=10)
+        assert (done.exit_code, done.stdout.strip(), done.stderr.strip()) == (
+            3,
+            str(tmp_path / "root" / handle.sandbox_id / "home"),
+            "oops",
+        )
+        marker = tmp_path / "root" / handle.sandbox_id / "home" / "late"
+        with pytest.raises(ProviderTimeout):
+            await provider.run(handle, "sleep 5; touch late", limit=0.3)
+        await asyncio.sleep(0.2)
+        assert not marker.exists()
+    finally:
+        await provider.kill(handle)
+
+
+async def test_a_template_without_version_is_a_clear_error(tmp_path: Path, template: Path) -> None:
+    (template / "VERSION").unlink()
+    provider = _provider(tmp_path, template)
+    with pytest.raises(ProviderError, match="no VERSION file"):
+        await provider.create(_spec(), lambda _: None)
+
+
+async def test_a_crashed_sandbox_is_started_again(make_cloud: CloudFactory) -> None:
+    cloud = await make_cloud(local={"bwrap": "never"})
+    ada = await cloud.sign_in("ada@example.com")
+    await cloud.until_running(ada)
+    user_id = await cloud.user_id(ada)
+    row = await cloud.sandbox(user_id)
+    state = orjson.loads((cloud.root / (row.sandbox_id or "") / "state.json").read_bytes())
+    os.killpg(state["pid"], signal.SIGKILL)  # the store still says running
+    await asyncio.sleep(0.2)
+
+    async with ada.get(cloud.at("/api/mastra/x"), headers=JSON) as answer:
+        assert answer.status == 503  # noticed at once, and a start is on its way
+    assert (await cloud.until_running(ada))["event"] == "ready"
+    async with ada.get(cloud.at("/api/mastra/x"), headers=JSON) as answer:
+        assert answer.status == 200
