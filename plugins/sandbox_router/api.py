@@ -6,6 +6,7 @@ virtual key, not a session)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -62,7 +63,12 @@ def routes(stage: SandboxRouterStage) -> Sequence[web.AbstractRouteDef]:
                 last = state
             if event != "progress":
                 return response
-            await asyncio.sleep(_POLL)
+            watch = stage.lifecycle.watches.get(identity.user_id)
+            if watch is not None and not watch.done.is_set():  # ours: told the moment it ends
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(watch.done.wait(), _POLL)
+            else:  # another worker's or replica's start: the store tells
+                await asyncio.sleep(_POLL)
 
     async def retry(request: web.Request) -> web.StreamResponse:
         identity = _identity(request)

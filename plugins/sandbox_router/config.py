@@ -40,7 +40,8 @@ class SandboxRouterConfig(StageConfig):
     """At most one provider keep-alive per sandbox in this many seconds."""
     health_timeout: float = Field(180.0, gt=0)
     """Seconds a started sandbox gets to answer ``GET /health`` before its state is ``error``."""
-    health_interval: float = Field(0.25, gt=0)
+    health_interval: float = Field(0.1, gt=0)
+    """Seconds between health checks of a starting sandbox (it adds at most this to a start)."""
     route_cache_seconds: float = Field(5.0, ge=0)
     """How long a worker trusts a running sandbox's address before reading the store again."""
     sweep_interval: float = Field(30.0, gt=0)

@@ -153,13 +153,13 @@ class Lifecycle:
             endpoint = self.provider.endpoint(row.handle)
             if not check or await self._healthy(endpoint, row.app_token):
                 return  # another worker or replica finished it while we waited for the lock
-        handle = row.handle
+        handle, token, made = row.handle, row.app_token, False
         if handle is not None and row.state == "broken":
             await self.provider.pause(handle)  # a fresh start: the app and a healer with 0 attempts
-        if handle is None:
-            handle = await self._provision(user_id, watch, "")
+        if handle is None or token is None:
+            (handle, token), made = await self._provision(user_id, watch, ""), True
         else:
-            self._progress(user_id, watch, Progress("resume", 20, "Waking your sandbox"))
+            self._progress(user_id, watch, Progress("resume", 20, "Waking your sandbox"), remember=False)
             await self.store.set_state(user_id, "resuming")
             paused = handle
             try:
@@ -169,26 +169,27 @@ class Lifecycle:
                     self._on_wait(user_id, watch),
                 )
             except SandboxGone:
-                handle = await self._provision(
-                    user_id, watch, "Your previous sandbox was removed; making a new one."
-                )
-            await self.store.set_handle(user_id, handle)
-        token = (await self.store.of_user(user_id) or row).app_token
-        assert token is not None  # set with the handle at provision
-        self._progress(user_id, watch, Progress("health", 80, "Starting Mastra"))
-        endpoint = self.provider.endpoint(handle)
-        if not await self._wait_healthy(endpoint, token):
+                notice = "Your previous sandbox was removed; making a new one."
+                (handle, token), made = await self._provision(user_id, watch, notice), True
+        self._progress(user_id, watch, Progress("health", 80, "Starting Mastra"), remember=False)
+        if not await self._wait_healthy(self.provider.endpoint(handle), token):
             reason = f"The sandbox did not become healthy within {self.config.health_timeout:g} s."
             try:
                 await self.provider.pause(handle)
             except ProviderError as exc:
                 log.warning("sandbox_router: could not stop unhealthy sandbox of %s: %s", user_id, exc)
             raise ProviderError(reason)
-        version = await self._template_version(handle)
-        await self.store.set_state(user_id, "running", template_version=version)
-        self._progress(user_id, watch, Progress("ready", 100, "Ready"))
+        if made:  # a resumed sandbox keeps its version (upgrades set it)
+            await self.store.set_state(
+                user_id, "running", handle=handle, template_version=await self._template_version(handle)
+            )
+        else:
+            await self.store.set_state(user_id, "running", handle=handle)
+        self._progress(user_id, watch, Progress("ready", 100, "Ready"), remember=False)
 
-    async def _provision(self, user_id: uuid.UUID, watch: StartWatch, notice: str) -> Handle:
+    async def _provision(self, user_id: uuid.UUID, watch: StartWatch, notice: str) -> tuple[Handle, str]:
+        """A new sandbox (its handle stored at once, so the reconciler never takes it for an orphan)
+        and its app token."""
         self._progress(user_id, watch, Progress("provision", 5, notice or "Creating your sandbox"))
         await self.store.set_state(user_id, "provisioning", notice or None)
         issued = await self.keys.rotate(user_id, grace=timedelta(0))  # the old sandbox is gone
@@ -208,9 +209,8 @@ class Lifecycle:
             lambda: self.provider.create(spec, self._on_progress(user_id, watch)),
             self._on_wait(user_id, watch),
         )
-        await self.store.set_handle(user_id, handle)
-        await self.store.set_columns(user_id, app_token=token, healer_status=None, healer_message=None)
-        return handle
+        await self.store.set_handle(user_id, handle, app_token=token, healer_status=None, healer_message=None)
+        return handle, token
 
     async def _fail(self, user_id: uuid.UUID, reason: str) -> None:
         try:
@@ -250,14 +250,19 @@ class Lifecycle:
 
         return waiting
 
-    def _progress(self, user_id: uuid.UUID, watch: StartWatch, progress: Progress) -> None:
+    def _progress(
+        self, user_id: uuid.UUID, watch: StartWatch, progress: Progress, *, remember: bool = True
+    ) -> None:
+        """Show ``progress`` on this process's pages, and (``remember``) on other replicas' through the
+        store; steps that a state change already tells are not written twice."""
         watch.step, watch.percent, watch.message, watch.position = (
             progress.step,
             progress.percent,
             progress.message,
             None,
         )
-        self.spawn(self.store.set_progress(user_id, progress.message, progress.percent))
+        if remember:
+            self.spawn(self.store.set_progress(user_id, progress.message, progress.percent))
 
     def spawn(self, work: Awaitable[None]) -> None:
         """Run ``work`` in the background, logging failures (kept referenced until it ends)."""

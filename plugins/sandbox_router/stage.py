@@ -87,6 +87,8 @@ class SandboxRouterStage(Stage[SandboxRouterConfig]):
         self.sweeper = Sweeper(self)
         self._routes: dict[uuid.UUID, Route] = {}
         self._extended: dict[uuid.UUID, float] = {}
+        self._touched: dict[uuid.UUID, float] = {}
+        self._dropped = _DROPPED_HEADERS[1:] if config.forward_cookies else _DROPPED_HEADERS
         self._studio_prefix = config.studio_path + "/"
         metrics = context.metrics
         self.m_starts = metrics.counter(
@@ -180,8 +182,9 @@ class SandboxRouterStage(Stage[SandboxRouterConfig]):
             target = raw if raw.startswith("/") else request.rel_url.raw_path_qs
             outgoing = self.forwarder.build(request, route.upstream, path=target)
             headers = outgoing.headers
-            for name in _DROPPED_HEADERS if not self.config.forward_cookies else _DROPPED_HEADERS[1:]:
-                headers.popall(name, None)
+            for name in self._dropped:
+                if name in headers:
+                    del headers[name]
             for name, value in route.headers:
                 headers[name] = value
             tap = None
@@ -193,7 +196,6 @@ class SandboxRouterStage(Stage[SandboxRouterConfig]):
             )
         finally:
             self.in_flight.leave(flight)
-            self.activity.touch(user_id)
 
     def not_ready(
         self, request: web.Request, identity: Identity, row: Sandbox | None, *, check: bool = False
@@ -227,10 +229,13 @@ class SandboxRouterStage(Stage[SandboxRouterConfig]):
     # activity --------------------------------------------------------------------------------------
 
     def touch(self, user_id: uuid.UUID, row: Sandbox | None = None) -> None:
-        """Count activity for ``user_id`` (and keep the provider's timer going, at most once a
-        ``extend_every`` per sandbox)."""
-        self.activity.touch(user_id)
+        """Count activity for ``user_id`` (at most once a second: the idle timeout is minutes) and keep
+        the provider's timer going (at most once an ``extend_every`` per sandbox)."""
         clock = time.monotonic()
+        if clock - self._touched.get(user_id, -1e9) < 1.0:
+            return
+        self._touched[user_id] = clock
+        self.activity.touch(user_id)
         if (
             row is not None
             and row.handle is not None

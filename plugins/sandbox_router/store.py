@@ -10,7 +10,7 @@ from typing import Any, Literal, get_args
 
 import orjson
 
-from proxy_core.db import Connection, Row
+from proxy_core.db import Connection, Database, Row
 
 from .providers.base import Handle
 
@@ -78,6 +78,10 @@ def _sandbox(row: Row) -> Sandbox:
     )
 
 
+def _handle_columns(handle: Handle) -> dict[str, Any]:
+    return {"provider_sandbox_id": handle.sandbox_id, "handle_data": orjson.dumps(dict(handle.data)).decode()}
+
+
 def now() -> datetime:
     return datetime.now(UTC)
 
@@ -120,34 +124,48 @@ class Sandboxes:
         return made
 
     async def set_state(
-        self, user_id: uuid.UUID, state: State, reason: str | None = None, **columns: Any
+        self,
+        user_id: uuid.UUID,
+        state: State,
+        reason: str | None = None,
+        *,
+        handle: Handle | None = None,
+        **columns: Any,
     ) -> None:
-        """Move to ``state`` with ``reason`` (the error message for ``error``/``broken``), setting other
-        ``columns`` too, and append the change to ``sandbox_events``."""
+        """Move to ``state`` with ``reason`` (the error message for ``error``/``broken``), setting the
+        ``handle`` and other ``columns`` too, and append the change to ``sandbox_events`` (one
+        transaction when ``db`` is the database)."""
         at = now()
         values: dict[str, Any] = {"state": state, "error_message": reason, "updated_at": at, **columns}
         values.setdefault("state_changed_at", at)
+        if handle is not None:
+            values.update(_handle_columns(handle))
         if state in ("running", "paused", "error", "broken"):
             values.setdefault("progress_step", None)
             values.setdefault("progress_percent", None)
+        if isinstance(self.db, Database):
+            async with self.db.transaction() as tx:
+                await Sandboxes(tx)._set_state(user_id, values)
+        else:
+            await self._set_state(user_id, values)
+
+    async def _set_state(self, user_id: uuid.UUID, values: dict[str, Any]) -> None:
         await self._update(user_id, values)
         await self.db.execute(
             "INSERT INTO sandbox_events (user_id, state, reason, at) VALUES ($1, $2, $3, $4)",
             user_id,
-            state,
-            reason,
-            at,
+            values["state"],
+            values["error_message"],
+            values["updated_at"],
         )
 
-    async def set_handle(self, user_id: uuid.UUID, handle: Handle | None) -> None:
-        await self._update(
-            user_id,
-            {
-                "provider_sandbox_id": None if handle is None else handle.sandbox_id,
-                "handle_data": None if handle is None else orjson.dumps(dict(handle.data)).decode(),
-                "updated_at": now(),
-            },
+    async def set_handle(self, user_id: uuid.UUID, handle: Handle | None, **columns: Any) -> None:
+        values = (
+            _handle_columns(handle)
+            if handle is not None
+            else {"provider_sandbox_id": None, "handle_data": None}
         )
+        await self._update(user_id, {**values, **columns, "updated_at": now()})
 
     async def set_progress(self, user_id: uuid.UUID, step: str, percent: int) -> None:
         await self._update(user_id, {"progress_step": step, "progress_percent": percent, "updated_at": now()})
