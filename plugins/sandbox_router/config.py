@@ -1,4 +1,5 @@
-"""The ``sandbox_router`` stage's configuration (its ``[[pipeline]]`` table in ``proxy.toml``)."""
+"""The ``sandbox_router`` stage's configuration (its ``[[pipeline]]`` table in ``proxy.toml``). Relative
+paths are taken from the config file's folder."""
 
 from __future__ import annotations
 

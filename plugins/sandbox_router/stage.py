@@ -14,6 +14,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from aiohttp import web
 from yarl import URL
@@ -71,7 +72,7 @@ class SandboxRouterStage(Stage[SandboxRouterConfig]):
         self.activity = context.resource(
             ACTIVITY_WRITER, lambda: ActivityWriter(self.db, "sandboxes", "user_id", "last_activity_at")
         )
-        self.provider = build_provider(config)
+        self.provider = build_provider(config, Path(context.config.file).parent)
         server = context.config.server
         local = f"http://127.0.0.1:{server.port}"
         public = str(server.public_url).rstrip("/") if server.public_url else local

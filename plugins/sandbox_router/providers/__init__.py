@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .base import ProviderError, SandboxProvider
@@ -11,19 +12,20 @@ if TYPE_CHECKING:
     from ..config import SandboxRouterConfig
 
 
-def build_provider(config: SandboxRouterConfig) -> SandboxProvider:
+def build_provider(config: SandboxRouterConfig, base: Path) -> SandboxProvider:
     """The provider ``config.provider`` names, built from its own table (``[pipeline.local]`` or
-    ``[pipeline.e2b]``). The ``e2b`` module exposes ``build(settings) -> SandboxProvider``."""
+    ``[pipeline.e2b]``); relative paths are taken from ``base`` (the config file's folder). The
+    ``e2b`` module exposes ``build(settings) -> SandboxProvider``."""
     if config.provider == "local":
         from .local import LocalProvider
 
         local = config.local
         return LocalProvider(
-            local.root,
-            config.template_dir,
-            local.cache_dir,
+            base / local.root,
+            base / config.template_dir,
+            base / local.cache_dir,
             bwrap={"auto": None, "always": True, "never": False}[local.bwrap],
-            hidden_paths=local.hidden_paths,
+            hidden_paths=[base / path for path in local.hidden_paths],
             stop_grace=local.stop_grace,
         )
     try:
