@@ -86,8 +86,7 @@ def routes(stage: SandboxRouterStage) -> Sequence[web.AbstractRouteDef]:
 
     async def ping(request: web.Request) -> web.StreamResponse:
         identity = _identity(request)
-        route = stage._routes.get(identity.user_id)
-        stage.touch(identity.user_id, route.row if route is not None else None)
+        stage.touch(identity.user_id, stage.cached_row(identity.user_id))
         return web.Response(status=204)
 
     async def heal(request: web.Request) -> web.StreamResponse:

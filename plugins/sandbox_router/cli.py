@@ -25,7 +25,10 @@ from .lifecycle import CloudUrls, Lifecycle
 from .providers import build_provider
 from .providers.base import ProviderError
 
-_LOGS = "pm2 logs --nostream --lines 200 2>/dev/null || tail -n 200 .sandbox.log 2>/dev/null || true"
+_LOGS = (
+    'cd "${SANDBOX_HOME:-/home/user}"; pm2 logs --nostream --lines 200 2>/dev/null '
+    "|| tail -n 200 .sandbox.log 2>/dev/null || true"
+)
 
 
 def register(commands: Any, config_option: Callable[[argparse.ArgumentParser], None]) -> None:

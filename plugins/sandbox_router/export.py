@@ -15,7 +15,7 @@ from .providers.base import ProviderError
 ARCHIVE = ".shmastra-export.tar.gz"
 PROJECT = "shmastra"
 _COMMAND = (
-    "set -e; rm -f {archive}; cd {project}; "
+    'set -e; cd "${{SANDBOX_HOME:-/home/user}}"; rm -f {archive}; cd {project}; '
     "find . \\( -name node_modules -o -name .mastra -o -name .git -o -name .turbo \\) -prune -o "
     "-type f ! -name '.env' ! \\( -name '.env.*' ! -name '.env.example' \\) -print0 "
     "| tar --null -czf ../{archive} --transform 's,^\\./,{project}/,' -T -"
@@ -42,7 +42,7 @@ async def export_project(lifecycle: Lifecycle, user_id: uuid.UUID, limit: float)
     try:
         return await provider.read_file(row.handle, ARCHIVE)
     finally:
-        await provider.run(row.handle, f"rm -f {ARCHIVE}", limit=limit)
+        await provider.run(row.handle, f'rm -f "${{SANDBOX_HOME:-/home/user}}/{ARCHIVE}"', limit=limit)
 
 
 async def find_user(keys: KeyService, email_or_id: str) -> uuid.UUID | None:

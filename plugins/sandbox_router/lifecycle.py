@@ -86,6 +86,8 @@ class Lifecycle:
         self._http: aiohttp.ClientSession | None = None
         self.on_stopped: Callable[[uuid.UUID], None] = lambda user_id: None
         """Called when this process stops a sandbox (the stage forgets its cached address)."""
+        self.on_finished: Callable[[str], None] = lambda outcome: None
+        """Called with ``running`` or ``failed`` when a start of this process ends (metrics)."""
 
     @property
     def http(self) -> aiohttp.ClientSession:
@@ -129,9 +131,13 @@ class Lifecycle:
         return row
 
     async def _start(self, user_id: uuid.UUID, watch: StartWatch, check: bool) -> None:
+        began = time.monotonic()
         try:
             async with self.db.user_lock(f"sandbox_router:{user_id}"):
                 await self._start_locked(user_id, watch, check)
+            log.info(
+                "sandbox_router: the sandbox of %s is running (%.2f s)", user_id, time.monotonic() - began
+            )
         except ProviderError as exc:
             watch.error = exc.message
             if isinstance(exc, ProviderAuthError):
@@ -146,6 +152,7 @@ class Lifecycle:
             await self._fail(user_id, watch.error)
         finally:
             watch.done.set()
+            self.on_finished("failed" if watch.error else "running")
 
     async def _start_locked(self, user_id: uuid.UUID, watch: StartWatch, check: bool) -> None:
         row = await self.store.ensure(user_id, self.provider.name)

@@ -93,8 +93,11 @@ class SandboxRouterStage(Stage[SandboxRouterConfig]):
         self._studio_prefix = config.studio_path + "/"
         metrics = context.metrics
         self.m_starts = metrics.counter(
-            "sandbox_router_starts_total", "Sandbox starts begun by this process.", ("outcome",)
+            "sandbox_router_starts_total",
+            "Sandbox starts run by this process, by outcome (running, failed).",
+            ("outcome",),
         )
+        self.lifecycle.on_finished = lambda outcome: self.m_starts.inc((outcome,))
         self.m_refused = metrics.counter(
             "sandbox_router_refused_total", "Requests refused by the router's limits.", ("reason",)
         )
@@ -250,8 +253,12 @@ class SandboxRouterStage(Stage[SandboxRouterConfig]):
     async def on_gateway_activity(self, batch: dict[uuid.UUID, float] | object) -> None:
         if isinstance(batch, dict):
             for user_id in batch:
-                route = self._routes.get(user_id)
-                self.touch(user_id, route.row if route is not None else None)
+                self.touch(user_id, self.cached_row(user_id))
+
+    def cached_row(self, user_id: uuid.UUID) -> Sandbox | None:
+        """The running sandbox this worker last routed ``user_id`` to, if any."""
+        route = self._routes.get(user_id)
+        return None if route is None else route.row
 
     def forget_route(self, user_id: uuid.UUID) -> None:
         self._routes.pop(user_id, None)
