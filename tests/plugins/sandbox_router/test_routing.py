@@ -114,8 +114,8 @@ async def test_event_stream_and_websocket_are_forwarded(make_cloud: CloudFactory
         assert message.type == aiohttp.WSMsgType.TEXT and message.data == "echo:hello"
 
 
-async def test_files_survive_pause_and_resume(make_cloud: CloudFactory) -> None:
-    cloud = await make_cloud()
+async def test_files_survive_pause_and_resume(make_cloud: CloudFactory, db_url: str) -> None:
+    cloud = await make_cloud(database=db_url)  # the store on SQLite and on Postgres
     browser = await cloud.sign_in("ada@example.com")
     await cloud.until_running(browser)
     user_id = await cloud.user_id(browser)
