@@ -4,11 +4,13 @@ paths are taken from the config file's folder."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import AnyHttpUrl, Field
 
 from proxy_core import StageConfig
+
+from .providers.e2b import E2BConfig
 
 
 class LocalConfig(StageConfig):
@@ -63,5 +65,5 @@ class SandboxRouterConfig(StageConfig):
     export_limit: float = Field(120.0, gt=0)
     """Seconds an export's archive command may take."""
     local: LocalConfig = Field(default_factory=LocalConfig)
-    e2b: dict[str, Any] = Field(default_factory=dict)
-    """``[pipeline.e2b]``: passed to the ``e2b`` provider's own settings."""
+    e2b: E2BConfig = Field(default_factory=E2BConfig)
+    """``[pipeline.e2b]``: the E2B account and template (see :class:`.providers.e2b.E2BConfig`)."""

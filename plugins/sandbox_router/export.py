@@ -41,6 +41,8 @@ async def export_project(lifecycle: Lifecycle, user_id: uuid.UUID, limit: float)
         raise ProviderError(f"The export failed in the sandbox: {result.stderr.strip()[:300]}")
     try:
         return await provider.read_file(row.handle, ARCHIVE)
+    except OSError as exc:
+        raise ProviderError(f"The export's archive could not be read: {exc}") from exc
     finally:
         await provider.run(row.handle, f'rm -f "${{SANDBOX_HOME:-/home/user}}/{ARCHIVE}"', limit=limit)
 

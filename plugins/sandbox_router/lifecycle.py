@@ -244,7 +244,7 @@ class Lifecycle:
     async def _template_version(self, handle: Handle) -> str | None:
         try:
             return (await self.provider.read_file(handle, ".template-version")).decode().strip() or None
-        except ProviderError:
+        except (ProviderError, OSError):  # a template without the file: the version is unknown
             return None
 
     def _on_progress(self, user_id: uuid.UUID, watch: StartWatch) -> Callable[[Progress], None]:

@@ -69,7 +69,7 @@ class LocalProvider(SandboxProvider):
         self.cache_dir = cache_dir.resolve()
         found = shutil.which("bwrap")
         if bwrap and found is None:
-            raise ProviderError("bwrap = 'always' but bubblewrap is not installed")
+            raise ValueError("local.bwrap = 'always' but bubblewrap (bwrap) is not installed")
         self.bwrap = found if bwrap is not False else None
         self.hidden = [p.resolve() for p in hidden_paths]
         self.stop_grace = stop_grace
