@@ -161,8 +161,9 @@ class Lifecycle:
             if not check or await self._healthy(endpoint, row.app_token):
                 return  # another worker or replica finished it while we waited for the lock
         handle, token, made = row.handle, row.app_token, False
-        if handle is not None and row.state == "broken":
-            await self.provider.pause(handle)  # a fresh start: the app and a healer with 0 attempts
+        broken = handle is not None and row.state == "broken"
+        if broken and handle is not None and not await self._restart_healer(user_id, watch, handle):
+            await self.provider.pause(handle)  # no process manager to ask: restart everything instead
         if handle is None or token is None:
             (handle, token), made = await self._provision(user_id, watch, ""), True
         else:
@@ -193,6 +194,19 @@ class Lifecycle:
         else:
             await self.store.set_state(user_id, "running", handle=handle)
         self._progress(user_id, watch, Progress("ready", 100, "Ready"), remember=False)
+
+    async def _restart_healer(self, user_id: uuid.UUID, watch: StartWatch, handle: Handle) -> bool:
+        """ "Try again" after the healer gave up: a fresh healer (0 attempts) through the sandbox's
+        process manager; False when that cannot be done."""
+        self._progress(user_id, watch, Progress("heal", 10, "Restarting the healer"))
+        try:
+            result = await self.provider.run(handle, self.config.healer_restart_command, limit=30)
+        except (ProviderError, OSError) as exc:
+            log.warning("sandbox_router: could not restart the healer of %s: %s", user_id, exc)
+            return False
+        if result.exit_code == 0:
+            await self.store.set_healer(user_id, "healing", "Restarted by the user.")
+        return result.exit_code == 0
 
     async def _provision(self, user_id: uuid.UUID, watch: StartWatch, notice: str) -> tuple[Handle, str]:
         """A new sandbox (its handle stored at once, so the reconciler never takes it for an orphan)

@@ -9,6 +9,7 @@ import uuid
 from typing import Any
 
 import aiohttp
+import pytest
 
 from plugins.sandbox_router.providers.base import (
     Handle,
@@ -146,8 +147,9 @@ async def test_per_user_request_cap(make_cloud: CloudFactory) -> None:
         assert answer.status == 200
 
 
-async def test_healer_reports(make_cloud: CloudFactory) -> None:
-    cloud = await make_cloud()
+@pytest.mark.parametrize("restart", ["echo restarted > healer-restarted", "exit 1"], ids=["pm2", "no-pm2"])
+async def test_healer_reports(make_cloud: CloudFactory, restart: str) -> None:
+    cloud = await make_cloud(healer_restart_command=restart)
     ada = await cloud.sign_in("ada@example.com")
     await cloud.until_running(ada)
     user_id = await cloud.user_id(ada)
@@ -184,12 +186,20 @@ async def test_healer_reports(make_cloud: CloudFactory) -> None:
         async with ada.get(cloud.at("/studio/")) as answer:
             assert "Try again" in await answer.text()
 
+        home = cloud.root / (row.sandbox_id or "") / "home"
+        child = (home / ".child.pid").read_text()
         token = await _csrf(cloud, ada)
         async with ada.post(
             cloud.at("/api/sandbox/retry"), headers={**JSON, "X-CSRF-Token": token}
         ) as answer:
             assert answer.status == 202
         assert (await cloud.until_running(ada))["event"] == "ready"
+        if restart.startswith("echo"):  # the process manager restarted the healer; the app kept running
+            assert (home / "healer-restarted").exists()
+            assert (home / ".child.pid").read_text() == child
+            assert (await cloud.sandbox(user_id)).healer_status == "healing"
+        else:  # no process manager: the whole sandbox was restarted (a fresh healer with it)
+            assert (home / ".child.pid").read_text() != child
 
 
 async def test_idle_sandboxes_are_paused_and_activity_keeps_them(make_cloud: CloudFactory) -> None:
