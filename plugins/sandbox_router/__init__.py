@@ -6,7 +6,8 @@ Public API (for the Manage UI and other plugins):
 * :class:`SandboxRouterStage` — the stage; :func:`sandbox_router` finds it in an app; its
   ``lifecycle`` (:class:`Lifecycle`) starts, pauses and kills sandboxes.
 * :class:`Sandbox` / :class:`Sandboxes` — a user's sandbox row (state, reason, healer status and
-  message, activity) and the queries on it; ``Sandboxes.events`` is its state history.
+  message, activity) and the queries on it; ``Sandboxes.events`` is its state history and
+  ``Sandboxes.running_seconds`` its running time over a period.
 * :func:`export_project` — a project's ``.tar.gz``.
 """
 

@@ -187,6 +187,35 @@ class Sandboxes:
             "SELECT state, reason, at FROM sandbox_events WHERE user_id = $1 ORDER BY id", user_id
         )
 
+    async def running_seconds(
+        self, user_id: uuid.UUID, since: datetime, until: datetime | None = None
+    ) -> float:
+        """Seconds the user's sandbox was ``running`` between ``since`` and ``until`` (default now),
+        from its state history (for usage reports and the Manage UI)."""
+        until = until or now()
+        before = await self.db.fetchrow(
+            "SELECT state FROM sandbox_events WHERE user_id = $1 AND at <= $2 "
+            "ORDER BY at DESC, id DESC LIMIT 1",
+            user_id,
+            since,
+        )
+        changes = await self.db.fetch(
+            "SELECT state, at FROM sandbox_events WHERE user_id = $1 AND at > $2 AND at < $3 ORDER BY at, id",
+            user_id,
+            since,
+            until,
+        )
+        total, running_from = 0.0, since if before is not None and before["state"] == "running" else None
+        for change in changes:
+            if change["state"] == "running" and running_from is None:
+                running_from = change["at"]
+            elif change["state"] != "running" and running_from is not None:
+                total += (change["at"] - running_from).total_seconds()
+                running_from = None
+        if running_from is not None:
+            total += (until - running_from).total_seconds()
+        return total
+
     async def _update(self, user_id: uuid.UUID, values: dict[str, Any]) -> None:
         names = list(values)
         sets = ", ".join(f"{name} = ${i + 2}" for i, name in enumerate(names))

@@ -140,6 +140,14 @@ async def test_files_survive_pause_and_resume(make_cloud: CloudFactory, db_url: 
     states = [e["state"] for e in await cloud.router.lifecycle.store.events(user_id)]
     assert states == ["provisioning", "running", "paused", "resuming", "running"]
 
+    store = cloud.router.lifecycle.store
+    events = await store.events(user_id)
+    first_run = (events[2]["at"] - events[1]["at"]).total_seconds()
+    assert await store.running_seconds(user_id, events[0]["at"], events[3]["at"]) == first_run
+    since_pause = await store.running_seconds(user_id, events[2]["at"], events[4]["at"])
+    assert since_pause == 0.0
+    assert await store.running_seconds(user_id, events[1]["at"], events[4]["at"]) == first_run
+
 
 def _alive(pid: int) -> bool:
     try:
