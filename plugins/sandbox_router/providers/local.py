@@ -75,6 +75,7 @@ class LocalProvider(SandboxProvider):
         self.stop_grace = stop_grace
         self.host = host
         self._children: dict[str, asyncio.subprocess.Process] = {}
+        self._node: Path | bool | None = None
 
     # lifecycle -------------------------------------------------------------------------------------
 
@@ -83,7 +84,7 @@ class LocalProvider(SandboxProvider):
         folder = self.root / sandbox_id
         try:
             prepared = await template.prepare(self.template_dir, self.cache_dir, on_progress)
-        except OSError as exc:
+        except (template.TemplateError, OSError) as exc:
             raise ProviderError(f"The sandbox template could not be prepared: {exc}") from exc
         on_progress(Progress("workspace", 40, "Creating your workspace"))
         home = folder / "home"
@@ -206,7 +207,7 @@ class LocalProvider(SandboxProvider):
         record = _read_json(folder / "sandbox.json") or {}
         home = folder / "home"
         path = os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin")
-        node = template.node_runtime()
+        node = self._node_bin()
         env = {name: os.environ[name] for name in _PASSED_THROUGH if name in os.environ}
         env.update(
             {
@@ -221,6 +222,17 @@ class LocalProvider(SandboxProvider):
         if port is not None:
             env["PORT"] = str(port)
         return env
+
+    def _node_bin(self) -> Path | None:
+        """The Node.js bin folder sandboxes get first on ``PATH`` (found once); none: the template's
+        own start script says what is missing."""
+        if self._node is None:
+            try:
+                self._node = template.node_runtime().bin_dir
+            except template.NodeUnavailable as exc:
+                log.warning("local sandboxes: %s", exc)
+                self._node = False
+        return self._node if isinstance(self._node, Path) else None
 
     def _wrap(self, folder: Path, argv: Sequence[str]) -> Sequence[str]:
         if self.bwrap is None:

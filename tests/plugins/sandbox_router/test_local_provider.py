@@ -101,7 +101,7 @@ async def test_commands_are_bounded(tmp_path: Path, template: Path) -> None:
 async def test_a_template_without_version_is_a_clear_error(tmp_path: Path, template: Path) -> None:
     (template / "VERSION").unlink()
     provider = _provider(tmp_path, template)
-    with pytest.raises(ProviderError, match="no VERSION file"):
+    with pytest.raises(ProviderError, match="cannot read the template version"):
         await provider.create(_spec(), lambda _: None)
 
 
