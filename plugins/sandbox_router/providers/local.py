@@ -83,7 +83,7 @@ class LocalProvider(SandboxProvider):
         sandbox_id = uuid.uuid4().hex
         folder = self.root / sandbox_id
         try:
-            prepared = await template.prepare(self.template_dir, self.cache_dir, on_progress)
+            prepared = await template.prepare(self.template_dir, self.cache_dir, _scaled(on_progress, 5, 35))
         except (template.TemplateError, OSError) as exc:
             raise ProviderError(f"The sandbox template could not be prepared: {exc}") from exc
         on_progress(Progress("workspace", 40, "Creating your workspace"))
@@ -276,6 +276,11 @@ class LocalProvider(SandboxProvider):
             if not _group_members(pgid):
                 return
             await asyncio.sleep(0.02)
+
+
+def _scaled(on_progress: ProgressCallback, low: int, high: int) -> ProgressCallback:
+    """Report a sub-task's 0..100 % as ``low``..``high`` % of the whole start."""
+    return lambda p: on_progress(Progress(p.step, low + p.percent * (high - low) // 100, p.message))
 
 
 def _group_members(pgid: int) -> int:
