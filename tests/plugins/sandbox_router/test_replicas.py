@@ -48,3 +48,25 @@ async def test_500_requests_through_two_replicas_resume_once(
     assert (resumes, creates) == (1, 0)
     states = [e["state"] for e in await first.router.lifecycle.store.events(user_id)]
     assert states == ["provisioning", "running", "paused", "resuming", "running"]
+
+
+async def test_the_elected_sweeper_pauses_an_idle_sandbox_once(
+    make_cloud: CloudFactory, pg_url: str, tmp_path: Path
+) -> None:
+    root = tmp_path / "shared-sandboxes"
+    options = {"database": pg_url, "root": root, "idle_timeout": 1, "sweep_interval": 0.2}
+    first = await make_cloud(**options)
+    second = await make_cloud(**options)
+    ada = await first.sign_in("ada@example.com")
+    assert (await first.until_running(ada))["event"] == "ready"
+    user_id = await first.user_id(ada)
+
+    for _ in range(100):  # the leader's loop, not a direct call
+        if (await second.sandbox(user_id)).state == "paused":
+            break
+        await asyncio.sleep(0.1)
+    row = await second.sandbox(user_id)
+    assert row.state == "paused" and row.error_message == "idle for 1 s"
+    await asyncio.sleep(0.6)  # further sweeps by either replica change nothing
+    states = [e["state"] for e in await first.router.lifecycle.store.events(user_id)]
+    assert states == ["provisioning", "running", "paused"]
