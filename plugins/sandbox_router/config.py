@@ -43,6 +43,9 @@ class SandboxRouterConfig(StageConfig):
     """At most one provider keep-alive per sandbox in this many seconds."""
     health_timeout: float = Field(180.0, gt=0)
     """Seconds a started sandbox gets to answer ``GET /health`` before its state is ``error``."""
+    start_timeout: float = Field(600.0, gt=0)
+    """Seconds a whole start may take (provider calls, waiting in its queue, health) before it is an
+    ``error``: a hanging provider never leaves an endless spinner."""
     health_interval: float = Field(0.1, gt=0)
     """Seconds between health checks of a starting sandbox (it adds at most this to a start)."""
     route_cache_seconds: float = Field(5.0, ge=0)

@@ -134,7 +134,14 @@ class Lifecycle:
         began = time.monotonic()
         try:
             async with self.db.user_lock(f"sandbox_router:{user_id}"):
-                await self._start_locked(user_id, watch, check)
+                try:
+                    async with asyncio.timeout(self.config.start_timeout):
+                        await self._start_locked(user_id, watch, check)
+                except TimeoutError:
+                    raise ProviderError(
+                        f"The sandbox provider did not finish starting your sandbox within "
+                        f"{self.config.start_timeout:g} s."
+                    ) from None
             log.info(
                 "sandbox_router: the sandbox of %s is running (%.2f s)", user_id, time.monotonic() - began
             )

@@ -94,6 +94,21 @@ async def test_provider_down_is_a_clear_failure(make_cloud: CloudFactory) -> Non
     assert provider.calls == {"create": 1}
 
 
+async def test_a_hanging_provider_is_a_bounded_failure(make_cloud: CloudFactory) -> None:
+    cloud = await make_cloud(start_timeout=0.5)
+    provider = counting(cloud)
+
+    async def hang(spec: SandboxSpec, on_progress: ProgressCallback) -> Handle:
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+    provider.create = hang  # type: ignore[method-assign]
+    ada = await cloud.sign_in("ada@example.com")
+    final = await cloud.until_running(ada)
+    assert final["event"] == "failed"
+    assert final["error"] == "The sandbox provider did not finish starting your sandbox within 0.5 s."
+
+
 async def test_rate_limited_starts_wait_in_a_queue(make_cloud: CloudFactory) -> None:
     cloud = await make_cloud()
     provider = counting(cloud)
