@@ -23,11 +23,13 @@ from .export import ExportRefused, export_project, find_user
 from .lifecycle import TooManyStarts
 from .providers.base import ProviderError
 from .store import HEALER_STATUSES, Sandbox
+from .studio import CLOUD_SCRIPT
 
 if TYPE_CHECKING:
     from .stage import SandboxRouterStage
 
 _POLL = 0.25
+CLOUD_SCRIPT_PATH = "/api/sandbox/cloud.js"
 _MAX_MESSAGE = 2000
 
 
@@ -165,7 +167,15 @@ def routes(stage: SandboxRouterStage) -> Sequence[web.AbstractRouteDef]:
 
         return run
 
+    async def cloud_script(request: web.Request) -> web.StreamResponse:
+        return web.Response(
+            text=CLOUD_SCRIPT,
+            content_type="text/javascript",
+            headers={"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"},
+        )
+
     return [
+        web.get(CLOUD_SCRIPT_PATH, cloud_script),
         web.get("/api/sandbox/status", guarded(status)),
         web.get("/api/sandbox/events", guarded(events)),
         web.post("/api/sandbox/retry", guarded(retry)),

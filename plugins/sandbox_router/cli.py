@@ -62,7 +62,7 @@ async def _lifecycle(args: argparse.Namespace) -> AsyncIterator[Lifecycle]:
     public = str(server.public_url).rstrip("/") if server.public_url else f"http://127.0.0.1:{server.port}"
     internal = str(config.cloud_url).rstrip("/") if config.cloud_url else public
     async with connected(args) as db:
-        provider = build_provider(config, Path(loaded.file).parent)
+        provider = build_provider(config)
         lifecycle = Lifecycle(db, provider, config, KeyService(db), CloudUrls(public, internal))
         try:
             yield lifecycle

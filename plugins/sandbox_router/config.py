@@ -1,5 +1,5 @@
 """The ``sandbox_router`` stage's configuration (its ``[[pipeline]]`` table in ``proxy.toml``). Relative
-paths are taken from the config file's folder."""
+paths resolve against the config file's folder (``ConfigPath``)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import Literal
 from pydantic import AnyHttpUrl, Field
 
 from proxy_core import StageConfig
+from proxy_core.paths import ConfigPath
 
 from .providers.e2b import E2BConfig
 
@@ -16,13 +17,13 @@ from .providers.e2b import E2BConfig
 class LocalConfig(StageConfig):
     """``[pipeline.local]``: sandboxes as local process groups in workspace folders."""
 
-    root: Path = Path("data/sandboxes")
+    root: ConfigPath = Field(Path("data/sandboxes"), validate_default=True)
     """One folder per sandbox (its workspace is ``<root>/<id>/home``)."""
-    cache_dir: Path = Path("data/template-cache")
+    cache_dir: ConfigPath = Field(Path("data/template-cache"), validate_default=True)
     """Prepared template versions, shared read-only by every workspace."""
     bwrap: Literal["auto", "always", "never"] = "auto"
     """Run each sandbox under bubblewrap with only its workspace writable (``auto``: when installed)."""
-    hidden_paths: list[Path] = Field(default_factory=lambda: [Path("data")])
+    hidden_paths: list[ConfigPath] = Field(default_factory=lambda: [Path("data")], validate_default=True)
     """Folders a sandbox under bubblewrap cannot see (the store, the cookie secret)."""
     stop_grace: float = Field(5.0, gt=0)
     """Seconds between SIGTERM and SIGKILL of a sandbox's process group."""
@@ -30,7 +31,7 @@ class LocalConfig(StageConfig):
 
 class SandboxRouterConfig(StageConfig):
     provider: Literal["local", "e2b"] = "local"
-    template_dir: Path = Path("e2b-template")
+    template_dir: ConfigPath = Field(Path("e2b-template"), validate_default=True)
     """The template every local sandbox starts from (``start.sh``, ``VERSION``, ``app/``)."""
     cloud_url: AnyHttpUrl | None = None
     """The cloud as a sandbox reaches it (gateway, healer reports); default ``[server] public_url``,
@@ -58,6 +59,9 @@ class SandboxRouterConfig(StageConfig):
     """Sandbox starts one replica runs at once; more are refused with 429 until one finishes."""
     max_requests_per_user: int = Field(256, ge=1)
     """In-flight requests one user may have on one replica (429 past it)."""
+    inject_html: bool = True
+    """Add the scripts stages offer (auth's cloud menu, this stage's keep-alive and "Download my
+    project") to the sandbox's HTML pages (see ``proxy_core.inject``)."""
     forward_cookies: bool = False
     """The sandbox's app authenticates by the token the proxy adds; browser cookies (the cloud's
     session among them) are not forwarded unless this is set."""

@@ -14,7 +14,6 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 from aiohttp import web
 from yarl import URL
@@ -24,6 +23,7 @@ from plugins.vkey import gateway_activity, key_service
 from proxy_core import (
     Next,
     Readiness,
+    ResponseTap,
     Stage,
     StageContext,
     Timeouts,
@@ -33,15 +33,17 @@ from proxy_core import (
     wants_html,
 )
 from proxy_core.db import ActivityWriter, StoreError, database
+from proxy_core.inject import offer_script, page_tap
 
 from . import api
+from .api import CLOUD_SCRIPT_PATH
 from .config import SandboxRouterConfig
 from .lifecycle import CloudUrls, Lifecycle, TooManyStarts
 from .pages import progress_page
 from .providers import build_provider
 from .store import Sandbox
 from .streams import InFlight
-from .studio import StudioTap
+from .studio import ChainedTaps, StudioTap
 from .sweeper import Sweeper
 
 log = logging.getLogger(__name__)
@@ -72,7 +74,7 @@ class SandboxRouterStage(Stage[SandboxRouterConfig]):
         self.activity = context.resource(
             ACTIVITY_WRITER, lambda: ActivityWriter(self.db, "sandboxes", "user_id", "last_activity_at")
         )
-        self.provider = build_provider(config, Path(context.config.file).parent)
+        self.provider = build_provider(config)
         server = context.config.server
         local = f"http://127.0.0.1:{server.port}"
         public = str(server.public_url).rstrip("/") if server.public_url else local
@@ -191,10 +193,15 @@ class SandboxRouterStage(Stage[SandboxRouterConfig]):
                     del headers[name]
             for name, value in route.headers:
                 headers[name] = value
-            tap = None
+            tap: ResponseTap | None = None
             if request.method == "GET" and self._is_studio_page(request):
                 headers["Accept-Encoding"] = "identity"
                 tap = StudioTap(self._public(request), self.config.api_prefix, self.config.studio_path)
+            if self.config.inject_html:
+                offer_script(request, CLOUD_SCRIPT_PATH)
+                page = page_tap(request, outgoing)
+                if page is not None:
+                    tap = page if tap is None else ChainedTaps(tap, page)
             return await self.forwarder.send(
                 request, outgoing, stage=self.name, timeouts=self.timeouts, tap=tap, on_error=_on_error
             )

@@ -1,7 +1,8 @@
 """Studio's ``index.html`` names the server the browser should call (``window.MASTRA_SERVER_HOST``,
 port, protocol, API prefix). Served through the cloud, those must name the cloud's public origin, or
 the browser would try the sandbox's own port. This tap rewrites them as the page streams through, and
-adds the keep-alive ping (while the tab is visible) and the "Download my project" link.
+serves the script (offered to pages through ``proxy_core.inject``) that pings while the tab is visible
+and adds the "Download my project" link.
 """
 
 from __future__ import annotations
@@ -11,13 +12,15 @@ import re
 from multidict import CIMultiDict
 from yarl import URL
 
+from proxy_core import ResponseTap
+
 _ASSIGNMENT = re.compile(
     rb"""(window\.(MASTRA_SERVER_HOST|MASTRA_SERVER_PORT|MASTRA_SERVER_PROTOCOL|MASTRA_API_PREFIX|"""
     rb"""MASTRA_STUDIO_BASE_PATH)\s*=\s*)(['"])(.*?)\3"""
 )
 _MAX_PAGE = 4 << 20
 
-CLOUD_MENU = b"""<script>(function () {
+CLOUD_SCRIPT = """(function () {
   function ping() {
     if (document.visibilityState === "visible") {
       fetch("/api/sandbox/ping", {method: "POST", credentials: "same-origin"}).catch(function () {});
@@ -25,20 +28,25 @@ CLOUD_MENU = b"""<script>(function () {
   }
   setInterval(ping, 60000);
   document.addEventListener("visibilitychange", ping);
-  window.addEventListener("DOMContentLoaded", function () {
+  function addLink() {
+    if (document.getElementById("shmastra-cloud-export")) { return; }
     var link = document.createElement("a");
     link.id = "shmastra-cloud-export";
     link.href = "/api/sandbox/export";
     link.textContent = "Download my project";
-    link.style.cssText = "position:fixed;right:12px;bottom:12px;z-index:99999;font:12px sans-serif;" +
+    link.style.cssText = "position:fixed;left:12px;bottom:12px;z-index:2147483646;font:12px sans-serif;" +
       "background:#111;color:#fff;padding:6px 10px;border-radius:6px;text-decoration:none;opacity:.8";
     document.body.appendChild(link);
-  });
-})();</script>"""
+  }
+  if (document.body) { addLink(); } else { document.addEventListener("DOMContentLoaded", addLink); }
+})();
+"""
+"""Offered to Studio's pages (``proxy_core.inject``): keeps the sandbox awake while the tab is visible
+(one ping a minute, as the original's page does) and adds "Download my project"."""
 
 
 def rewrite_index(html: bytes, public: URL, api_prefix: str, studio_path: str) -> bytes:
-    """``html`` with the server settings pointing at ``public`` and the cloud menu added."""
+    """``html`` with the server settings pointing at ``public``."""
     port = public.port or (443 if public.scheme == "https" else 80)
     values = {
         b"MASTRA_SERVER_HOST": (public.raw_host or "").encode(),
@@ -52,11 +60,26 @@ def rewrite_index(html: bytes, public: URL, api_prefix: str, studio_path: str) -
         quote = match.group(3)
         return match.group(1) + quote + values[match.group(2)] + quote
 
-    html = _ASSIGNMENT.sub(replace, html)
-    head_end = html.lower().rfind(b"</head>")
-    if head_end >= 0:
-        html = html[:head_end] + CLOUD_MENU + html[head_end:]
-    return html
+    return _ASSIGNMENT.sub(replace, html)
+
+
+class ChainedTaps:
+    """Two taps in a row: what ``first`` lets through is what ``second`` sees."""
+
+    def __init__(self, first: ResponseTap, second: ResponseTap) -> None:
+        self.first, self.second = first, second
+
+    def on_head(self, status: int, headers: CIMultiDict[str]) -> None:
+        self.first.on_head(status, headers)
+        self.second.on_head(status, headers)
+
+    def on_chunk(self, data: bytes) -> bytes:
+        passed = self.first.on_chunk(data)
+        return self.second.on_chunk(passed) if passed else b""
+
+    def on_end(self) -> bytes:
+        tail = self.first.on_end()
+        return (self.second.on_chunk(tail) if tail else b"") + self.second.on_end()
 
 
 class StudioTap:

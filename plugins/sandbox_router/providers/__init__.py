@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .base import SandboxProvider
@@ -11,9 +10,9 @@ if TYPE_CHECKING:
     from ..config import SandboxRouterConfig
 
 
-def build_provider(config: SandboxRouterConfig, base: Path) -> SandboxProvider:
+def build_provider(config: SandboxRouterConfig) -> SandboxProvider:
     """The provider ``config.provider`` names, built from its own table (``[pipeline.local]`` or
-    ``[pipeline.e2b]``); relative paths are taken from ``base`` (the config file's folder). Raises
+    ``[pipeline.e2b]``). Raises
     ``ValueError`` for settings that cannot work (reported as a config error naming the table)."""
     if config.provider == "e2b":
         from .e2b import E2BProvider
@@ -23,10 +22,10 @@ def build_provider(config: SandboxRouterConfig, base: Path) -> SandboxProvider:
 
     local = config.local
     return LocalProvider(
-        base / local.root,
-        base / config.template_dir,
-        base / local.cache_dir,
+        local.root,
+        config.template_dir,
+        local.cache_dir,
         bwrap={"auto": None, "always": True, "never": False}[local.bwrap],
-        hidden_paths=[base / path for path in local.hidden_paths],
+        hidden_paths=local.hidden_paths,
         stop_grace=local.stop_grace,
     )

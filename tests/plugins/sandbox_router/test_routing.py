@@ -42,7 +42,14 @@ async def test_first_visit_provisions_and_lands_in_studio(make_cloud: CloudFacto
     assert "window.MASTRA_STUDIO_BASE_PATH = '/studio'" in html
     assert "localhost" not in html and "4111" not in html
     assert f"Studio of {user_id}" in html
-    assert "/api/sandbox/ping" in html and "Download my project" in html
+    assert '<script src="/api/sandbox/cloud.js" defer></script>' in html  # keep-alive, download link
+    assert '<script src="/auth/menu.js" defer></script>' in html  # auth's cloud menu
+    async with browser.get(cloud.at("/api/sandbox/cloud.js")) as answer:
+        assert answer.headers["Content-Type"].startswith("text/javascript")
+        script = await answer.text()
+    assert "/api/sandbox/ping" in script and "Download my project" in script
+    async with browser.get(cloud.at("/api/mastra/x"), headers=JSON) as answer:
+        assert "cloud.js" not in await answer.text()  # only HTML pages get the scripts
 
 
 async def test_app_token_added_and_cloud_credentials_kept_back(make_cloud: CloudFactory) -> None:
