@@ -184,9 +184,7 @@ class SandboxRouterStage(Stage[SandboxRouterConfig]):
             )
         try:
             self.touch(user_id, route.row)
-            raw = request.raw_path
-            target = raw if raw.startswith("/") else request.rel_url.raw_path_qs
-            outgoing = self.forwarder.build(request, route.upstream, path=target)
+            outgoing = self.forwarder.build(request, route.upstream)
             headers = outgoing.headers
             for name in self._dropped:
                 if name in headers:

@@ -45,12 +45,11 @@ async def test_no_path_or_header_trick_reaches_another_sandbox(make_cloud: Cloud
             assert answer.status == 200, (path, headers, answer.status)
             seen = await answer.json()
             assert seen["user_id"] == ada_id, (path, headers)
-    # An absolute-form request target names another host: still Ada's sandbox.
+    # An absolute-form request target naming Bob's sandbox: refused before any stage (the core's rule).
     assert cloud.url.port is not None
     cookie = "; ".join(f"{m.key}={m.value}" for m in ada.cookie_jar)
     raw = await _raw_get(cloud.url.port, f"http://127.0.0.1:{bob_port}/api/mastra/x", cookie)
-    assert raw.startswith("HTTP/1.1 200")
-    assert ada_id in raw and str(bob_row.user_id) not in raw
+    assert raw.startswith("HTTP/1.1 400") and str(bob_row.user_id) not in raw
 
 
 async def test_disabled_user_is_cut_off_with_open_streams(make_cloud: CloudFactory) -> None:
