@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import logging
 import os
 import shutil
@@ -23,7 +24,7 @@ import signal
 import socket
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -97,19 +98,23 @@ class LocalProvider(SandboxProvider):
 
     async def resume(self, handle: Handle, on_progress: ProgressCallback) -> Handle:
         folder = self._folder(handle)
-        state = _read_json(folder / "state.json")
-        if state is not None and self._running(int(state["pid"])):
-            return Handle(handle.sandbox_id, {"port": str(state["port"])})
-        on_progress(Progress("start", 60, "Starting your sandbox"))
-        return await self._start(handle.sandbox_id)
+        async with _folder_lock(folder):  # one start per sandbox, whichever process asks
+            state = _read_json(folder / "state.json")
+            if state is not None and self._running(int(state["pid"])):
+                return Handle(handle.sandbox_id, {"port": str(state["port"])})
+            on_progress(Progress("start", 60, "Starting your sandbox"))
+            return await self._start(handle.sandbox_id)
 
     async def pause(self, handle: Handle) -> None:
         folder = self.root / handle.sandbox_id
-        state = _read_json(folder / "state.json")
-        if state is not None:
-            await self._stop_group(int(state["pid"]))
-        with contextlib.suppress(FileNotFoundError):
-            (folder / "state.json").unlink()
+        if not folder.is_dir():
+            return
+        async with _folder_lock(folder):
+            state = _read_json(folder / "state.json")
+            if state is not None:
+                await self._stop_group(int(state["pid"]))
+            with contextlib.suppress(FileNotFoundError):
+                (folder / "state.json").unlink()
 
     async def kill(self, handle: Handle) -> None:
         await self.pause(handle)
@@ -276,6 +281,18 @@ class LocalProvider(SandboxProvider):
             if not _group_members(pgid):
                 return
             await asyncio.sleep(0.02)
+
+
+@contextlib.asynccontextmanager
+async def _folder_lock(folder: Path) -> AsyncIterator[None]:
+    """An exclusive ``flock`` on the sandbox's folder, across processes: the store's per-user lock is
+    per process on SQLite, and worker processes share the sandboxes."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        await asyncio.to_thread(fcntl.flock, fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock
 
 
 def _scaled(on_progress: ProgressCallback, low: int, high: int) -> ProgressCallback:

@@ -121,3 +121,29 @@ async def test_a_crashed_sandbox_is_started_again(make_cloud: CloudFactory) -> N
     assert (await cloud.until_running(ada))["event"] == "ready"
     async with ada.get(cloud.at("/api/mastra/x"), headers=JSON) as answer:
         assert answer.status == 200
+
+
+async def test_two_workers_resuming_at_once_start_one_group(tmp_path: Path, template: Path) -> None:
+    """Worker processes each have a provider over the same folders (on SQLite the store's user lock is
+    per process): the folder's lock makes one of them start the sandbox and the other find it running."""
+    first, second = _provider(tmp_path, template), _provider(tmp_path, template)
+    handle = await first.create(_spec(), lambda _: None)
+    try:
+        await first.pause(handle)
+        a, b = await asyncio.gather(
+            first.resume(handle, lambda _: None), second.resume(handle, lambda _: None)
+        )
+        assert a == b
+        assert await _healthy(first, a)
+        app = str(tmp_path / "root" / handle.sandbox_id / "home" / "app.py").encode()
+        running = [p for p in Path("/proc").iterdir() if p.name.isdigit() and _cmdline_has(p, app)]
+        assert len(running) == 1, "one app process for the workspace"
+    finally:
+        await first.kill(handle)
+
+
+def _cmdline_has(proc: Path, text: bytes) -> bool:
+    try:
+        return text in (proc / "cmdline").read_bytes()
+    except OSError:
+        return False
