@@ -5,13 +5,14 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import web
 
 from .config import ConfigError, ProxyConfig
 from .errors import error_response
-from .forward import Forwarder, Timeouts
+from .exchange import Timeouts
+from .forward import Forwarder
 from .headers import TrustedProxies
 from .logs import AccessLog
 from .metrics import Metrics
@@ -25,6 +26,17 @@ METRICS = web.AppKey("proxy_core.metrics", Metrics)
 STAGES: web.AppKey[tuple[Stage[Any], ...]] = web.AppKey("proxy_core.stages")
 
 StageFactory = Callable[[StageContext], Stage[Any]]
+
+S = TypeVar("S", bound=Stage[Any])
+
+
+def find_stage(app: web.Application, cls: type[S]) -> S:
+    """The app's stage of type ``cls`` (the first, if several); :class:`LookupError` when it has none.
+    How a plugin reaches another's stage object without scanning the pipeline itself."""
+    for stage in app[STAGES]:
+        if isinstance(stage, cls):
+            return stage
+    raise LookupError(f"this app has no {cls.name or cls.__name__} stage")
 
 
 def make_context(config: ProxyConfig) -> StageContext:

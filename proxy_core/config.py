@@ -16,9 +16,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from pydantic import AnyHttpUrl, ByteSize, Field, ValidationError
+from pydantic import AnyHttpUrl, BaseModel, ByteSize, ConfigDict, Field, ValidationError
 
-from .stage import StageConfig
+
+class StageConfig(BaseModel):
+    """Base class of every stage's (and shared section's) typed config.
+
+    Unknown keys are errors, so a typo in ``proxy.toml`` is reported instead of silently ignored.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
 
 M = TypeVar("M", bound=StageConfig)
 

@@ -9,16 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
 
 from aiohttp import web
-from multidict import CIMultiDict
-from yarl import URL
 
 from ._upstream import (
-    Origin,
     UpstreamConnection,
     UpstreamConnectionError,
     UpstreamPool,
@@ -27,6 +22,18 @@ from ._upstream import (
 )
 from ._websocket import WebSocketRelay, is_websocket_upgrade
 from .errors import error_response
+from .exchange import (  # re-exported: they were defined here before the WebSocket relay shared them
+    ErrorRenderer as ErrorRenderer,
+)
+from .exchange import (
+    RequestBodyTooLarge,
+    default_error_renderer,
+)
+from .exchange import ResponseTap as ResponseTap
+from .exchange import Timeouts as Timeouts
+from .exchange import Upstream as Upstream
+from .exchange import UpstreamError as UpstreamError
+from .exchange import UpstreamRequest as UpstreamRequest
 from .headers import (
     ClientAddress,
     TrustedProxies,
@@ -53,76 +60,6 @@ OUTCOME = web.RequestKey("proxy_core.outcome", Outcome)
 
 _IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
 _CHUNK = 64 * 1024
-
-
-@dataclass(frozen=True, slots=True)
-class Timeouts:
-    """Upstream timeouts in seconds: ``connect``; ``read``, until the response head arrives; ``idle``,
-    the longest silence between two pieces of a body (``None``: wait forever, for long-lived streams)."""
-
-    connect: float = 10.0
-    read: float = 60.0
-    idle: float | None = 900.0
-
-
-@dataclass(frozen=True, slots=True)
-class Upstream:
-    """A base URL to forward to: its origin plus a path prefix put before the request's own path."""
-
-    origin: Origin
-    prefix: str = ""
-
-    @classmethod
-    def from_url(cls, url: str | URL) -> Upstream:
-        parsed = URL(url)
-        if parsed.scheme not in ("http", "https") or not parsed.host:
-            raise ValueError(f"expected an http:// or https:// URL with a host, got {str(url)!r}")
-        port = parsed.port or (443 if parsed.scheme == "https" else 80)
-        return cls(Origin(parsed.scheme, parsed.host, port), parsed.raw_path.rstrip("/"))
-
-    def __str__(self) -> str:
-        return f"{self.origin.scheme}://{self.origin.netloc}{self.prefix}"
-
-
-@dataclass(slots=True)
-class UpstreamRequest:
-    """What will be sent upstream. Stages may change any field before calling :meth:`Forwarder.send`."""
-
-    origin: Origin
-    target: str  # raw path and query, as sent on the request line
-    method: str
-    headers: CIMultiDict[str]
-    host: str
-    body: bytes | None = None  # None: stream the client's own body
-
-
-class ResponseTap(Protocol):
-    """Watches (and may rewrite) a response as it streams. Used e.g. to read token usage."""
-
-    def on_head(self, status: int, headers: CIMultiDict[str]) -> None: ...
-
-    def on_chunk(self, data: bytes) -> bytes: ...
-
-    def on_end(self) -> bytes: ...
-
-
-class UpstreamError(Exception):
-    """The upstream failed before an answer could start; ``status`` is what the client should get."""
-
-    def __init__(self, status: int, kind: str, message: str) -> None:
-        super().__init__(message)
-        self.status, self.kind, self.message = status, kind, message
-
-
-class RequestBodyTooLarge(Exception):
-    pass
-
-
-ErrorRenderer = Callable[[web.Request, UpstreamError], web.StreamResponse]
-
-
-def default_error_renderer(request: web.Request, error: UpstreamError) -> web.StreamResponse:
-    return error_response(request, error.status, error.message)
 
 
 @dataclass

@@ -9,12 +9,22 @@ Public API (for the sandbox router and the Manage UI):
 * :func:`gateway_activity` — the per-user :class:`Activity` of an app's gateway (listen for batches).
 """
 
-from .activity import Activity, gateway_activity
+from aiohttp import web
+
+from proxy_core import find_stage
+
+from .activity import Activity
 from .cache import KEY_CACHE, KeyCache
 from .keys import KeyLimits, KeyRecord, KeyRejected, display_prefix
 from .ledger import USAGE_WRITER, UsageRow
-from .lifecycle import IssuedKey, KeyExists, KeyListing, KeyService, UserRef, key_service
+from .lifecycle import IssuedKey, KeyExists, KeyListing, KeyService, key_service
 from .stage import VKeyStage
+
+
+def gateway_activity(app: web.Application) -> Activity:
+    """The :class:`Activity` of the app's ``vkey`` stage (raises LookupError when it has none)."""
+    return find_stage(app, VKeyStage).activity
+
 
 __all__ = [
     "KEY_CACHE",
@@ -29,7 +39,6 @@ __all__ = [
     "KeyRejected",
     "KeyService",
     "UsageRow",
-    "UserRef",
     "VKeyStage",
     "display_prefix",
     "gateway_activity",

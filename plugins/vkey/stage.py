@@ -7,7 +7,6 @@ virtual key, not browsers holding a session.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -17,6 +16,7 @@ from datetime import UTC, datetime
 import orjson
 from aiohttp import web
 
+from plugins.auth import user_directory
 from proxy_core import (
     ErrorRenderer,
     Next,
@@ -29,6 +29,7 @@ from proxy_core import (
     error_response,
 )
 from proxy_core.db import BatchWriter, StoreError, database
+from proxy_core.tasks import BackgroundJobs
 
 from .activity import Activity
 from .cache import KEY_CACHE, KeyCache
@@ -50,7 +51,6 @@ _READABLE_ENCODINGS = ("gzip", "deflate", "identity")
 
 class VKeyStage(Stage[VKeyConfig]):
     name = "vkey"
-    config_class = VKeyConfig
 
     def __init__(self, config: VKeyConfig, context: StageContext) -> None:
         super().__init__(config, context)
@@ -58,7 +58,10 @@ class VKeyStage(Stage[VKeyConfig]):
         db = database(context)  # before the writer: resources close in reverse, so it flushes first
         writer = context.resource(USAGE_WRITER, lambda: BatchWriter(db, "usage", COLUMNS))
         self.ledger = UsageLedger(db, writer)
-        self.keys = KeyChecker(db, context.resource(KEY_CACHE, KeyCache), config.key_cache_seconds)
+        cache = context.resource(KEY_CACHE, KeyCache)
+        users = user_directory(context)
+        users.subscribe(lambda changed: cache.forget_user(changed.user.id))
+        self.keys = KeyChecker(db, cache, config.key_cache_seconds, users)
         self.limits = Limits(config.limits, SpendTracker(self.ledger, config.spend_refresh_seconds))
         self.prices = PriceTable(config.prices)
         self.activity = Activity(config.activity_flush_seconds)
@@ -89,12 +92,9 @@ class VKeyStage(Stage[VKeyConfig]):
         )
 
     async def lifespan(self, app: web.Application) -> AsyncIterator[None]:
-        flusher = asyncio.create_task(self.activity.run())
-        try:
+        async with BackgroundJobs(self.name) as jobs:
+            jobs.start("activity", self.activity.run)
             yield
-        finally:
-            flusher.cancel()
-            await asyncio.gather(flusher, return_exceptions=True)
 
     async def readiness(self) -> Readiness:
         missing = sorted(p.name for p in self.providers.values() if p.real_key is None)

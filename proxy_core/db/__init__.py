@@ -1,7 +1,7 @@
 """The database runtime: Postgres (asyncpg) and SQLite behind one small interface, per-owner
 migrations, cross-replica locks and leader election, and batching writers for hot paths."""
 
-from .base import Connection, Leadership, Row, Transaction, lock_id
+from .base import Connection, Leadership, Row, Store, Transaction, lock_id
 from .batch import ActivityWriter, BatchWriter
 from .config import DatabaseConfig
 from .database import DATABASE, Database, database
@@ -38,6 +38,7 @@ __all__ = [
     "QueryError",
     "Row",
     "Source",
+    "Store",
     "StoreError",
     "Transaction",
     "Unavailable",

@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator
 
-from ..stage import StageConfig
+from ..config import StageConfig
 
 Dialect = Literal["postgres", "sqlite"]
 

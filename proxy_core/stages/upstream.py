@@ -11,8 +11,9 @@ from typing import Any
 from aiohttp import web
 from pydantic import AnyHttpUrl, Field
 
-from ..forward import Timeouts, Upstream
-from ..stage import Next, Stage, StageConfig, StageContext
+from ..config import StageConfig
+from ..exchange import Timeouts, Upstream
+from ..stage import Next, Stage, StageContext
 
 
 class UpstreamConfig(StageConfig):
@@ -25,7 +26,6 @@ class UpstreamConfig(StageConfig):
 
 class UpstreamStage(Stage[UpstreamConfig]):
     name = "upstream"
-    config_class = UpstreamConfig
 
     def __init__(self, config: UpstreamConfig, context: StageContext) -> None:
         super().__init__(config, context)
