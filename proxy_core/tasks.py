@@ -58,6 +58,11 @@ class BackgroundJobs:
             await asyncio.sleep(delay)
             delay = min(delay * 2, self.max_backoff)
 
+    async def wait(self, seconds: float) -> None:
+        """Give the running jobs up to ``seconds`` to finish on their own."""
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=seconds)
+
     async def stop(self) -> None:
         """Cancel every job and wait until each has finished its clean-up."""
         tasks = list(self._tasks)

@@ -30,6 +30,7 @@ from .keys import Keys
 from .mail import DeliveryFailed
 from .providers.base import (
     CodeSignIn,
+    DecoyCodes,
     Provider,
     ProviderUnavailable,
     RedirectSignIn,
@@ -267,19 +268,23 @@ class Flows:
         if not _EMAIL.match(email) or len(email) > 254:
             return await self.sign_in_page(request, "Enter a valid email address.")
         client_ip = self.forwarder.client(request).ip
-        if await self.accounts.may_sign_in(email):
-            try:
+        # the same work and the same answers whether or not the address may sign in
+        allowed = await self.accounts.may_sign_in(email)
+        try:
+            if allowed:
                 await self.codes.send_code(email, client_ip)
-            except SignInRefused as exc:
-                return self.problem(request, exc.status, "Please wait", exc.message)
-            except DeliveryFailed:
-                return self.problem(
-                    request,
-                    503,
-                    "Sign-in is unavailable",
-                    "The sign-in code could not be sent. Try again in a minute.",
-                )
-        else:
+            elif isinstance(self.codes, DecoyCodes):
+                await self.codes.send_decoy(email, client_ip)
+        except SignInRefused as exc:
+            return self.problem(request, exc.status, "Please wait", exc.message)
+        except DeliveryFailed:
+            return self.problem(
+                request,
+                503,
+                "Sign-in is unavailable",
+                "The sign-in code could not be sent. Try again in a minute.",
+            )
+        if not allowed:
             log.info("auth: code not sent to %s: not allowed to sign in", email)
         flow = await self._flow(request)
         flow.update(email=email, next=self._next(form.get("next")))

@@ -18,6 +18,7 @@ from .errors import (
     UniqueViolation,
 )
 from .migrations import Migration, OwnerStatus, Source
+from .ratelimit import StoreRateLimiter
 
 __all__ = [
     "DATABASE",
@@ -40,6 +41,7 @@ __all__ = [
     "Source",
     "Store",
     "StoreError",
+    "StoreRateLimiter",
     "Transaction",
     "Unavailable",
     "UniqueViolation",

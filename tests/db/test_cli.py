@@ -26,6 +26,7 @@ def test_upgrade_then_status(db_url: str, tmp_path: Path, capsys: pytest.Capture
         "applied auth 0003_login_codes",
         "applied auth 0004_sso",
         "applied manage 0001_audit_log",
+        "applied proxy_core 0001_rate_limits",
         "applied sandbox_router 0001_sandboxes",
         "applied vkey 0001_virtual_keys",
         "applied vkey 0002_usage",
@@ -40,6 +41,7 @@ def test_upgrade_then_status(db_url: str, tmp_path: Path, capsys: pytest.Capture
     assert lines[1:] == [
         "auth: version 0004, up to date",
         "manage: version 0001, up to date",
+        "proxy_core: version 0001, up to date",
         "sandbox_router: version 0001, up to date",
         "vkey: version 0002, up to date",
     ]

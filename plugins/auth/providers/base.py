@@ -73,6 +73,13 @@ class CodeSignIn(Protocol):
 
 
 @runtime_checkable
+class DecoyCodes(Protocol):
+    """A code provider that can look, from outside, as if it sent a code to any address."""
+
+    async def send_decoy(self, email: str, client_ip: str) -> None: ...
+
+
+@runtime_checkable
 class SessionKeeper(Protocol):
     """A provider whose tokens need refreshing while our session lives, and a remote logout."""
 
