@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
-from .config import ConfigError, ProxyConfig
+from .config import ConfigError, ProxyConfig, StageSpec
 from .errors import error_response
 from .exchange import Timeouts
 from .forward import Forwarder
@@ -59,14 +59,22 @@ def build_stages(context: StageContext) -> list[Stage[Any]]:
             cls = load_stage_class(spec.name)
         except UnknownStageError as exc:
             raise ConfigError(config.file, spec.table, "stage", str(exc)) from None
-        stage_config = config.stage_config(spec, cls.config_class)
-        try:
-            stages.append(cls(stage_config, context))
-        except ConfigError:
-            raise
-        except (ValueError, OSError) as exc:
-            raise ConfigError(config.file, spec.table, "", str(exc)) from None
+        stages.append(build_stage(context, cls, spec))
     return stages
+
+
+def build_stage(context: StageContext, cls: type[S], spec: StageSpec) -> S:
+    """One stage from its raw table: the config validated, the stage constructed, and any error
+    raised as a :class:`ConfigError` naming the file and the table (the path every stage takes,
+    from ``proxy.toml`` or from :func:`proxy_core.testing.stage`)."""
+    config = context.config
+    stage_config = config.stage_config(spec, cls.config_class)
+    try:
+        return cls(stage_config, context)
+    except ConfigError:
+        raise
+    except (ValueError, OSError) as exc:
+        raise ConfigError(config.file, spec.table, "", str(exc)) from None
 
 
 def create_app(

@@ -33,7 +33,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     config = load_config(args.config)
     setup_logging(config.server.log_level, config.server.log_format)
-    serve(args.config)
+    serve(args.config, config)
     return 0
 
 

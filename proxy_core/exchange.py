@@ -79,6 +79,42 @@ class RequestBodyTooLarge(Exception):
     pass
 
 
+@dataclass(frozen=True, slots=True)
+class BodyLimit:
+    """The one rule for request bodies (``[server] max_body_size``; 0: none): a body declared or
+    found larger is refused with 413 and this message, whoever reads it (the forwarder streaming it,
+    a stage reading it whole)."""
+
+    max_size: int = 0
+
+    @property
+    def message(self) -> str:
+        return f"The request body is larger than {self.max_size} bytes."
+
+    def declared_too_large(self, request: web.BaseRequest) -> bool:
+        """The request's ``Content-Length`` is over the limit."""
+        return bool(self.max_size) and (request.content_length or 0) > self.max_size
+
+    def exceeded(self, size: int) -> bool:
+        return bool(self.max_size) and size > self.max_size
+
+    async def read(self, request: web.BaseRequest) -> bytes | None:
+        """The whole body, or ``None`` as soon as it is over the limit (the rest is not read)."""
+        if self.declared_too_large(request):
+            return None
+        chunks, size = [], 0
+        while chunk := await request.content.readany():
+            size += len(chunk)
+            if self.exceeded(size):
+                return None
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def refuse(self, request: web.Request) -> web.Response:
+        """The 413 in the proxy's own shape (HTML for browsers, JSON for the rest)."""
+        return error_response(request, 413, self.message)
+
+
 ErrorRenderer = Callable[[web.Request, UpstreamError], web.StreamResponse]
 
 

@@ -21,13 +21,13 @@ from ._upstream import (
     UpstreamTimeout,
 )
 from ._websocket import WebSocketRelay, is_websocket_upgrade
-from .errors import error_response
-from .exchange import (  # re-exported: they were defined here before the WebSocket relay shared them
-    ErrorRenderer as ErrorRenderer,
-)
 from .exchange import (
+    BodyLimit,
     RequestBodyTooLarge,
     default_error_renderer,
+)
+from .exchange import (  # re-exported: they were defined here before the WebSocket relay shared them
+    ErrorRenderer as ErrorRenderer,
 )
 from .exchange import ResponseTap as ResponseTap
 from .exchange import Timeouts as Timeouts
@@ -71,8 +71,12 @@ class Forwarder:
     timeouts: Timeouts = field(default_factory=Timeouts)
     metrics: Metrics = field(default_factory=Metrics)
     ssl_context: ssl.SSLContext | None = None  # for https upstreams; None: the system's CA bundle
+    body_limit: BodyLimit = field(init=False)
     _pool: UpstreamPool | None = field(default=None, init=False, repr=False)
     _websockets: WebSocketRelay | None = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.body_limit = BodyLimit(self.max_body_size)
 
     @property
     def pool(self) -> UpstreamPool:
@@ -143,19 +147,15 @@ class Forwarder:
             if self._websockets is None:
                 self._websockets = WebSocketRelay(self.metrics, self.ssl_context)
             return await self._websockets.relay(request, outgoing, stage, limits, on_error)
-        if (
-            outgoing.body is None
-            and self.max_body_size
-            and (request.content_length or 0) > self.max_body_size
-        ):
-            return self._too_large(request)
+        if outgoing.body is None and self.body_limit.declared_too_large(request):
+            return self.body_limit.refuse(request)
         try:
             conn, sender = await self._exchange(request, outgoing, limits)
         except UpstreamError as exc:
             self.metrics.upstream_errors.inc((stage, exc.kind))
             return on_error(request, exc)
         except RequestBodyTooLarge:
-            return self._too_large(request)
+            return self.body_limit.refuse(request)
         try:
             if tap is None and conn.complete and not conn.head_only and conn.status not in (204, 304):
                 length = _content_length(conn.headers)
@@ -173,9 +173,6 @@ class Forwarder:
                 self.pool.release(conn)
             else:
                 conn.abort()
-
-    def _too_large(self, request: web.Request) -> web.Response:
-        return error_response(request, 413, f"The request body is larger than {self.max_body_size} bytes.")
 
     async def _exchange(
         self, request: web.Request, outgoing: UpstreamRequest, limits: Timeouts
@@ -240,11 +237,11 @@ class Forwarder:
 
     async def _send_body(self, request: web.Request, conn: UpstreamConnection, chunked: bool) -> None:
         """Copy the client's body upstream, waiting on the upstream socket's buffer (back-pressure)."""
-        limit, sent = self.max_body_size, 0
+        limit, sent = self.body_limit, 0
         try:
             while chunk := await request.content.readany():
                 sent += len(chunk)
-                if limit and sent > limit:
+                if limit.exceeded(sent):
                     raise RequestBodyTooLarge()
                 if chunked:
                     conn.write_chunk(chunk)

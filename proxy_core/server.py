@@ -141,9 +141,10 @@ def run(main: Callable[[], Coroutine[Any, Any, None]], use_uvloop: bool) -> None
     asyncio.run(main())
 
 
-def serve(config_path: str) -> None:
-    """``shmastra-cloud serve``: one worker in this process, or a supervisor of N workers."""
-    config = load_config(config_path)
+def serve(config_path: str, config: ProxyConfig | None = None) -> None:
+    """The ``serve`` command: one worker in this process, or a supervisor of N workers (each of which
+    reads ``config_path`` itself). ``config``: already loaded from ``config_path``, not read again."""
+    config = config or load_config(config_path)
     workers = config.server.workers
     if workers == 1:
         run(lambda: serve_app(create_app(config), config), config.server.uvloop)
