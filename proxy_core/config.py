@@ -84,13 +84,17 @@ class ProxyConfig:
     pipeline: tuple[StageSpec, ...]
     sections: Mapping[str, Mapping[str, Any]]
     from_env: frozenset[str] = frozenset()
+    defaults: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    """The embedding application's defaults for shared sections (``{"database": {"url": ...}}``),
+    under whatever the file itself says."""
     _parsed: dict[str, StageConfig] = field(default_factory=dict, repr=False, compare=False)
 
     def section(self, name: str, model: type[M]) -> M:
         """A shared section such as ``[database]``, validated against ``model`` (cached per name)."""
         cached = self._parsed.get(name)
         if cached is None:
-            cached = validate(model, self.sections.get(name, {}), self.file, f"[{name}]", name, self.from_env)
+            table = {**self.defaults.get(name, {}), **self.sections.get(name, {})}
+            cached = validate(model, table, self.file, f"[{name}]", name, self.from_env)
             self._parsed[name] = cached
         if not isinstance(cached, model):
             raise TypeError(f"section [{name}] was already read as {type(cached).__name__}")
@@ -100,17 +104,27 @@ class ProxyConfig:
         return validate(model, spec.options, self.file, spec.table, f"pipeline.{spec.index}", self.from_env)
 
 
-def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> ProxyConfig:
-    """Read, interpolate and validate ``path``. Raises :class:`ConfigError` naming file, table and key."""
+def load_config(
+    path: str | os.PathLike[str],
+    env: Mapping[str, str] | None = None,
+    defaults: Mapping[str, Mapping[str, Any]] | None = None,
+) -> ProxyConfig:
+    """Read, interpolate and validate ``path``. Raises :class:`ConfigError` naming file, table and key.
+    ``defaults``: the embedding application's defaults for shared sections."""
     file = str(path)
     try:
         raw = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(file, "", "", f"cannot read the file: {exc.strerror or exc}") from None
-    return parse_config(raw, file, os.environ if env is None else env)
+    return parse_config(raw, file, os.environ if env is None else env, defaults)
 
 
-def parse_config(text: str, file: str, env: Mapping[str, str]) -> ProxyConfig:
+def parse_config(
+    text: str,
+    file: str,
+    env: Mapping[str, str],
+    defaults: Mapping[str, Mapping[str, Any]] | None = None,
+) -> ProxyConfig:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -134,7 +148,7 @@ def parse_config(text: str, file: str, env: Mapping[str, str]) -> ProxyConfig:
     for name, section in data.items():
         if not isinstance(section, dict):
             raise ConfigError(file, "", name, "top-level keys must be tables such as [database]")
-    return ProxyConfig(file, server, tuple(specs), data, frozenset(from_env))
+    return ProxyConfig(file, server, tuple(specs), data, frozenset(from_env), defaults or {})
 
 
 def validate(

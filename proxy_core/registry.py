@@ -35,7 +35,13 @@ def load_stage_class(name: str) -> type[Stage[Any]]:
             raise UnknownStageError(
                 f"unknown stage '{name}'; installed stages: {known} (or give a 'package.module:Class' path)"
             )
-        target = matches[0].load()
+        try:
+            target = matches[0].load()
+        except ImportError as exc:
+            raise UnknownStageError(
+                f"stage '{name}' is installed but cannot be loaded: {exc} "
+                "(is the extra that brings its dependencies installed?)"
+            ) from None
     if not (isinstance(target, type) and issubclass(target, Stage)):
         raise UnknownStageError(f"'{name}' is not a proxy_core Stage subclass")
     if ":" not in name and target.name != name:

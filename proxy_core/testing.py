@@ -54,7 +54,7 @@ def make_app(stages: Sequence[StageFactory], config: ProxyConfig | str | None = 
 @asynccontextmanager
 async def run_proxy(app: web.Application, config: ProxyConfig | None = None) -> AsyncIterator[URL]:
     """Serve ``app`` on a free loopback port with the production runner (the same error pages, limits
-    and client-disconnect handling as ``shmastra-cloud serve``) and yield its base URL."""
+    and client-disconnect handling as the ``serve`` command) and yield its base URL."""
     config = config or app[CONFIG]
     runner = runner_for(app, config)
     await runner.setup()

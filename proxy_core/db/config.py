@@ -22,7 +22,8 @@ class DatabaseConfig(StageConfig):
     ``sqlite:////absolute/path.db`` (relative paths are resolved against the current directory).
     """
 
-    url: str = "sqlite:///data/shmastra.db"
+    url: str = "sqlite:///data/proxy.db"
+    """An embedding application sets its own default (``proxy_core.cli.main(defaults=...)``)."""
     min_pool_size: int = Field(1, ge=0, le=1000)
     max_pool_size: int = Field(10, ge=1, le=1000)
     connect_timeout: float = Field(5.0, gt=0)
@@ -67,7 +68,7 @@ def target(url: str) -> Target:
             raise ValueError("a SQLite URL has no host: sqlite:///relative/path.db or sqlite:////abs/path.db")
         raw = parts.path[1:] if parts.path.startswith("/") else parts.path
         if not raw:
-            raise ValueError("the SQLite URL names no file: sqlite:///data/shmastra.db")
+            raise ValueError("the SQLite URL names no file: sqlite:///data/store.db")
         path = Path(raw).expanduser().absolute()
         return Target("sqlite", str(path), path)
     raise ValueError("the URL must start with postgresql:// (or postgres://) or sqlite:///")

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("proxy_core", "plugins")
+PACKAGES = ("proxy_core", "plugins", "shmastra_cloud")
 
 
 @dataclass(frozen=True, slots=True)
