@@ -268,13 +268,14 @@ class Flows:
         if not _EMAIL.match(email) or len(email) > 254:
             return await self.sign_in_page(request, "Enter a valid email address.")
         client_ip = self.forwarder.client(request).ip
+        flow = await self._flow(request)
         # the same work and the same answers whether or not the address may sign in
         allowed = await self.accounts.may_sign_in(email)
         try:
             if allowed:
-                await self.codes.send_code(email, client_ip)
+                await self.codes.send_code(email, client_ip, flow["id"])
             elif isinstance(self.codes, DecoyCodes):
-                await self.codes.send_decoy(email, client_ip)
+                await self.codes.send_decoy(email, client_ip, flow["id"])
         except SignInRefused as exc:
             return self.problem(request, exc.status, "Please wait", exc.message)
         except DeliveryFailed:
@@ -286,7 +287,6 @@ class Flows:
             )
         if not allowed:
             log.info("auth: code not sent to %s: not allowed to sign in", email)
-        flow = await self._flow(request)
         flow.update(email=email, next=self._next(form.get("next")))
         response = pages.enter_code(
             prefix=self.prefix, csrf=csrf.derive(self.keys.csrf, "pre:" + flow["id"]), email=email
@@ -299,12 +299,16 @@ class Flows:
             return error_response(request, 404, "Email codes are not enabled.")
         form = await request.post()
         flow = await self.cookies.flow(request)
-        email = flow.get("email")
-        if not await self._csrf_ok(request, form) or not isinstance(email, str):
+        email, flow_id = flow.get("email"), flow.get("id")
+        if (
+            not await self._csrf_ok(request, form)
+            or not isinstance(email, str)
+            or not isinstance(flow_id, str)
+        ):
             return await self.sign_in_page(request, "The form expired. Please start again.")
         code = str(form.get("code", ""))
         try:
-            who = await self.codes.verify_code(email, code, self.forwarder.client(request).ip)
+            who = await self.codes.verify_code(email, code, self.forwarder.client(request).ip, flow_id)
         except SignInRefused as exc:
             token = csrf.derive(self.keys.csrf, "pre:" + str(flow["id"]))
             return pages.enter_code(

@@ -17,6 +17,7 @@ ALL = [
     ("auth", 2, "sessions"),
     ("auth", 3, "login_codes"),
     ("auth", 4, "sso"),
+    ("auth", 5, "login_codes_per_flow"),
     ("manage", 1, "audit_log"),
     ("proxy_core", 1, "rate_limits"),
     ("sandbox_router", 1, "sandboxes"),
@@ -41,7 +42,7 @@ async def test_upgrade_from_empty_then_no_op(make_db: MakeDatabase) -> None:
     assert [(r["owner"], r["version"], r["name"]) for r in rows] == ALL
     status = {owner.owner: owner for owner in await db.migration_status()}
     assert {name: s.version for name, s in status.items()} == {
-        "auth": 4,
+        "auth": 5,
         "manage": 1,
         "proxy_core": 1,
         "sandbox_router": 1,

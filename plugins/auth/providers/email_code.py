@@ -10,8 +10,9 @@ delivery happens after the answer, so neither its time nor its failure shows.
 
 Limits live in the store too (every worker and replica counts against one limit; a restart resets
 nothing): sends per client IP, sends per address *from one IP* with an exponential back-off between
-them, and guesses per client IP. No limit is per address alone, so asking for codes to someone
-else's address from elsewhere never locks that person out; it only replaces their pending code.
+them, and guesses per client IP. No limit is per address alone, and a code belongs to the browser
+flow that asked for it, so asking for codes to someone else's address from elsewhere neither locks
+that person out nor voids the code they are about to type.
 """
 
 from __future__ import annotations
@@ -63,15 +64,15 @@ class EmailCodeProvider:
     def _digest(self, email: str, code: str) -> str:
         return hmac.new(self._key, f"{email}\0{code}".encode(), hashlib.sha256).hexdigest()
 
-    async def send_code(self, email: str, client_ip: str) -> None:
-        """Charge the limits, store a new code for ``email`` and deliver it."""
-        await self._issue(email, client_ip, deliver=True)
+    async def send_code(self, email: str, client_ip: str, flow: str) -> None:
+        """Charge the limits, store a new code of ``flow`` for ``email`` and deliver it."""
+        await self._issue(email, client_ip, flow, deliver=True)
 
-    async def send_decoy(self, email: str, client_ip: str) -> None:
+    async def send_decoy(self, email: str, client_ip: str, flow: str) -> None:
         """What :meth:`send_code` does for an address that may not sign in, minus the delivery."""
-        await self._issue(email, client_ip, deliver=False)
+        await self._issue(email, client_ip, flow, deliver=False)
 
-    async def _issue(self, email: str, client_ip: str, *, deliver: bool) -> None:
+    async def _issue(self, email: str, client_ip: str, flow: str, *, deliver: bool) -> None:
         email = email.lower()
         _refuse_unless(
             await self._sends_per_ip.hit(client_ip),
@@ -80,7 +81,11 @@ class EmailCodeProvider:
         )
         code = f"{secrets.randbelow(1_000_000):06d}"
         await self.codes.put(
-            email, self._digest(email, code), ttl=self.config.code_ttl, attempts=self.config.max_attempts
+            email,
+            flow,
+            self._digest(email, code),
+            ttl=self.config.code_ttl,
+            attempts=self.config.max_attempts,
         )
         if not deliver:
             return
@@ -97,19 +102,19 @@ class EmailCodeProvider:
 
         self._deliveries.start("send", deliver_now, restart=False)
 
-    async def verify_code(self, email: str, code: str, client_ip: str) -> SignedIn:
+    async def verify_code(self, email: str, code: str, client_ip: str, flow: str) -> SignedIn:
         email = email.lower()
         _refuse_unless(await self._verifies_per_ip.hit(client_ip), Decision(True), "Too many attempts.")
-        pending = await self.codes.get(email)
+        pending = await self.codes.get(email, flow)
         if pending is None:
             raise SignInRefused(EXPIRED, 400)
         digest = self._digest(email, code.strip())
         if hmac.compare_digest(pending.digest, digest):
             # the DELETE decides: of concurrent verifications of this code, exactly one gets the row
-            if await self.codes.consume(email, digest):
+            if await self.codes.consume(email, flow, digest):
                 return SignedIn(f"email:{email}", email)
             raise SignInRefused(EXPIRED, 400)
-        left = await self.codes.miss(email)
+        left = await self.codes.miss(email, flow)
         if left is None:
             raise SignInRefused(EXPIRED, 400)
         if left <= 0:

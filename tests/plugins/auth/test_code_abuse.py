@@ -16,7 +16,7 @@ from aiohttp.test_utils import TestServer
 
 from proxy_core.testing import echo_app
 
-from .kit import HTML, SECRET, Proxy, email_sign_in, enter_code, hidden, proxy, whoami
+from .kit import HTML, SECRET, Proxy, email_sign_in, enter_code, hidden, mailbox_code, proxy, whoami
 
 TRUST_LOOPBACK = 'trusted_proxies = ["127.0.0.1/32"]'
 
@@ -155,3 +155,18 @@ async def test_replicas_count_sends_and_guesses_together(
         _, page = await ask(b, one, "ann@example.com")
         statuses = [(await enter_code(b, px, page, "000000")).status for px in (one, two, one)]
         assert statuses == [400, 400, 429]
+
+
+async def test_codes_asked_from_elsewhere_neither_void_nor_use_up_the_victims_code(
+    upstream: TestServer, sqlite_url: str, tmp_path: Path
+) -> None:
+    async with proxy(upstream, sqlite_url, server=TRUST_LOOPBACK, **options(tmp_path, max_attempts=2)) as px:
+        async with browser_at("198.51.100.7") as ann, browser_at("203.0.113.66") as attacker:
+            _, page = await ask(ann, px, "ann@example.com")
+            code = mailbox_code(tmp_path / "mail", "ann@example.com")
+            _, theirs = await ask(attacker, px, "ann@example.com")  # a new code, of the attacker's flow
+            for _ in range(3):  # and guesses against it, until it is void
+                assert (await enter_code(attacker, px, theirs, "000000")).status == 400
+            response = await enter_code(ann, px, page, code)  # Ann's code is still hers, unspent
+            assert response.status == 303
+            assert (await whoami(ann, px) or {})["email"] == "ann@example.com"
