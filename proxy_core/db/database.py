@@ -137,11 +137,6 @@ class Database:
     async def fetchval(self, sql: str, *args: Any) -> Any:
         return await self._backend.fetchval(sql, *args)
 
-    async def execute_script(self, sql: str) -> None:
-        """Run several ``;``-separated statements without parameters, in one transaction."""
-        async with self.transaction() as tx:
-            await tx.execute_script(sql)
-
     def transaction(self) -> AbstractAsyncContextManager[Transaction]:
         """``async with db.transaction() as tx:`` — statements on ``tx`` commit or roll back together.
 
