@@ -3,8 +3,9 @@
 Every change goes through here, so the rules hold whoever makes it: disabling a user (or enabling
 one) revokes their sessions in the same transaction, so a re-enabled user starts clean and no old
 session revives; each change is announced to subscribers (the auth stage drops its cached sessions,
-vkey its cached keys), so in this process it takes effect at once. Other processes see it within
-their caches' lifetimes (``session_cache_seconds``, ``key_cache_seconds``).
+vkey its cached keys), so in this process it takes effect at once; other processes see it within
+their caches' lifetimes (``session_cache_seconds``, ``key_cache_seconds``). A role a sign-in brings
+is announced too; a user created by their first sign-in is not (nothing is cached about them yet).
 """
 
 from __future__ import annotations

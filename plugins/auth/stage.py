@@ -53,7 +53,7 @@ class AuthStage(Stage[AuthConfig]):
         self.db = database(context)
         self.sessions = Sessions(self.db, lifetime=config.session_lifetime, idle=config.idle_timeout)
         self.directory = user_directory(context)
-        self.accounts = Accounts(self.db, config)
+        self.accounts = Accounts(self.db, config, self.directory)
         self.forwarder = context.forwarder
         self.cookies = Cookies(
             self.keys.cookie,

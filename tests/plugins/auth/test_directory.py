@@ -104,3 +104,17 @@ async def test_listeners_hear_every_change_and_one_failing_does_not_silence_the_
     with pytest.raises(NotFound):
         await directory.set_disabled("nobody@example.com", True)
     assert len(heard) == 5  # nothing happened, nothing announced
+
+
+async def test_a_role_a_sign_in_brings_is_announced(
+    upstream: TestServer, db_url: str, tmp_path: Path
+) -> None:
+    async with proxy(upstream, db_url, **options(tmp_path, admins=["boss@example.com"])) as px:
+        directory = px.app[USER_DIRECTORY]
+        await directory.create("boss@example.com")  # added as a member before the list named them
+        heard: list[tuple[str, str]] = []
+        directory.subscribe(lambda event: heard.append((event.user.email, event.change)))
+        async with browser() as b:
+            await email_sign_in(b, px, tmp_path / "mail", "boss@example.com")
+            assert (await whoami(b, px) or {})["role"] == "admin"
+        assert heard == [("boss@example.com", "role")]
