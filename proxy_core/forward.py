@@ -26,9 +26,9 @@ from .exchange import (
     RequestBodyTooLarge,
     default_error_renderer,
 )
-from .exchange import (  # re-exported: they were defined here before the WebSocket relay shared them
-    ErrorRenderer as ErrorRenderer,
-)
+
+# Defined in .exchange (shared with the WebSocket relay); still importable from here, where they were.
+from .exchange import ErrorRenderer as ErrorRenderer
 from .exchange import ResponseTap as ResponseTap
 from .exchange import Timeouts as Timeouts
 from .exchange import Upstream as Upstream
