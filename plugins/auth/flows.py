@@ -111,18 +111,21 @@ class Flows:
             return handle
 
         declared = [
-            web.route(method, self.prefix + sub, guarded(handler))
+            web.get(self.prefix + sub, guarded(handler))  # and HEAD
+            if method == "GET"
+            else web.route(method, self.prefix + sub, guarded(handler))
             for (method, sub), handler in self._table.items()
         ]
         return [*declared, web.route("*", self.prefix + "{rest:(/.*)?}", self._elsewhere)]
 
     async def _elsewhere(self, request: web.Request) -> web.StreamResponse:
         sub = request.path[len(self.prefix) :]
-        allowed = sorted(m for m, path in self._table if path == sub)
-        if allowed:
-            if "GET" in allowed:
-                allowed.append("HEAD")
-            return error_response(request, 405, "Method not allowed.", headers={"Allow": ", ".join(allowed)})
+        methods = {m for m, path in self._table if path == sub}
+        if "GET" in methods:
+            methods.add("HEAD")
+        if methods:
+            allow = ", ".join(sorted(methods))
+            return error_response(request, 405, "Method not allowed.", headers={"Allow": allow})
         return error_response(request, 404, "Nothing is served at this address.")
 
     def problem(self, request: web.Request, status: int, title: str, message: str) -> web.StreamResponse:
