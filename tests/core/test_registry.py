@@ -9,6 +9,7 @@ from importlib.metadata import EntryPoint
 import pytest
 
 from proxy_core import ConfigError, Stage, StageConfig, StageContext, build_stages, make_context
+from proxy_core.cli import build_parser
 from proxy_core.registry import ENTRY_POINT_GROUP, UnknownStageError, installed_stages, load_stage_class
 from proxy_core.testing import config_from_toml, make_app, stage
 
@@ -70,3 +71,21 @@ def test_tests_build_stages_by_the_production_path(build: str) -> None:
             make_app([stage(Fussy, colour="red")])
     assert str(caught.value).endswith("only blue will do, not red")
     assert "[[pipeline]] #" in str(caught.value)
+
+
+def test_a_stage_whose_dependencies_are_missing_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    def fake(group: str) -> list[EntryPoint]:
+        return [EntryPoint("heavy", "tests.core.needs_missing_dependency:Heavy", group)]
+
+    monkeypatch.setattr("proxy_core.registry.entry_points", fake)
+    with pytest.raises(UnknownStageError, match=r"stage 'heavy' is installed but cannot be loaded: .*extra"):
+        load_stage_class("heavy")
+
+
+def test_a_command_whose_dependencies_are_missing_is_left_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    def fake(group: str) -> list[EntryPoint]:
+        return [EntryPoint("heavy", "tests.core.needs_missing_dependency:register", group)]
+
+    monkeypatch.setattr("proxy_core.cli.entry_points", fake)
+    usage = build_parser("acme").format_help()
+    assert "serve" in usage and "heavy" not in usage
