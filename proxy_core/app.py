@@ -14,9 +14,10 @@ from .errors import error_response
 from .exchange import Timeouts
 from .forward import Forwarder
 from .headers import TrustedProxies
-from .logs import AccessLog
+from .logs import AccessLog, resolve_format
 from .metrics import Metrics
 from .ops import Ops
+from .redact import redact_values
 from .registry import UnknownStageError, load_stage_class
 from .stage import Next, Resource, Stage, StageContext
 
@@ -39,7 +40,7 @@ def find_stage(app: web.Application, cls: type[S]) -> S:
     raise LookupError(f"this app has no {cls.name or cls.__name__} stage")
 
 
-def make_context(config: ProxyConfig) -> StageContext:
+def make_context(config: ProxyConfig, *, checking: bool = False) -> StageContext:
     metrics = Metrics()
     forwarder = Forwarder(
         trusted_proxies=TrustedProxies(config.server.trusted_proxies),
@@ -47,7 +48,7 @@ def make_context(config: ProxyConfig) -> StageContext:
         timeouts=Timeouts(),
         metrics=metrics,
     )
-    return StageContext(config, forwarder, metrics)
+    return StageContext(config, forwarder, metrics, checking=checking)
 
 
 def build_stages(context: StageContext) -> list[Stage[Any]]:
@@ -74,7 +75,8 @@ def build_stage(context: StageContext, cls: type[S], spec: StageSpec) -> S:
     except ConfigError:
         raise
     except (ValueError, OSError) as exc:
-        raise ConfigError(config.file, spec.table, "", str(exc)) from None
+        problem = redact_values(str(exc), (v for v in config.env_values if len(v) >= 3))
+        raise ConfigError(config.file, spec.table, "", problem) from None
 
 
 def create_app(
@@ -87,7 +89,10 @@ def create_app(
     """The application for ``config``. ``stages`` replaces the ``[[pipeline]]`` list (library use, tests)."""
     context = make_context(config)
     pipeline = build_stages(context) if stages is None else [factory(context) for factory in stages]
-    access_log = AccessLog() if config.server.access_log else None
+    for stage in pipeline:
+        context.forwarder.owned |= stage.owned_credentials()
+    human = resolve_format(config.server.log_format) == "text"
+    access_log = AccessLog(human=human) if config.server.access_log else None
     ops = Ops(pipeline, context, access_log, worker=worker, snapshot_dir=snapshot_dir)
     middleware = Pipeline([ops, *pipeline])
     app = web.Application(middlewares=[middleware], client_max_size=int(config.server.max_body_size) or 2**62)

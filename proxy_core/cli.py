@@ -18,6 +18,7 @@ from typing import Any
 from .app import build_stages, make_context
 from .config import ConfigError, load_config
 from .logs import setup_logging
+from .redact import redact
 from .registry import UnknownStageError
 from .server import ListenError
 
@@ -45,7 +46,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _check(args: argparse.Namespace) -> int:
     config = load_config(args.config, defaults=args.config_defaults)
-    stages = build_stages(make_context(config))
+    stages = build_stages(make_context(config, checking=True))
     names = ", ".join(stage.name or type(stage).__name__ for stage in stages) or "none"
     print(f"{args.config}: OK ({len(stages)} stages: {names})")
     return 0
@@ -89,7 +90,7 @@ def main(
     try:
         code: int = args.func(args)
     except (ConfigError, UnknownStageError, ListenError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {redact(str(exc))}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

@@ -18,6 +18,9 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import AnyHttpUrl, BaseModel, ByteSize, ConfigDict, Field, ValidationError
 
+from .paths import BASE_DIR
+from .redact import redact, redact_values, remember
+
 
 class StageConfig(BaseModel):
     """Base class of every stage's (and shared section's) typed config.
@@ -37,6 +40,8 @@ class ConfigError(Exception):
     """A configuration problem, with enough context to fix it without reading code."""
 
     def __init__(self, file: str, table: str, key: str, problem: str) -> None:
+        # whatever raised it, no remembered secret is ever shown (a stage named "${X}" is in ``table``)
+        table, problem = redact(table), redact(problem)
         self.file, self.table, self.key, self.problem = file, table, key, problem
         where = f"{file}: {table}" if table else file
         if key:
@@ -59,7 +64,7 @@ class ServerConfig(StageConfig):
     shutdown_timeout: float = Field(30.0, ge=0)
     access_log: bool = True
     log_level: Literal["debug", "info", "warning", "error"] = "info"
-    log_format: Literal["json", "text"] = "json"
+    log_format: Literal["auto", "json", "text"] = "auto"
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +89,9 @@ class ProxyConfig:
     pipeline: tuple[StageSpec, ...]
     sections: Mapping[str, Mapping[str, Any]]
     from_env: frozenset[str] = frozenset()
+    """Dotted paths (``pipeline.0.cookie_secret``) whose values came from the environment."""
+    env_values: frozenset[str] = field(default=frozenset(), repr=False)
+    """The values themselves, so messages can leave them out."""
     defaults: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     """The embedding application's defaults for shared sections (``{"database": {"url": ...}}``),
     under whatever the file itself says."""
@@ -94,14 +102,15 @@ class ProxyConfig:
         cached = self._parsed.get(name)
         if cached is None:
             table = {**self.defaults.get(name, {}), **self.sections.get(name, {})}
-            cached = validate(model, table, self.file, f"[{name}]", name, self.from_env)
+            cached = validate(model, table, self.file, f"[{name}]", name, self.from_env, self.env_values)
             self._parsed[name] = cached
         if not isinstance(cached, model):
             raise TypeError(f"section [{name}] was already read as {type(cached).__name__}")
         return cached
 
     def stage_config(self, spec: StageSpec, model: type[M]) -> M:
-        return validate(model, spec.options, self.file, spec.table, f"pipeline.{spec.index}", self.from_env)
+        where = f"pipeline.{spec.index}"
+        return validate(model, spec.options, self.file, spec.table, where, self.from_env, self.env_values)
 
 
 def load_config(
@@ -130,9 +139,12 @@ def parse_config(
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(file, "", "", f"not valid TOML: {exc}") from None
     from_env: set[str] = set()
-    data = _interpolate(data, file, "", env, from_env)
+    values: set[str] = set()
+    data = _interpolate(data, file, "", env, from_env, values)
+    remember(values)
+    env_paths, env_values = frozenset(from_env), frozenset(values)
 
-    server = validate(ServerConfig, data.pop("server", {}), file, "[server]", "server", frozenset(from_env))
+    server = validate(ServerConfig, data.pop("server", {}), file, "[server]", "server", env_paths, env_values)
     pipeline_raw = data.pop("pipeline", [])
     if not isinstance(pipeline_raw, list) or not all(isinstance(t, dict) for t in pipeline_raw):
         raise ConfigError(file, "[[pipeline]]", "", 'expected an array of tables: [[pipeline]] stage = "..."')
@@ -148,7 +160,7 @@ def parse_config(
     for name, section in data.items():
         if not isinstance(section, dict):
             raise ConfigError(file, "", name, "top-level keys must be tables such as [database]")
-    return ProxyConfig(file, server, tuple(specs), data, frozenset(from_env), defaults or {})
+    return ProxyConfig(file, server, tuple(specs), data, env_paths, env_values, defaults or {})
 
 
 def validate(
@@ -158,16 +170,25 @@ def validate(
     where: str,
     path: str,
     from_env: frozenset[str] = frozenset(),
+    env_values: frozenset[str] = frozenset(),
 ) -> M:
-    """Validate one table, turning the first pydantic error into a :class:`ConfigError`."""
+    """Validate one table, turning the first pydantic error into a :class:`ConfigError`.
+
+    The offending value is echoed only when nothing in it came from the environment: not the key's
+    own value, nor any value inside it (a misspelt table holding ``password = "${X}"``), nor the
+    table a model-level check looked at. Messages a validator wrote are scrubbed of those values too.
+    """
     try:
-        return model.model_validate(dict(table))
+        return model.model_validate(dict(table), context={BASE_DIR: Path(file).absolute().parent})
     except ValidationError as exc:
         error = exc.errors(include_url=False)[0]
         key = ".".join(str(part) for part in error["loc"])
         problem = _describe(error)
-        if f"{path}.{key}" not in from_env and error["type"] != "missing" and "input" in error:
+        full = f"{path}.{key}" if key else path
+        tainted = any(p == full or p.startswith(full + ".") or full.startswith(p + ".") for p in from_env)
+        if not tainted and error["type"] != "missing" and "input" in error:
             problem += f" (got {error['input']!r})"
+        problem = redact_values(problem, (v for v in env_values if len(v) >= 3))
         raise ConfigError(file, where, key, problem) from None
 
 
@@ -192,7 +213,9 @@ def _table_and_key(path: str) -> tuple[str, str]:
     return f"[{parts[0]}]", ".".join(parts[1:])
 
 
-def _interpolate(value: Any, file: str, path: str, env: Mapping[str, str], from_env: set[str]) -> Any:
+def _interpolate(
+    value: Any, file: str, path: str, env: Mapping[str, str], from_env: set[str], values: set[str]
+) -> Any:
     if isinstance(value, str):
         if "$" not in value:
             return value
@@ -203,6 +226,7 @@ def _interpolate(value: Any, file: str, path: str, env: Mapping[str, str], from_
             name, default = match.group(1), match.group(2)
             from_env.add(path)
             if name in env:
+                values.add(env[name])
                 return env[name]
             if default is not None:
                 return default
@@ -217,8 +241,9 @@ def _interpolate(value: Any, file: str, path: str, env: Mapping[str, str], from_
         return _ENV_REF.sub(substitute, value)
     if isinstance(value, dict):
         return {
-            k: _interpolate(v, file, f"{path}.{k}" if path else k, env, from_env) for k, v in value.items()
+            k: _interpolate(v, file, f"{path}.{k}" if path else k, env, from_env, values)
+            for k, v in value.items()
         }
     if isinstance(value, list):
-        return [_interpolate(v, file, f"{path}.{i}", env, from_env) for i, v in enumerate(value)]
+        return [_interpolate(v, file, f"{path}.{i}", env, from_env, values) for i, v in enumerate(value)]
     return value

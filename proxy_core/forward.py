@@ -12,6 +12,7 @@ import ssl
 from dataclasses import dataclass, field
 
 from aiohttp import web
+from multidict import CIMultiDict
 
 from ._upstream import (
     UpstreamConnection,
@@ -21,6 +22,7 @@ from ._upstream import (
     UpstreamTimeout,
 )
 from ._websocket import WebSocketRelay, is_websocket_upgrade
+from .credentials import OwnedCredentials
 from .exchange import (
     BodyLimit,
     RequestBodyTooLarge,
@@ -38,9 +40,9 @@ from .headers import (
     ClientAddress,
     TrustedProxies,
     add_forwarded,
+    origin_form,
     request_headers,
     response_header_items,
-    response_headers,
 )
 from .metrics import Metrics
 
@@ -72,6 +74,8 @@ class Forwarder:
     metrics: Metrics = field(default_factory=Metrics)
     ssl_context: ssl.SSLContext | None = None  # for https upstreams; None: the system's CA bundle
     body_limit: BodyLimit = field(init=False)
+    owned: OwnedCredentials = field(default_factory=OwnedCredentials)
+    """The stages' own credentials, removed from every request built for an upstream."""
     _pool: UpstreamPool | None = field(default=None, init=False, repr=False)
     _websockets: WebSocketRelay | None = field(default=None, init=False, repr=False)
 
@@ -113,11 +117,14 @@ class Forwarder:
         preserve_host: bool = False,
     ) -> UpstreamRequest:
         """The default upstream request for ``request``: same method, path (or ``path``), filtered headers
-        plus the forwarded chain. ``path`` is raw (percent-encoded) and may carry a query string."""
+        plus the forwarded chain, minus the stages' own credentials. ``path`` is raw (percent-encoded)
+        and may carry a query string; an absolute-form target is sent in origin form."""
         headers = request_headers(request)
+        if self.owned:
+            self.owned.strip(headers)
         add_forwarded(headers, self.client(request))
-        host = request.host if preserve_host else upstream.origin.netloc
-        target = upstream.prefix + (request.raw_path if path is None else path)
+        host = request.headers.get("Host", "") if preserve_host else upstream.origin.netloc
+        target = upstream.prefix + (origin_form(request) if path is None else path)
         return UpstreamRequest(upstream.origin, target or "/", request.method, headers, host)
 
     async def forward(
@@ -162,7 +169,7 @@ class Forwarder:
                 if length is not None:
                     # the whole (small) answer is already here: one write, headers and body together
                     # (checked here rather than in _respond: no coroutine for the common case)
-                    headers = response_header_items(conn.headers)
+                    headers = self.owned.drop_set_cookies(response_header_items(conn.headers))
                     return web.Response(status=conn.status, headers=headers, body=conn.take_body())
             return await self._respond(request, conn, stage, limits, tap)
         finally:
@@ -263,7 +270,7 @@ class Forwarder:
         limits: Timeouts,
         tap: ResponseTap | None,
     ) -> web.StreamResponse:
-        headers = response_headers(conn.headers)
+        headers = CIMultiDict(self.owned.drop_set_cookies(response_header_items(conn.headers)))
         if tap is not None:
             tap.on_head(conn.status, headers)
         length = _content_length(conn.headers) if tap is None else None

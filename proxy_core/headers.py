@@ -7,6 +7,7 @@ from a configured trusted proxy; otherwise they are replaced by what this proxy 
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
@@ -43,6 +44,25 @@ _RESPONSE_DROP_BYTES = frozenset(name.encode() for name in HOP_BY_HOP | {"conten
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
+# A host name or IP literal and an optional port, as nginx accepts them: no quotes, spaces, commas,
+# semicolons or slashes, so a Host header can never add elements or parameters to ``Forwarded``.
+_HOST = re.compile(r"(?:[A-Za-z0-9._-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?")
+
+
+@lru_cache(maxsize=1024)
+def valid_host(host: str) -> bool:
+    """Whether ``host`` (a ``Host`` header value) is a host name or IP literal with an optional port."""
+    return _HOST.fullmatch(host) is not None
+
+
+def origin_form(request: web.BaseRequest) -> str:
+    """The request target as path and query: an absolute-form target (``GET http://h/x``) loses its
+    scheme and authority, so an upstream never sees where the client said it was going."""
+    raw = request.raw_path
+    if raw.startswith("/"):
+        return raw
+    return request.rel_url.raw_path_qs
+
 
 def _connection_tokens(headers: CIMultiDictProxy[str] | CIMultiDict[str]) -> set[str]:
     tokens: set[str] = set()
@@ -63,13 +83,9 @@ def request_headers(request: web.BaseRequest) -> CIMultiDict[str]:
     return headers
 
 
-def response_headers(raw: Iterable[tuple[bytes, bytes]]) -> CIMultiDict[str]:
-    """Upstream response headers (raw, as parsed) minus hop-by-hop ones and Content-Length."""
-    return CIMultiDict(response_header_items(raw))
-
-
 def response_header_items(raw: Iterable[tuple[bytes, bytes]]) -> list[tuple[str, str]]:
-    """What :func:`response_headers` keeps, as a list (a response built from it copies it only once)."""
+    """Upstream response headers (raw, as parsed) minus hop-by-hop ones and Content-Length, as a list
+    (a response built from it copies it only once)."""
     kept: list[tuple[bytes, bytes]] = []
     extra: set[bytes] | None = None
     for name, value in raw:
@@ -135,7 +151,9 @@ class TrustedProxies:
             if not self.trusts(address):
                 break
         proto = request.headers.get("X-Forwarded-Proto", scheme).split(",", 1)[0].strip().lower() or scheme
-        host = request.headers.get("X-Forwarded-Host", host).split(",", 1)[0].strip() or host
+        forwarded_host = request.headers.get("X-Forwarded-Host", host).split(",", 1)[0].strip()
+        if forwarded_host and valid_host(forwarded_host):
+            host = forwarded_host
         xff = ", ".join([*chain, peer])
         earlier = ", ".join(request.headers.getall("Forwarded", ()))
         element = _forwarded_element(peer, proto, host)
@@ -155,8 +173,21 @@ def _peer_ip(request: web.BaseRequest) -> str:
 
 
 def _forwarded_element(ip: str, proto: str, host: str) -> str:
-    node = f'"[{ip}]"' if ":" in ip else ip
-    return f'for={node};proto={proto};host="{host}"' if host else f"for={node};proto={proto}"
+    node = f'"[{ip}]"' if ":" in ip else _token_or_quoted(ip)
+    element = f"for={node};proto={_token_or_quoted(proto)}"
+    return f"{element};host={_quoted(host)}" if host else element
+
+
+_TOKEN = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+")
+
+
+def _quoted(value: str) -> str:
+    """An RFC 7239 quoted-string: backslash and double quote escaped, so the value stays one value."""
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _token_or_quoted(value: str) -> str:
+    return value if _TOKEN.fullmatch(value) else _quoted(value)
 
 
 def add_forwarded(headers: CIMultiDict[str], client: ClientAddress) -> None:

@@ -1,4 +1,10 @@
-"""Structured logs: one JSON object per line, for both application logs and the access log.
+"""Logs: one JSON object per line for machines, or short human lines on a terminal.
+
+``[server] log_format = "auto"`` (the default) writes human lines when stderr is a terminal and JSON
+otherwise; ``"json"`` or ``"text"`` force one. Every application log line passes through
+:func:`proxy_core.redact.redact`, so no secret from the environment reaches it. A record logged with
+``extra={"fields": {..., "highlight": True}}`` (the start-up banner, a sign-in code) stands on its
+own line in text mode, set off by a blank line and ``==>``.
 
 The access log is written through a small buffer flushed every 50 ms (and at shutdown), so logging a
 request costs one ``orjson.dumps`` instead of a pass through the ``logging`` machinery.
@@ -15,6 +21,8 @@ from typing import IO, Any
 import orjson
 from aiohttp import web
 
+from .redact import redact
+
 _FLUSH_AFTER = 0.05
 _FLUSH_BYTES = 64 * 1024
 
@@ -30,17 +38,48 @@ class JsonFormatter(logging.Formatter):
         fields = getattr(record, "fields", None)
         if isinstance(fields, dict):
             entry.update(fields)
+            entry.pop("highlight", None)  # a terminal's concern; JSON readers filter on "event"
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
-        return orjson.dumps(entry, default=str).decode()
+        return redact(orjson.dumps(entry, default=str).decode())
 
 
-def setup_logging(level: str = "info", fmt: str = "json", stream: IO[str] | None = None) -> None:
+class TextFormatter(logging.Formatter):
+    """``12:00:01 info  proxy_core.server: listening address=http://…``, for people at a terminal."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        fields = getattr(record, "fields", None)
+        fields = dict(fields) if isinstance(fields, dict) else {}
+        highlight = bool(fields.pop("highlight", False))
+        message = record.getMessage()
+        if highlight:
+            line = f"\n==> {message}\n"
+        else:
+            clock = time.strftime("%H:%M:%S", time.localtime(record.created))
+            extra = "".join(f" {k}={v}" for k, v in fields.items())
+            line = f"{clock} {record.levelname.lower():<7} {record.name}: {message}{extra}"
+        if record.exc_info:
+            line += "\n" + self.formatException(record.exc_info)
+        return redact(line)
+
+
+def resolve_format(fmt: str, stream: IO[str] | None = None) -> str:
+    """``"json"`` or ``"text"``; ``"auto"`` is text on a terminal, JSON otherwise."""
+    if fmt != "auto":
+        return fmt
+    target = stream or sys.stderr
+    try:
+        return "text" if target.isatty() else "json"
+    except (AttributeError, ValueError):
+        return "json"
+
+
+def setup_logging(level: str = "info", fmt: str = "auto", stream: IO[str] | None = None) -> None:
     handler = logging.StreamHandler(stream or sys.stderr)
-    if fmt == "json":
+    if resolve_format(fmt, stream) == "json":
         handler.setFormatter(JsonFormatter())
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler.setFormatter(TextFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
@@ -48,16 +87,35 @@ def setup_logging(level: str = "info", fmt: str = "json", stream: IO[str] | None
 
 
 class AccessLog:
-    """Buffered JSON access log. Paths are logged without their query string (it may carry keys)."""
+    """Buffered access log, JSON or (``human``) short text lines. Paths are logged without their query
+    string (it may carry keys)."""
 
-    def __init__(self, stream: IO[bytes] | None = None) -> None:
+    def __init__(self, stream: IO[bytes] | None = None, *, human: bool = False) -> None:
         self._stream = stream if stream is not None else sys.stderr.buffer
+        self._human = human
         self._buffer: list[bytes] = []
         self._size = 0
         self._timer: asyncio.TimerHandle | None = None
 
     def record(self, request: web.BaseRequest, status: int, duration: float, size: int, client: str) -> None:
-        line = orjson.dumps(
+        if self._human:
+            clock = time.strftime("%H:%M:%S")
+            line = (
+                f"{clock} access  {request.method} {request.path} {status} "
+                f"{duration * 1000:.1f}ms {size}B {client}\n"
+            ).encode("utf-8", "backslashreplace")
+        else:
+            line = self._json_line(request, status, duration, size, client)
+        self._buffer.append(line)
+        self._size += len(line)
+        if self._size >= _FLUSH_BYTES:
+            self.flush()
+        elif self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(_FLUSH_AFTER, self.flush)
+
+    @staticmethod
+    def _json_line(request: web.BaseRequest, status: int, duration: float, size: int, client: str) -> bytes:
+        return orjson.dumps(
             {
                 "ts": round(time.time(), 3),
                 "level": "info",
@@ -72,12 +130,6 @@ class AccessLog:
             },
             option=orjson.OPT_APPEND_NEWLINE,
         )
-        self._buffer.append(line)
-        self._size += len(line)
-        if self._size >= _FLUSH_BYTES:
-            self.flush()
-        elif self._timer is None:
-            self._timer = asyncio.get_running_loop().call_later(_FLUSH_AFTER, self.flush)
 
     def flush(self) -> None:
         if self._timer is not None:

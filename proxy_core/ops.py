@@ -16,8 +16,10 @@ from aiohttp import web
 
 from .errors import error_response
 from .forward import OUTCOME, Outcome
+from .headers import valid_host
 from .logs import AccessLog
 from .metrics import read_snapshots
+from .redact import redact
 from .stage import Next, Stage, StageContext
 
 HEALTH_PATH, READY_PATH, METRICS_PATH = "/healthz", "/readyz", "/metrics"
@@ -55,6 +57,10 @@ class Ops:
         status = 500
         response: web.StreamResponse | None = None
         try:
+            if not _target_and_host_valid(request):
+                response = error_response(request, 400, "The Host header or the request target is not valid.")
+                status = 400
+                return response
             response = await handler(request)
             status = 499 if outcome.client_gone else response.status
             return response
@@ -91,7 +97,7 @@ class Ops:
             if isinstance(result, BaseException):
                 entry = {"ready": False, "detail": f"readiness check failed: {type(result).__name__}"}
             else:
-                entry = {"ready": result.ready, "detail": result.detail}
+                entry = {"ready": result.ready, "detail": redact(result.detail)}
             ready = ready and bool(entry["ready"])
             report[name] = entry
         return web.json_response(
@@ -107,6 +113,17 @@ class Ops:
             body=self.metrics.render(others).encode(),
             headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8", "Cache-Control": "no-store"},
         )
+
+
+def _target_and_host_valid(request: web.Request) -> bool:
+    """A ``Host`` that is a host name or IP literal (as nginx demands), and an absolute-form target
+    only when it names that same host."""
+    host = request.headers.get("Host", "")
+    if host and not valid_host(host):
+        return False
+    if request.raw_path.startswith("/"):
+        return True
+    return bool(host) and request.host.lower() == host.lower()  # aiohttp takes ``host`` from the target
 
 
 def _dumps(value: Any) -> str:

@@ -1,7 +1,9 @@
 """Serving: one process, or N worker processes sharing the port (SO_REUSEPORT), with graceful shutdown.
 
 On SIGTERM/SIGINT a worker stops accepting, lets in-flight requests finish for up to
-``[server] shutdown_timeout`` seconds, then runs every stage's tear-down.
+``[server] shutdown_timeout`` seconds in total, cuts whatever still runs at that deadline (long
+streams included), then runs every stage's tear-down, which writes what is still queued (usage rows).
+So an orchestrator's grace period of ``shutdown_timeout`` plus a few seconds loses nothing.
 """
 
 from __future__ import annotations
@@ -22,12 +24,14 @@ from aiohttp import web
 from aiohttp.http_exceptions import LineTooLong
 from aiohttp.web_protocol import RequestHandler
 
-from .app import METRICS, create_app
+from .app import METRICS, STAGES, create_app
 from .config import ProxyConfig, load_config
 from .errors import error_response
 
 log = logging.getLogger("proxy_core.server")
 _SNAPSHOT_EVERY = 1.0
+_CUT = 0.001  # aiohttp reads a grace of 0 as "no limit"; this is "none"
+_UNWIND = 5.0  # at most this long for cancelled handlers to run their ``finally`` (usage rows)
 
 
 class ListenError(Exception):
@@ -64,10 +68,43 @@ class _ProxyRequestHandler(RequestHandler):
         response.force_close()
         return response
 
+    @property
+    def busy(self) -> asyncio.Task[None] | None:
+        """The task serving this connection's requests, while it runs."""
+        task = self._task_handler
+        return task if task is not None and not task.done() else None
+
 
 class _ProxyServer(web.Server):
+    """Our request handler, and a drain bounded by one deadline: aiohttp waits ``shutdown_timeout``
+    for running handlers and then again as long for the cancelled ones, and does not cancel a
+    handler that is streaming."""
+
+    _drain_started: float | None = None
+
     def __call__(self) -> RequestHandler:
         return _ProxyRequestHandler(self, loop=self._loop, **self._kwargs)
+
+    def pre_shutdown(self) -> None:
+        self._drain_started = asyncio.get_running_loop().time()
+        super().pre_shutdown()
+
+    async def shutdown(self, timeout: float | None = None) -> None:  # noqa: ASYNC109 (aiohttp's signature)
+        loop = asyncio.get_running_loop()
+        connections = list(self.connections)
+        handlers = [conn for conn in connections if isinstance(conn, _ProxyRequestHandler)]
+        busy = [task for conn in handlers if (task := conn.busy) is not None]
+        if busy and timeout is not None:
+            remaining = timeout - (loop.time() - (self._drain_started or loop.time()))
+            if remaining > 0:
+                await asyncio.wait(busy, timeout=remaining)
+        elif busy:
+            await asyncio.wait(busy)
+        # the deadline: every handler still running (a stream, say) is cancelled now
+        await asyncio.gather(*(conn.shutdown(_CUT) for conn in connections))
+        self._connections.clear()
+        if unwinding := [task for task in busy if not task.done()]:
+            await asyncio.wait(unwinding, timeout=_UNWIND)  # their ``finally`` blocks queue usage rows
 
 
 class ProxyRunner(web.AppRunner):
@@ -94,9 +131,15 @@ def runner_for(app: web.Application, config: ProxyConfig) -> ProxyRunner:
 
 
 async def serve_app(
-    app: web.Application, config: ProxyConfig, *, reuse_port: bool = False, stop: asyncio.Event | None = None
+    app: web.Application,
+    config: ProxyConfig,
+    *,
+    reuse_port: bool = False,
+    stop: asyncio.Event | None = None,
+    banner: bool = True,
 ) -> None:
-    """Serve until ``stop`` is set (or SIGTERM/SIGINT arrives), then drain and tear down."""
+    """Serve until ``stop`` is set (or SIGTERM/SIGINT arrives), then drain and tear down. ``banner``:
+    log the start-up line (where to go, and what each stage wants an operator to know)."""
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -119,13 +162,26 @@ async def serve_app(
             address = f"{config.server.host}:{config.server.port}"
             reason = os.strerror(exc.errno).lower() if exc.errno else str(exc)
             raise ListenError(f"cannot listen on {address}: {reason}") from None
-        log.info(
-            "listening", extra={"fields": {"address": f"http://{config.server.host}:{config.server.port}"}}
-        )
+        address = f"http://{_display_host(config.server.host)}:{runner.addresses[0][1]}"
+        log.info("listening", extra={"fields": {"address": address}})
+        if banner:
+            url = str(config.server.public_url).rstrip("/") if config.server.public_url else address
+            notes = [note for stage in app[STAGES] if (note := stage.banner())]
+            log.info(
+                "; ".join([f"ready: open {url}", *notes]),
+                extra={"fields": {"highlight": True, "event": "ready", "url": url}},
+            )
         await stop.wait()
         log.info("shutting down: draining in-flight requests")
     finally:
         await runner.cleanup()
+
+
+def _display_host(host: str) -> str:
+    """Where a browser on this machine reaches ``host``: a wildcard address is reached as localhost."""
+    if host in ("", "0.0.0.0", "::"):
+        return "localhost"
+    return f"[{host}]" if ":" in host else host
 
 
 def run(main: Callable[[], Coroutine[Any, Any, None]], use_uvloop: bool) -> None:
@@ -172,7 +228,7 @@ def _worker_main(
 
         task = asyncio.get_running_loop().create_task(publish())
         try:
-            await serve_app(app, config, reuse_port=True)
+            await serve_app(app, config, reuse_port=True, banner=worker == 0)
         finally:
             task.cancel()
             metrics.write_snapshot(directory, worker)

@@ -15,6 +15,7 @@ from aiohttp import web
 
 from .config import ProxyConfig
 from .config import StageConfig as StageConfig  # re-exported: its home before it moved to config
+from .credentials import OwnedCredentials
 
 if TYPE_CHECKING:
     from .forward import Forwarder
@@ -56,6 +57,8 @@ class StageContext:
     forwarder: Forwarder
     metrics: Metrics
     resources: dict[Hashable, Resource] = field(default_factory=dict)
+    checking: bool = False
+    """Built by ``check``, never to serve: a stage writes nothing (no generated files, no folders)."""
 
     def resource(self, key: Hashable, factory: Callable[[], R]) -> R:
         """The shared resource under ``key``, created by ``factory`` the first time anyone asks."""
@@ -110,6 +113,15 @@ class Stage(Generic[C]):
     async def readiness(self) -> Readiness:
         """Contributes to ``/readyz``; the proxy is ready only when every stage is."""
         return Readiness(True)
+
+    def banner(self) -> str:
+        """A short phrase for the start-up banner (who may sign in, say); empty for nothing to say."""
+        return ""
+
+    def owned_credentials(self) -> OwnedCredentials:
+        """Cookies and headers this stage consumes (a session cookie, say): the forwarder removes them
+        from every request it sends upstream, so they never leave the proxy."""
+        return OwnedCredentials()
 
 
 def _config_argument(cls: type) -> type[StageConfig] | None:

@@ -11,6 +11,8 @@ For later stages and other plugins (the only names they may import from here):
   change is announced to :meth:`UserDirectory.subscribe` listeners as a :class:`UserChanged`.
 * :class:`IdentityLinks` — the trail of every link of a provider's subject to a user (for the audit
   view): ``IdentityLinks(db).list(user_id)``.
+* :func:`identity_headers` — the ``X-Shmastra-*`` headers a forwarding stage adds to pass the user on
+  to an upstream (clients can never send them: every header under that prefix is stripped).
 * :class:`AuthStage` — the stage; :func:`auth_stage` finds it in an app.
 """
 
@@ -20,7 +22,7 @@ from proxy_core import find_stage
 
 from .csrf import check_csrf, csrf_token, require_csrf
 from .directory import USER_DIRECTORY, UserChanged, UserDirectory, UserRef, user_directory
-from .identity import IDENTITY, Identity
+from .identity import IDENTITY, IDENTITY_HEADER_PREFIX, Identity, identity_headers
 from .linking import IdentityLink, IdentityLinks
 from .stage import AuthStage
 from .users import ROLES, Role, User
@@ -33,6 +35,7 @@ def auth_stage(app: web.Application) -> AuthStage:
 
 __all__ = [
     "IDENTITY",
+    "IDENTITY_HEADER_PREFIX",
     "ROLES",
     "USER_DIRECTORY",
     "AuthStage",
@@ -47,6 +50,7 @@ __all__ = [
     "auth_stage",
     "check_csrf",
     "csrf_token",
+    "identity_headers",
     "require_csrf",
     "user_directory",
 ]

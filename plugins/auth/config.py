@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import AnyHttpUrl, Field, SecretStr, field_validator, model_validator
 
 from proxy_core import StageConfig
+from proxy_core.paths import ConfigPath
 
 
 class WorkOSConfig(StageConfig):
@@ -86,7 +87,7 @@ class EmailCodeConfig(StageConfig):
     """``[pipeline.email_code]``: a 6-digit code sent to the address typed on the sign-in page."""
 
     delivery: Literal["log", "mailbox", "smtp"] = "log"
-    mailbox_dir: Path | None = None
+    mailbox_dir: ConfigPath | None = None
     """Where ``mailbox`` delivery writes one file per address; default ``<data_dir>/mailbox``."""
     smtp: SmtpConfig | None = None
     code_ttl: float = Field(600.0, gt=0)
@@ -121,7 +122,8 @@ class AuthConfig(StageConfig):
     cookie_name: str = Field("auth_session", pattern=r"^[A-Za-z0-9_\-]+$")
     cookie_secure: bool | None = None
     """``None``: Secure when the client reached us over https (after trusted proxies)."""
-    data_dir: Path = Path("data")
+    data_dir: ConfigPath = Field(Path("data"), validate_default=True)
+    """Relative to the config file's folder."""
 
     session_lifetime: float = Field(7 * 24 * 3600.0, gt=0)
     idle_timeout: float = Field(24 * 3600.0, gt=0)
@@ -144,8 +146,20 @@ class AuthConfig(StageConfig):
         "X-User-Id",
         "X-User-Email",
         "X-Email",
+        "X-Webauth-*",
+        "X-Authenticated-*",
+        "X-Remote-*",
+        "X-Role",
+        "X-Roles",
+        "X-Groups",
+        "X-Forwarded-Role",
     )
-    """Client headers that could pass for an identity; removed before any later stage sees the request."""
+    """Client headers that could pass for an identity; removed before any later stage sees the request
+    (``_`` counts as ``-``). Every ``X-Shmastra-*`` header is removed too: the cloud's own identity
+    headers live there."""
+
+    menu: bool = True
+    """Offer the cloud menu (signed-in email, sign out) to pages of forwarding stages that allow it."""
 
     admins: tuple[str, ...] = ()
     """Emails that are always admins (bootstrap)."""
@@ -164,7 +178,7 @@ class AuthConfig(StageConfig):
     def _absolute(cls, paths: tuple[str, ...]) -> tuple[str, ...]:
         for path in paths:
             if not path.startswith("/"):
-                raise ValueError(f"public paths start with '/': {path!r}")
+                raise ValueError("public paths start with '/'")
         return paths
 
     @field_validator("cookie_secret")

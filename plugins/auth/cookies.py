@@ -33,6 +33,7 @@ class Cookies:
         forwarder: Forwarder,
     ) -> None:
         fernet = Fernet(key)
+        self.flow_name = name + "_flow"
         self._secure = secure
         self._forwarder = forwarder
         self._session = {
@@ -49,7 +50,7 @@ class Cookies:
         self._flow = {
             flag: EncryptedCookieStorage(
                 fernet,
-                cookie_name=name + "_flow",
+                cookie_name=self.flow_name,
                 max_age=FLOW_TTL,
                 path=flow_path,
                 secure=flag,

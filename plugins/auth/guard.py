@@ -8,6 +8,8 @@ from collections.abc import Iterable
 from aiohttp import web
 from multidict import CIMultiDict
 
+from proxy_core.credentials import header_key
+
 
 class PublicPaths:
     """Exact paths, and prefixes written with a trailing ``*``. A path with dot segments or empty
@@ -31,15 +33,17 @@ def _clean(path: str) -> bool:
 
 
 class HeaderStripper:
-    """Removes identity-looking headers (``X-Auth-*`` and the usual ``X-Forwarded-User`` family)."""
+    """Removes identity-looking headers (``X-Auth-*``, the usual ``X-Forwarded-User`` family, and every
+    header under the prefix the cloud's own identity headers use). Names compare case-insensitively
+    and with ``_`` equal to ``-``: ``X_Forwarded_User`` is ``X-Forwarded-User`` to many servers."""
 
     def __init__(self, patterns: Iterable[str]) -> None:
-        patterns = tuple(p.lower() for p in patterns)
+        patterns = tuple(header_key(p) for p in patterns)
         self._exact = frozenset(p for p in patterns if not p.endswith("*"))
         self._prefixes = tuple(p[:-1] for p in patterns if p.endswith("*"))
 
     def _matches(self, name: str) -> bool:
-        name = name.lower()
+        name = header_key(name)
         return name in self._exact or name.startswith(self._prefixes)
 
     def __call__(self, request: web.Request) -> web.Request:

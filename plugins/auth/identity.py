@@ -28,3 +28,18 @@ class Identity:
 
 IDENTITY = web.RequestKey("plugins.auth.identity", Identity)
 """Set on every request that passed the ``auth`` stage with a session; absent on public paths."""
+
+IDENTITY_HEADER_PREFIX = "X-Shmastra-"
+"""The only headers through which the cloud tells an upstream who is asking. The ``auth`` stage
+removes every client header under this prefix (``_`` read as ``-``) and the forwarder removes them
+again from what it sends, so an upstream can trust them."""
+
+
+def identity_headers(identity: Identity) -> dict[str, str]:
+    """What a forwarding stage adds to an upstream request to pass the signed-in user on, e.g.
+    ``outgoing.headers.update(identity_headers(request[IDENTITY]))``."""
+    return {
+        f"{IDENTITY_HEADER_PREFIX}User-Id": str(identity.user_id),
+        f"{IDENTITY_HEADER_PREFIX}User-Email": identity.email,
+        f"{IDENTITY_HEADER_PREFIX}User-Role": identity.role,
+    }

@@ -56,6 +56,13 @@ def load_or_create_secret(data_dir: Path) -> str:
     return _read(path)
 
 
+def existing_secret(data_dir: Path) -> str:
+    """The secret stored in ``data_dir`` when there is one, else a throwaway one; writes nothing
+    (for ``check``, which builds the stage without serving)."""
+    path = data_dir / SECRET_FILE
+    return _read(path) if path.is_file() else secrets.token_urlsafe(48)
+
+
 def _read(path: Path) -> str:
     for _ in range(50):  # another worker may be between creating and writing the file
         secret = path.read_text(encoding="utf-8").strip()

@@ -17,7 +17,9 @@ from datetime import timedelta
 from aiohttp import web
 
 from proxy_core import Next, Readiness, Stage, StageContext, error_response
+from proxy_core.credentials import OwnedCredentials
 from proxy_core.db import StoreError, database
+from proxy_core.inject import offer_script
 from proxy_core.tasks import BackgroundJobs
 
 from .accounts import Accounts
@@ -26,10 +28,12 @@ from .cookies import Cookies
 from .directory import user_directory
 from .flows import Flows
 from .guard import HeaderStripper, PublicPaths
-from .identity import IDENTITY, Identity
-from .keys import Keys, load_or_create_secret
+from .identity import IDENTITY, IDENTITY_HEADER_PREFIX, Identity
+from .keys import Keys, existing_secret, load_or_create_secret
+from .menu import CloudMenu
 from .providers import build_provider
 from .providers.base import SessionKeeper
+from .redirects import is_navigation
 from .resolver import SessionResolver
 from .sessions import Sessions, now
 
@@ -44,11 +48,12 @@ class AuthStage(Stage[AuthConfig]):
 
     def __init__(self, config: AuthConfig, context: StageContext) -> None:
         super().__init__(config, context)
-        secret = (
-            config.cookie_secret.get_secret_value()
-            if config.cookie_secret is not None
-            else load_or_create_secret(config.data_dir)
-        )
+        if config.cookie_secret is not None:
+            secret = config.cookie_secret.get_secret_value()
+        elif context.checking:
+            secret = existing_secret(config.data_dir)
+        else:
+            secret = load_or_create_secret(config.data_dir)
         self.keys = Keys.from_secret(secret)
         self.db = database(context)
         self.sessions = Sessions(self.db, lifetime=config.session_lifetime, idle=config.idle_timeout)
@@ -68,7 +73,7 @@ class AuthStage(Stage[AuthConfig]):
         self.resolver = SessionResolver(config, self.db, self.sessions, self.cookies, self.keys, self.keeper)
         self.directory.subscribe(self.resolver.user_changed)
         self.public = PublicPaths(config.public_paths)
-        self.strip = HeaderStripper(config.strip_headers)
+        self.strip = HeaderStripper((*config.strip_headers, IDENTITY_HEADER_PREFIX + "*"))
         public_url = context.config.server.public_url
         self.flows = Flows(
             config,
@@ -80,11 +85,7 @@ class AuthStage(Stage[AuthConfig]):
             context.forwarder,
             str(public_url).rstrip("/") if public_url else None,
         )
-
-    def routes(self) -> Sequence[web.AbstractRouteDef]:
-        """The sign-in paths, behind the earlier stages only (``vkey``): never sent on to a forwarding
-        stage, never asking for a session themselves."""
-        return self.flows.routes(self.strip)
+        self.menu = CloudMenu(self.resolver, config.path_prefix)
 
     async def lifespan(self, app: web.Application) -> AsyncIterator[None]:
         async with BackgroundJobs(self.name) as jobs:
@@ -98,6 +99,37 @@ class AuthStage(Stage[AuthConfig]):
     async def readiness(self) -> Readiness:
         return Readiness(True, f"provider {self.config.provider}")
 
+    def banner(self) -> str:
+        """Who may sign in, and (for emailed codes) where the codes go."""
+        config = self.config
+        allowed = [*config.admins, *config.allowed_emails, *(f"anyone@{d}" for d in config.allowed_domains)]
+        if allowed:
+            who = f"sign in as {', '.join(allowed)} or an existing user"
+        else:
+            who = "only existing users may sign in (add one: `shmastra-cloud users add EMAIL --admin`)"
+        if config.provider == "workos":
+            return f"{who}, through WorkOS"
+        if config.provider == "oidc":
+            assert config.oidc is not None
+            return f"{who}, through {config.oidc.issuer_url}"
+        settings = config.email_code
+        if settings.delivery == "mailbox":
+            where = f"sign-in codes are written to {settings.mailbox_dir or config.data_dir / 'mailbox'}"
+        elif settings.delivery == "smtp":
+            assert settings.smtp is not None
+            where = f"sign-in codes are emailed through {settings.smtp.host}:{settings.smtp.port}"
+        else:
+            where = "sign-in codes appear in this log"
+        return f"{who}; {where}"
+
+    def owned_credentials(self) -> OwnedCredentials:
+        """The session and sign-in flow cookies, and the identity headers: never sent upstream (a
+        sandbox runs agent code that could replay an admin's session)."""
+        return OwnedCredentials.of(
+            cookies=(self.config.cookie_name, self.cookies.flow_name),
+            header_prefixes=(IDENTITY_HEADER_PREFIX,),
+        )
+
     async def __call__(self, request: web.Request, next: Next) -> web.StreamResponse:
         request = self.strip(request)
         if request.path in self.public:
@@ -110,7 +142,14 @@ class AuthStage(Stage[AuthConfig]):
         if not isinstance(found, Identity):
             return found
         request[IDENTITY] = found
+        if self.config.menu and is_navigation(request):
+            offer_script(request, self.menu.path)
         return await next(request)
+
+    def routes(self) -> Sequence[web.AbstractRouteDef]:
+        """The sign-in paths (and the menu's script), behind the earlier stages only (``vkey``):
+        never sent on to a forwarding stage, never asking for a session themselves."""
+        return [*(self.menu.routes() if self.config.menu else ()), *self.flows.routes(self.strip)]
 
     async def identify(self, request: web.Request) -> Identity | web.StreamResponse:
         """The identity of the request's live session, or the answer to give instead."""

@@ -7,10 +7,13 @@ Public API (for the sandbox router and the Manage UI):
 * :class:`KeyService` / :func:`key_service` — issue / rotate / revoke / disable / list keys;
   :class:`IssuedKey` carries the key itself, once.
 * :func:`gateway_activity` — the per-user :class:`Activity` of an app's gateway (listen for batches).
+* :class:`UsageReports` — who spent what: per key (last use, this month) and grouped by day,
+  provider or model.
 """
 
 from aiohttp import web
 
+from plugins.auth import UserRef  # what names a user here, as in auth
 from proxy_core import find_stage
 
 from .activity import Activity
@@ -18,6 +21,7 @@ from .cache import KEY_CACHE, KeyCache
 from .keys import KeyLimits, KeyRecord, KeyRejected, display_prefix
 from .ledger import USAGE_WRITER, UsageRow
 from .lifecycle import IssuedKey, KeyExists, KeyListing, KeyService, key_service
+from .reports import KeyUsage, UsageLine, UsageReports
 from .stage import VKeyStage
 
 
@@ -38,7 +42,11 @@ __all__ = [
     "KeyRecord",
     "KeyRejected",
     "KeyService",
+    "KeyUsage",
+    "UsageLine",
+    "UsageReports",
     "UsageRow",
+    "UserRef",
     "VKeyStage",
     "display_prefix",
     "gateway_activity",

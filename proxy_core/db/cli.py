@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from ..config import ProxyConfig, load_config
+from ..redact import redact
 from .config import DatabaseConfig
 from .database import Database
 from .errors import StoreError
@@ -25,7 +26,7 @@ def run(command: Command) -> Callable[[argparse.Namespace], int]:
         try:
             return asyncio.run(command(args))
         except StoreError as exc:
-            print(f"error: {exc.message}", file=sys.stderr)
+            print(f"error: {redact(exc.message)}", file=sys.stderr)
             return 1
 
     return main

@@ -7,9 +7,10 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 
 from ..config import StageConfig
+from ..paths import base_dir
 
 Dialect = Literal["postgres", "sqlite"]
 
@@ -19,10 +20,10 @@ class DatabaseConfig(StageConfig):
 
     ``url`` is ``postgresql://user:pass@host:5432/db?sslmode=require`` (asyncpg; any other query
     parameter becomes a server setting, e.g. ``search_path``) or ``sqlite:///relative/path.db`` /
-    ``sqlite:////absolute/path.db`` (relative paths are resolved against the current directory).
+    ``sqlite:////absolute/path.db`` (relative paths are resolved against the config file's folder).
     """
 
-    url: str = "sqlite:///data/proxy.db"
+    url: str = Field("sqlite:///data/proxy.db", validate_default=True)
     """An embedding application sets its own default (``proxy_core.cli.main(defaults=...)``)."""
     min_pool_size: int = Field(1, ge=0, le=1000)
     max_pool_size: int = Field(10, ge=1, le=1000)
@@ -41,8 +42,11 @@ class DatabaseConfig(StageConfig):
 
     @field_validator("url")
     @classmethod
-    def _known_scheme(cls, url: str) -> str:
-        target(url)
+    def _known_scheme(cls, url: str, info: ValidationInfo) -> str:
+        found = target(url)
+        base = base_dir(info)
+        if found.path is not None and base is not None and not _sqlite_path(url).is_absolute():
+            return "sqlite:///" + str(base / _sqlite_path(url))
         return url
 
 
@@ -66,9 +70,14 @@ def target(url: str) -> Target:
     if parts.scheme == "sqlite":
         if parts.netloc:
             raise ValueError("a SQLite URL has no host: sqlite:///relative/path.db or sqlite:////abs/path.db")
-        raw = parts.path[1:] if parts.path.startswith("/") else parts.path
-        if not raw:
+        if not _sqlite_path(url).parts:
             raise ValueError("the SQLite URL names no file: sqlite:///data/store.db")
-        path = Path(raw).expanduser().absolute()
+        path = _sqlite_path(url).absolute()
         return Target("sqlite", str(path), path)
     raise ValueError("the URL must start with postgresql:// (or postgres://) or sqlite:///")
+
+
+def _sqlite_path(url: str) -> Path:
+    """The file a ``sqlite:///relative`` or ``sqlite:////absolute`` URL names, as written."""
+    path = urlsplit(url).path
+    return Path(path[1:] if path.startswith("/") else path).expanduser()

@@ -13,6 +13,7 @@ from pydantic import AnyHttpUrl, Field
 
 from ..config import StageConfig
 from ..exchange import Timeouts, Upstream
+from ..inject import page_tap
 from ..stage import Next, Stage, StageContext
 
 
@@ -22,6 +23,8 @@ class UpstreamConfig(StageConfig):
     connect_timeout: float = Field(10.0, gt=0)
     read_timeout: float = Field(60.0, gt=0)
     idle_timeout: float | None = Field(900.0, gt=0)
+    inject_html: bool = False
+    """Let earlier stages add their scripts to the HTML pages it serves (the cloud menu, say)."""
 
 
 class UpstreamStage(Stage[UpstreamConfig]):
@@ -38,4 +41,5 @@ class UpstreamStage(Stage[UpstreamConfig]):
         # path has one coroutine frame fewer
         forwarder = self.forwarder
         outgoing = forwarder.build(request, self.upstream, preserve_host=self.config.preserve_host)
-        return forwarder.send(request, outgoing, stage=self.name, timeouts=self.timeouts)
+        tap = page_tap(request, outgoing) if self.config.inject_html else None
+        return forwarder.send(request, outgoing, stage=self.name, timeouts=self.timeouts, tap=tap)

@@ -1,0 +1,105 @@
+"""Who spent what: sums over the ``usage`` table for ``keys list``, ``shmastra-cloud usage`` and the
+Manage UI. Sums are computed by the database, grouped by day, provider or model (and user)."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Literal
+
+from proxy_core.db import Database
+
+Grouping = Literal["day", "provider", "model"]
+
+
+@dataclass(frozen=True, slots=True)
+class KeyUsage:
+    """One key's last use (ever) and its tokens and cost since the start of the month."""
+
+    last_used: datetime | None = None
+    tokens: int = 0
+    cost_usd: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class UsageLine:
+    """One user's usage for one day, provider or model (``group``)."""
+
+    user_id: uuid.UUID
+    group: str
+    requests: int
+    tokens_in: int
+    tokens_out: int
+    cost_usd: float
+    unpriced: int
+    """Requests whose model had no known price (not in ``cost_usd``)."""
+
+
+def month_start(now: datetime | None = None) -> datetime:
+    now = now or datetime.now(UTC)
+    return now.astimezone(UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+
+
+class UsageReports:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def per_key(self, since: datetime) -> dict[uuid.UUID, KeyUsage]:
+        """Every key that was ever used: its last use, and tokens and cost since ``since``."""
+        rows = await self.db.fetch(
+            "SELECT key_id, MAX(created_at) AS last_used,"
+            " COALESCE(SUM(CASE WHEN created_at >= $1 THEN tokens_in + tokens_out ELSE 0 END), 0) AS tokens,"
+            " COALESCE(SUM(CASE WHEN created_at >= $1 THEN cost_usd ELSE 0 END), 0) AS cost"
+            " FROM usage WHERE key_id IS NOT NULL GROUP BY key_id",
+            since,
+        )
+        return {
+            row["key_id"]: KeyUsage(_as_datetime(row["last_used"]), int(row["tokens"]), float(row["cost"]))
+            for row in rows
+        }
+
+    async def summary(
+        self, *, by: Grouping, since: datetime, user_id: uuid.UUID | None = None
+    ) -> list[UsageLine]:
+        """Usage since ``since`` per user and ``by``, the biggest spender first within each group."""
+        group = {
+            "provider": "provider",
+            "model": "model",
+            "day": "to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD')"
+            if self.db.dialect == "postgres"
+            else "substr(created_at, 1, 10)",
+        }[by]
+        where = "created_at >= $1"
+        args: list[object] = [since]
+        if user_id is not None:
+            where += " AND user_id = $2"
+            args.append(user_id)
+        rows = await self.db.fetch(
+            f"SELECT user_id, {group} AS grp, COUNT(*) AS requests,"
+            " COALESCE(SUM(tokens_in), 0) AS tokens_in, COALESCE(SUM(tokens_out), 0) AS tokens_out,"
+            " COALESCE(SUM(cost_usd), 0) AS cost,"
+            " SUM(CASE WHEN cost_usd IS NULL THEN 1 ELSE 0 END) AS unpriced"
+            f" FROM usage WHERE {where} GROUP BY user_id, {group}",
+            *args,
+        )
+        lines = [
+            UsageLine(
+                row["user_id"],
+                str(row["grp"]),
+                int(row["requests"]),
+                int(row["tokens_in"]),
+                int(row["tokens_out"]),
+                float(row["cost"]),
+                int(row["unpriced"]),
+            )
+            for row in rows
+        ]
+        return sorted(lines, key=lambda line: (line.group, -line.cost_usd, -line.tokens_in - line.tokens_out))
+
+
+def _as_datetime(value: object) -> datetime | None:
+    """``MAX()`` of a timestamp column: a datetime on Postgres, the stored ISO text on SQLite."""
+    if value is None or isinstance(value, datetime):
+        return value
+    return datetime.fromisoformat(str(value))
