@@ -32,10 +32,13 @@ def test_the_program_name_and_defaults_come_from_the_application(tmp_path: Path)
     assert build_parser("acme-proxy").format_usage().startswith("usage: acme-proxy ")
     neutral = load_config(config).section("database", DatabaseConfig)
     ours = load_config(config, defaults=shmastra_cloud.DEFAULTS).section("database", DatabaseConfig)
-    assert (neutral.url, ours.url) == ("sqlite:///data/proxy.db", "sqlite:///data/shmastra.db")
+    assert (neutral.url, ours.url) == (
+        f"sqlite:///{tmp_path}/data/proxy.db",
+        f"sqlite:///{tmp_path}/data/shmastra.db",
+    )
     config.write_text('[database]\nurl = "sqlite:///elsewhere.db"\n')
     assert load_config(config, defaults=shmastra_cloud.DEFAULTS).section("database", DatabaseConfig).url == (
-        "sqlite:///elsewhere.db"  # the file wins over the application's default
+        f"sqlite:///{tmp_path}/elsewhere.db"  # the file wins over the application's default
     )
 
 
