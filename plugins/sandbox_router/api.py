@@ -124,7 +124,7 @@ def routes(stage: SandboxRouterStage) -> Sequence[web.AbstractRouteDef]:
         if wanted:
             if not identity.is_admin:
                 return error_response(request, 403, "Only administrators export other users' projects.")
-            found = await find_user(stage.lifecycle.keys, wanted)
+            found = await find_user(stage.users, wanted)
             if found is None:
                 return error_response(request, 404, "No such user with a sandbox.")
             user_id = found

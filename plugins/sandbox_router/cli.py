@@ -15,6 +15,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+from plugins.auth import UserDirectory
 from plugins.vkey import KeyService
 from proxy_core import load_config
 from proxy_core.db.cli import connected, run
@@ -71,7 +72,7 @@ async def _lifecycle(args: argparse.Namespace) -> AsyncIterator[Lifecycle]:
 
 
 async def _owner(lifecycle: Lifecycle, email: str) -> uuid.UUID | None:
-    user_id = await find_user(lifecycle.keys, email)
+    user_id = await find_user(UserDirectory(lifecycle.db), email)
     if user_id is None or await lifecycle.store.of_user(user_id) is None:
         print(f"error: {email} has no sandbox", file=sys.stderr)
         return None
@@ -80,7 +81,7 @@ async def _owner(lifecycle: Lifecycle, email: str) -> uuid.UUID | None:
 
 async def _list(args: argparse.Namespace) -> int:
     async with _lifecycle(args) as lifecycle:
-        emails = {k.record.user_id: k.email for k in await lifecycle.keys.list()}
+        emails = {u.id: u.email for u in await UserDirectory(lifecycle.db).list()}
         rows = await lifecycle.store.all()
     for row in rows:
         active = row.last_activity_at.isoformat(timespec="seconds") if row.last_activity_at else "-"

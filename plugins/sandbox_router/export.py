@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import uuid
 
-from plugins.vkey import KeyService
+from plugins.auth import UserDirectory
+from proxy_core.db import NotFound
 
 from .lifecycle import Lifecycle
 from .providers.base import ProviderError
@@ -47,14 +48,12 @@ async def export_project(lifecycle: Lifecycle, user_id: uuid.UUID, limit: float)
         await provider.run(row.handle, f'rm -f "${{SANDBOX_HOME:-/home/user}}/{ARCHIVE}"', limit=limit)
 
 
-async def find_user(keys: KeyService, email_or_id: str) -> uuid.UUID | None:
-    """A user named by email or id, among users who hold a key (every sandbox owner does)."""
+async def find_user(users: UserDirectory, email_or_id: str) -> uuid.UUID | None:
+    """A user named by email or id, through auth's user directory."""
     try:
-        return uuid.UUID(email_or_id)
+        return (await users.get(uuid.UUID(email_or_id))).id
     except ValueError:
-        pass
-    wanted = email_or_id.strip().lower()
-    for listing in await keys.list():
-        if listing.email.lower() == wanted:
-            return listing.record.user_id
-    return None
+        found = await users.find_by_email(email_or_id.strip())
+        return None if found is None else found.id
+    except NotFound:
+        return None

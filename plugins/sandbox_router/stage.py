@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from aiohttp import web
 from yarl import URL
 
-from plugins.auth import IDENTITY, Identity, auth_stage
+from plugins.auth import IDENTITY, Identity, UserChanged, auth_stage, user_directory
 from plugins.vkey import gateway_activity, key_service
 from proxy_core import (
     Next,
@@ -75,6 +75,7 @@ class SandboxRouterStage(Stage[SandboxRouterConfig]):
             ACTIVITY_WRITER, lambda: ActivityWriter(self.db, "sandboxes", "user_id", "last_activity_at")
         )
         self.provider = build_provider(config)
+        self.users = user_directory(context)
         server = context.config.server
         local = f"http://127.0.0.1:{server.port}"
         public = str(server.public_url).rstrip("/") if server.public_url else local
@@ -109,6 +110,7 @@ class SandboxRouterStage(Stage[SandboxRouterConfig]):
 
     async def lifespan(self, app: web.Application) -> AsyncIterator[None]:
         self.app = app
+        self.users.subscribe(self.on_user_changed)
         try:
             gateway_activity(app).listen(self.on_gateway_activity)
         except LookupError:
@@ -260,6 +262,14 @@ class SandboxRouterStage(Stage[SandboxRouterConfig]):
             for user_id in batch:
                 self.touch(user_id, self.cached_row(user_id))
 
+    def on_user_changed(self, event: UserChanged) -> None:
+        """A user disabled or signed out everywhere (through this process's directory): their open
+        streams end now; other processes notice within ``stream_check_interval``."""
+        if event.change in ("disabled", "signed_out"):
+            cut = self.in_flight.cut(user_id=event.user.id)
+            if cut:
+                log.info("sandbox_router: cut %d open stream(s) of %s (%s)", cut, event.user.id, event.change)
+
     def cached_row(self, user_id: uuid.UUID) -> Sandbox | None:
         """The running sandbox this worker last routed ``user_id`` to, if any."""
         route = self._routes.get(user_id)
@@ -280,7 +290,7 @@ class SandboxRouterStage(Stage[SandboxRouterConfig]):
                 continue
             for session_id, user_id in self.in_flight.sessions().items():
                 try:
-                    session = await auth.session(session_id)
+                    session = await auth.resolver.session(session_id)
                 except StoreError:
                     continue
                 if session is None or session.disabled:

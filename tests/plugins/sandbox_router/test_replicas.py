@@ -8,7 +8,8 @@ from pathlib import Path
 
 import aiohttp
 
-from tests.plugins.sandbox_router.conftest import JSON, CloudFactory
+from plugins.auth import USER_DIRECTORY, UserDirectory
+from tests.plugins.sandbox_router.conftest import JSON, Cloud, CloudFactory
 from tests.plugins.sandbox_router.test_lifecycle import counting
 
 
@@ -70,3 +71,32 @@ async def test_the_elected_sweeper_pauses_an_idle_sandbox_once(
     await asyncio.sleep(0.6)  # further sweeps by either replica change nothing
     states = [e["state"] for e in await first.router.lifecycle.store.events(user_id)]
     assert states == ["provisioning", "running", "paused"]
+
+
+async def test_a_user_disabled_on_one_replica_loses_streams_on_the_other(
+    make_cloud: CloudFactory, pg_url: str, tmp_path: Path
+) -> None:
+    root = tmp_path / "shared-sandboxes"
+    first = await make_cloud(database=pg_url, root=root)
+    second = await make_cloud(database=pg_url, root=root)
+    ada = await first.sign_in("ada@example.com")
+    assert (await first.until_running(ada))["event"] == "ready"
+    stream = await ada.get(second.at("/api/mastra/stream"), headers={"Accept": "text/event-stream"})
+    assert (await stream.content.readline()).startswith(b"data: 0")
+
+    await user_directory_of(first).set_disabled("ada@example.com", True)  # the first replica's signal
+
+    async def cut() -> bool:
+        try:
+            while await stream.content.readany():
+                pass
+        except aiohttp.ClientPayloadError:
+            return True
+        return False
+
+    assert await asyncio.wait_for(cut(), 10)  # the second replica's periodic check ended it
+    stream.close()
+
+
+def user_directory_of(cloud: Cloud) -> UserDirectory:
+    return cloud.app[USER_DIRECTORY]
