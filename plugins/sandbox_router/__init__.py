@@ -13,7 +13,7 @@ Public API (for the Manage UI and other plugins):
 
 from aiohttp import web
 
-from proxy_core import STAGES
+from proxy_core import find_stage
 
 from .export import export_project
 from .lifecycle import Lifecycle
@@ -23,10 +23,7 @@ from .store import HEALER_STATUSES, STATES, HealerStatus, Sandbox, Sandboxes, St
 
 def sandbox_router(app: web.Application) -> SandboxRouterStage:
     """The app's ``sandbox_router`` stage."""
-    for stage in app[STAGES]:
-        if isinstance(stage, SandboxRouterStage):
-            return stage
-    raise LookupError("this app has no sandbox_router stage")
+    return find_stage(app, SandboxRouterStage)
 
 
 __all__ = [

@@ -9,31 +9,44 @@ import asyncio
 import contextlib
 import uuid
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import orjson
 from aiohttp import web
 
-from plugins.auth import IDENTITY, Identity, require_csrf
+from plugins.auth import IDENTITY, Identity, UserDirectory, require_csrf
 from plugins.vkey import KeyRejected, VKeyStage
-from proxy_core import STAGES, error_response
+from proxy_core import error_response, find_stage
 from proxy_core.db import StoreError
 
+from .config import SandboxRouterConfig
 from .export import ExportRefused, export_project, find_user
-from .lifecycle import TooManyStarts
+from .lifecycle import Lifecycle, TooManyStarts
 from .providers.base import ProviderError
 from .store import HEALER_STATUSES, Sandbox
 from .studio import CLOUD_SCRIPT
 
-if TYPE_CHECKING:
-    from .stage import SandboxRouterStage
+
+class Router(Protocol):
+    """What these routes need of the stage (a protocol: the stage imports this module)."""
+
+    lifecycle: Lifecycle
+    users: UserDirectory
+    config: SandboxRouterConfig
+
+    def touch(self, user_id: uuid.UUID, row: Sandbox | None = None) -> None: ...
+
+    def cached_row(self, user_id: uuid.UUID) -> Sandbox | None: ...
+
+    def forget_route(self, user_id: uuid.UUID) -> None: ...
+
 
 _POLL = 0.25
 CLOUD_SCRIPT_PATH = "/api/sandbox/cloud.js"
 _MAX_MESSAGE = 2000
 
 
-def routes(stage: SandboxRouterStage) -> Sequence[web.AbstractRouteDef]:
+def routes(stage: Router) -> Sequence[web.AbstractRouteDef]:
     async def status(request: web.Request) -> web.StreamResponse:
         identity = _identity(request)
         row = await stage.lifecycle.store.of_user(identity.user_id)
@@ -148,14 +161,15 @@ def routes(stage: SandboxRouterStage) -> Sequence[web.AbstractRouteDef]:
         scheme, _, key = header.partition(" ")
         if scheme.lower() != "bearer" or not key.strip():
             return None
-        for candidate in request.app[STAGES]:
-            if isinstance(candidate, VKeyStage):
-                try:
-                    record = await candidate.keys.check(key.strip())
-                except KeyRejected:
-                    return None
-                return record.user_id
-        return None
+        try:
+            gateway = find_stage(request.app, VKeyStage)
+        except LookupError:
+            return None  # no gateway, no virtual keys to check
+        try:
+            record = await gateway.keys.check(key.strip())
+        except KeyRejected:
+            return None
+        return record.user_id
 
     def guarded(handler: Any) -> Any:
         async def run(request: web.Request) -> web.StreamResponse:
@@ -185,7 +199,7 @@ def routes(stage: SandboxRouterStage) -> Sequence[web.AbstractRouteDef]:
     ]
 
 
-def describe(stage: SandboxRouterStage, user_id: uuid.UUID, row: Sandbox | None) -> dict[str, Any]:
+def describe(stage: Router, user_id: uuid.UUID, row: Sandbox | None) -> dict[str, Any]:
     """What the progress page shows: ``phase`` is ``starting``, ``ready``, ``failed`` or ``idle``."""
     watch = stage.lifecycle.watches.get(user_id)
     healer = {

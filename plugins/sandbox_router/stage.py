@@ -88,7 +88,7 @@ class SandboxRouterStage(Stage[SandboxRouterConfig]):
         self.forwarder = context.forwarder
         self.timeouts = Timeouts(config.connect_timeout, config.read_timeout, config.idle_stream_timeout)
         self.in_flight = InFlight(config.max_requests_per_user)
-        self.sweeper = Sweeper(self)
+        self.sweeper = Sweeper(self.lifecycle, self.activity)
         self._routes: dict[uuid.UUID, Route] = {}
         self._extended: dict[uuid.UUID, float] = {}
         self._touched: dict[uuid.UUID, float] = {}

@@ -6,25 +6,22 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING
 
-from proxy_core.db import StoreError
+from proxy_core.db import ActivityWriter, StoreError
 
+from .lifecycle import Lifecycle
 from .providers.base import Handle, ProviderError
 from .store import now
-
-if TYPE_CHECKING:
-    from .stage import SandboxRouterStage
 
 log = logging.getLogger(__name__)
 
 
 class Sweeper:
-    def __init__(self, stage: SandboxRouterStage) -> None:
-        self.stage = stage
-        self.lifecycle = stage.lifecycle
-        self.config = stage.config
-        self.leader = stage.db.leadership("sandbox_router.sweeper")
+    def __init__(self, lifecycle: Lifecycle, activity: ActivityWriter) -> None:
+        self.lifecycle = lifecycle
+        self.activity = activity  # this process's pending activity is written before each sweep
+        self.config = lifecycle.config
+        self.leader = lifecycle.db.leadership("sandbox_router.sweeper")
 
     async def run(self) -> None:
         while True:
@@ -39,7 +36,7 @@ class Sweeper:
         await self.leader.close()
 
     async def sweep(self) -> None:
-        await self.stage.activity.flush()
+        await self.activity.flush()
         await self.pause_idle()
         await self.reconcile()
 
@@ -72,10 +69,10 @@ class Sweeper:
                 await store.set_state(
                     row.user_id, "paused", "removed at the provider; a new one is made on the next visit"
                 )
-                self.stage.forget_route(row.user_id)
+                self.lifecycle.on_stopped(row.user_id)
             elif seen is not None and seen.state == "paused" and row.state == "running":
                 await store.set_state(row.user_id, "paused", "paused at the provider")
-                self.stage.forget_route(row.user_id)
+                self.lifecycle.on_stopped(row.user_id)
         stuck_before = now().timestamp() - self.config.health_timeout - 60
         for row in rows:
             watch = self.lifecycle.watches.get(row.user_id)
