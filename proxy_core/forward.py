@@ -106,6 +106,12 @@ class ResponseTap(Protocol):
 
     def on_end(self) -> bytes: ...
 
+    def on_failure(self, kind: str) -> bytes:
+        """The upstream broke off after the answer started (``kind``: "midstream" or "idle_timeout").
+        Bytes returned are sent and the answer is ended cleanly (e.g. an error event a streaming
+        client understands); ``b""`` cuts the client's connection, the default signal."""
+        ...
+
 
 class UpstreamError(Exception):
     """The upstream failed before an answer could start; ``status`` is what the client should get."""
@@ -361,10 +367,15 @@ class Forwarder:
             if (outcome := request.get(OUTCOME)) is not None:
                 outcome.client_gone = True
         except (UpstreamConnectionError, UpstreamProtocolError, UpstreamTimeout) as exc:
-            # the answer has started: the only honest signal left is to cut the client's connection
+            # the answer has started: unless the tap can say so in the body's own terms, the only
+            # honest signal left is to cut the client's connection
             kind = "idle_timeout" if isinstance(exc, UpstreamTimeout) else "midstream"
             self.metrics.upstream_errors.inc((stage, kind))
-            _cut(request)
+            farewell = tap.on_failure(kind) if tap is not None else b""
+            if farewell:
+                await _end_with(request, response, farewell)
+            else:
+                _cut(request)
         finally:
             gauge.dec(labels)
         return response
@@ -378,6 +389,15 @@ def _content_length(raw: list[tuple[bytes, bytes]]) -> int | None:
             except ValueError:
                 return None
     return None
+
+
+async def _end_with(request: web.Request, response: web.StreamResponse, farewell: bytes) -> None:
+    try:
+        await response.write(farewell)
+        await response.write_eof()
+    except ConnectionResetError:
+        if (outcome := request.get(OUTCOME)) is not None:
+            outcome.client_gone = True
 
 
 def _cut(request: web.Request) -> None:

@@ -22,6 +22,7 @@ COLUMNS = (
     "cached_tokens",
     "cache_write_tokens",
     "reported",
+    "estimated",
     "cost_usd",
     "status",
     "latency_ms",
@@ -46,6 +47,7 @@ class UsageRow:
     cached_tokens: int
     cache_write_tokens: int
     reported: bool  # False: the provider reported no usage (an error, or a stream cut short)
+    estimated: bool  # True: the counts (some or all) are the gateway's estimate, see .estimate
     cost_usd: float | None  # None: the model has no price in the table
     status: int  # the upstream's status; 499 when the client left before the answer ended
     latency_ms: int
@@ -62,6 +64,7 @@ class UsageRow:
             self.cached_tokens,
             self.cache_write_tokens,
             self.reported,
+            self.estimated,
             self.cost_usd,
             self.status,
             self.latency_ms,

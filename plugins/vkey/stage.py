@@ -36,12 +36,13 @@ from .checker import KeyChecker
 from .config import VKeyConfig
 from .credentials import ConflictingKeys, find_key, swap_headers, swap_query
 from .errors import Shape, provider_error
+from .estimate import billable, completed
 from .keys import KeyRecord, KeyRejected
 from .ledger import COLUMNS, USAGE_WRITER, UsageLedger, UsageRow
 from .limits import Limits, SpendTracker
 from .pricing import PriceTable
 from .providers import Provider, load_providers
-from .tap import UsageTap
+from .tap import FAILURE_STATUS, UsageTap
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +83,11 @@ class VKeyStage(Stage[VKeyConfig]):
             ("provider", "kind"),
         )
         self.m_cost = metrics.counter("vkey_cost_usd_total", "Spend in USD, by provider.", ("provider",))
+        self.m_estimated = metrics.counter(
+            "vkey_estimated_total",
+            "Requests whose usage was estimated (the stream ended before the provider's count).",
+            ("provider",),
+        )
         self.m_overhead = metrics.histogram(
             "vkey_overhead_seconds",
             "Time spent in the gateway before forwarding.",
@@ -133,7 +139,8 @@ class VKeyStage(Stage[VKeyConfig]):
         if self.max_body and (request.content_length or 0) > self.max_body:
             return self._too_large(provider)
         body: bytes | None = None
-        if shape == "openai" and request.method == "POST" and path.endswith("/chat/completions"):
+        estimable = request.method == "POST" and billable(shape, path)
+        if estimable:  # kept to estimate the input from, should the provider's count never come
             body = await self._read_body(request)
             if body is None:
                 return self._too_large(provider)
@@ -160,15 +167,17 @@ class VKeyStage(Stage[VKeyConfig]):
         _offer_readable_encodings(outgoing)
         strip = False
         if body is not None:
-            outgoing.body, strip = _with_usage_requested(body)
+            outgoing.body = body
+            if shape == "openai" and path.endswith("/chat/completions"):
+                outgoing.body, strip = _with_usage_requested(body)
             if strip:  # the extra chunk can only be cut out of a stream the gateway can read
                 outgoing.headers["Accept-Encoding"] = "identity"
-        tap = UsageTap(shape, strip_usage=strip)
+        tap = UsageTap(shape, strip_usage=strip, responses_api=path.endswith("/responses"))
         overhead = time.perf_counter() - started
         tap.extra_headers["x-gateway-overhead-ms"] = f"{overhead * 1000:.3f}"
         self.m_overhead.observe(overhead)
         self.activity.record(record.user_id)
-        status = 499
+        response: web.StreamResponse | None = None
         try:
             response = await self.forwarder.send(
                 request,
@@ -178,21 +187,36 @@ class VKeyStage(Stage[VKeyConfig]):
                 tap=tap,
                 on_error=self._renderers[shape],
             )
-            status = tap.status or response.status
             return response
         finally:
-            self._account(record, provider, path, tap, status, started)
+            status = _outcome(tap, response)
+            self._account(record, provider, path, tap, status, started, body if estimable else None)
 
     def _account(
-        self, record: KeyRecord, provider: Provider, path: str, tap: UsageTap, status: int, started: float
+        self,
+        record: KeyRecord,
+        provider: Provider,
+        path: str,
+        tap: UsageTap,
+        status: int,
+        started: float,
+        body: bytes | None,
     ) -> None:
-        """Record the request's usage row; runs even when the client left mid-stream."""
-        usage = tap.report.result()
+        """Record the request's usage row; runs even when the client left mid-stream. A billable call
+        whose final count never came (aborted, cut off, or an answer without usage) is recorded and
+        charged at an estimate (``body`` is its request)."""
+        tap.salvage()
+        report = tap.report
+        usage = report.result()
         if not usage.model and "/models/" in path:  # Gemini names the model in the path
             usage = replace(usage, model=path.rsplit("/models/", 1)[1].split(":", 1)[0])
+        consumed = 200 <= tap.status < 300 or (tap.status == 0 and status == 499)  # not refused
+        if body is not None and not report.final and consumed:
+            usage = completed(usage, report.text_bytes, body)
+            self.m_estimated.inc((provider.name,))
         cost = self.prices.cost(usage)
         self.m_requests.inc((provider.name, str(status)))
-        if usage.reported:
+        if usage.reported or usage.estimated:
             self.m_tokens.inc((provider.name, "input"), usage.input_tokens)
             self.m_tokens.inc((provider.name, "output"), usage.output_tokens)
         if cost:
@@ -208,6 +232,7 @@ class VKeyStage(Stage[VKeyConfig]):
             cached_tokens=usage.cached_tokens,
             cache_write_tokens=usage.cache_write_tokens,
             reported=usage.reported,
+            estimated=usage.estimated,
             cost_usd=cost,
             status=status,
             latency_ms=round((time.perf_counter() - started) * 1000),
@@ -240,6 +265,16 @@ class VKeyStage(Stage[VKeyConfig]):
         return self._refuse(
             provider, 413, f"The request body is larger than {self.max_body} bytes.", "too_large"
         )
+
+
+def _outcome(tap: UsageTap, response: web.StreamResponse | None) -> int:
+    """The status to record: the provider's, 502/504 when its stream broke off, 499 when the client
+    left before the answer ended."""
+    if tap.failed:
+        return FAILURE_STATUS.get(tap.failed, 502)
+    if response is None or (tap.status and not tap.ended):
+        return 499
+    return tap.status or response.status
 
 
 def _renderer(shape: Shape) -> ErrorRenderer:

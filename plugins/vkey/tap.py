@@ -1,10 +1,14 @@
 """The response tap: reads usage from a copy of the stream while the bytes pass through unchanged.
 
-SSE streams are read event by event; JSON bodies (including Gemini's streamed JSON array) are read
-whole at the end from a bounded copy. Compressed bodies pass through untouched; the tap reads a
-decompressed copy. When the gateway itself asked OpenAI for ``stream_options.include_usage``, the tap
-removes what that added (the final usage chunk and the ``"usage":null`` of the other chunks), so the
-client sees exactly the stream it asked for: then it forwards whole events only, one write per event.
+SSE streams are read event by event and forwarded whole events at a time (an event is only usable
+once complete, so holding back its first half delays nothing a client could see), which keeps the
+stream well-formed when the provider cuts it off: the tap then ends it with one error event in the
+provider's own shape instead of leaving the client with a bare reset. JSON bodies (including Gemini's
+streamed JSON array) are read whole at the end from a bounded copy, or as far as they got when they
+never ended. Compressed bodies pass through untouched; the tap reads a decompressed copy. When the
+gateway itself asked OpenAI for ``stream_options.include_usage``, the tap removes what that added
+(the final usage chunk and the ``"usage":null`` of the other chunks), so the client sees exactly the
+stream it asked for.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import zlib
 
 from multidict import CIMultiDict
 
-from .errors import Shape
+from .errors import Shape, stream_error_event
 from .usage import UsageReport, parse_json, sse_data
 
 _EVENT_END = re.compile(rb"\r?\n\r?\n")
@@ -22,6 +26,9 @@ _NULL_USAGE = re.compile(rb',\s*"usage"\s*:\s*null')
 _USAGE_OBJECT = re.compile(rb'"usage"\s*:\s*\{')
 _MAX_COPY = 16 * 1024 * 1024  # a JSON body larger than this is not read for usage
 _MAX_EVENT = 1024 * 1024  # nor an SSE event larger than this
+_SALVAGE_TRIES = 64  # element ends tried when reading what arrived of an unfinished JSON array
+
+FAILURE_STATUS = {"midstream": 502, "idle_timeout": 504}
 
 
 class UsageTap:
@@ -29,22 +36,30 @@ class UsageTap:
 
     __slots__ = (
         "_body",
+        "_encoded",
         "_inflate",
         "_mode",
         "_pending",
         "_size",
+        "ended",
         "extra_headers",
+        "failed",
         "report",
+        "responses_api",
         "status",
         "strip_usage",
     )
 
-    def __init__(self, shape: Shape, *, strip_usage: bool = False) -> None:
+    def __init__(self, shape: Shape, *, strip_usage: bool = False, responses_api: bool = False) -> None:
         self.report = UsageReport(shape)
         self.strip_usage = strip_usage
+        self.responses_api = responses_api  # OpenAI's Responses API: its own stream error event
         self.status = 0
+        self.ended = False  # the provider's answer ended normally
+        self.failed = ""  # how the provider's answer broke off mid-way ("midstream", "idle_timeout")
         self.extra_headers: dict[str, str] = {}
         self._mode = ""  # "sse", "json" or "" (not read)
+        self._encoded = False
         self._inflate: zlib._Decompress | None = None
         self._pending = b""
         self._body: list[bytes] = []
@@ -62,9 +77,11 @@ class UsageTap:
         encoding = headers.get("Content-Encoding", "identity").strip().lower()
         if encoding in ("gzip", "x-gzip", "deflate"):
             self._inflate = zlib.decompressobj(wbits=47)  # gzip or zlib, detected from the header
+            self._encoded = True
             self.strip_usage = False
         elif encoding != "identity":
             self._mode = ""  # an encoding the gateway did not offer: pass it through unread
+            self._encoded = True
         if self._mode != "sse":
             self.strip_usage = False
 
@@ -83,52 +100,98 @@ class UsageTap:
             if self._size <= _MAX_COPY:
                 self._body.append(copy)
             return data
-        if self.strip_usage:
-            return self._strip(copy)
-        self._read_events(copy)
-        return data
+        if self._encoded:  # compressed events pass as they come; only the copy is read
+            self._events(copy, False)
+            return data
+        return self._events(copy, True)
 
     def on_end(self) -> bytes:
-        if self._mode == "json" and self._size <= _MAX_COPY:
-            parsed = parse_json(b"".join(self._body))
-            for item in parsed if isinstance(parsed, list) else (parsed,):
-                self.report.add(item)
-            self._body.clear()
+        self.ended = True
+        self.salvage()
         tail, self._pending = self._pending, b""
         if self._mode == "sse" and tail.strip():
             self._read_event(tail)
-        return tail if self.strip_usage else b""
+        return b"" if self._encoded else tail
 
-    def _read_events(self, data: bytes) -> None:
-        buffer = self._pending + data if self._pending else data
-        start = 0
-        for end in _EVENT_END.finditer(buffer):
-            self._read_event(buffer[start : end.start()])
-            start = end.end()
-        self._pending = buffer[start:] if len(buffer) - start <= _MAX_EVENT else b""
+    def on_failure(self, kind: str) -> bytes:
+        """The provider broke off mid-answer: one error event in its stream shape, or ``b""`` (the
+        connection is cut) when the body is not an event stream the gateway writes into."""
+        self.failed = kind
+        self._pending = b""  # half an event is no event: dropped, and the error event follows
+        if self._mode != "sse" or self._encoded:
+            return b""
+        status = FAILURE_STATUS.get(kind, 502)
+        message = (
+            "The provider's stream was cut off before it ended (gateway)."
+            if status == 502
+            else "The provider went silent mid-stream and the stream was ended (gateway)."
+        )
+        return stream_error_event(self.report.shape, status, message, responses_api=self.responses_api)
 
-    def _read_event(self, event: bytes) -> None:
-        if b"sage" in event or b"message_start" in event:  # usage, usageMetadata, Anthropic's start
-            self.report.add(parse_json(sse_data(event)))
+    def salvage(self) -> None:
+        """Read the JSON body as far as it arrived (once): whole when it ended, else the elements of a
+        streamed JSON array that did arrive."""
+        if self._mode != "json" or not self._body or self._size > _MAX_COPY:
+            return
+        body = b"".join(self._body)
+        self._body.clear()
+        parsed = parse_json(body)
+        if parsed is None and body.lstrip().startswith(b"["):
+            parsed = _partial_array(body)
+        for item in parsed if isinstance(parsed, list) else (parsed,):
+            self.report.add(item)
 
-    def _strip(self, data: bytes) -> bytes:
+    def _events(self, data: bytes, forward: bool) -> bytes:
+        """Read the whole events in ``data``; with ``forward``, return the bytes to send on (whole
+        events, and the gateway's own usage chunk removed when it asked for one)."""
         buffer = self._pending + data if self._pending else data
         out: list[bytes] = []
         start = 0
         for end in _EVENT_END.finditer(buffer):
             event = buffer[start : end.start()]
-            if _USAGE_OBJECT.search(event):
-                parsed = parse_json(sse_data(event))
-                self.report.add(parsed)
-                if isinstance(parsed, dict) and parsed.get("choices") == []:
-                    start = end.end()
-                    continue  # the chunk the gateway asked for: the client did not
-            elif b'"usage"' in event:
-                event = _NULL_USAGE.sub(b"", event)
-            out.append(event + buffer[end.start() : end.end()])
+            if self.strip_usage:
+                if _USAGE_OBJECT.search(event):
+                    parsed = self._read_event(event)
+                    if isinstance(parsed, dict) and parsed.get("choices") == []:
+                        start = end.end()
+                        continue  # the chunk the gateway asked for: the client did not
+                elif b'"usage"' in event:
+                    self._read_event(event)
+                    event = _NULL_USAGE.sub(b"", event)
+                else:
+                    self._read_event(event)
+                out.append(event + buffer[end.start() : end.end()])
+            else:
+                self._read_event(event)
             start = end.end()
         if len(buffer) - start > _MAX_EVENT:  # no event boundary in sight: stop holding bytes back
-            out.append(buffer[start:])
+            if self.strip_usage:
+                out.append(buffer[start:])
             start = len(buffer)
         self._pending = buffer[start:]
-        return b"".join(out)
+        if not forward:
+            return b""
+        if self.strip_usage:
+            return b"".join(out)
+        return buffer if start == len(buffer) else buffer[:start]
+
+    def _read_event(self, event: bytes) -> object:
+        payload = sse_data(event)
+        if not payload or payload == b"[DONE]":
+            return None
+        parsed = parse_json(payload)
+        self.report.add(parsed)
+        return parsed
+
+
+def _partial_array(body: bytes) -> list[object]:
+    """The elements of an unfinished JSON array, up to the last one that arrived whole."""
+    end = len(body)
+    for _ in range(_SALVAGE_TRIES):
+        end = body.rfind(b"}", 0, end)
+        if end < 0:
+            break
+        parsed = parse_json(body[: end + 1] + b"]")
+        if isinstance(parsed, list):
+            return parsed
+    return []
