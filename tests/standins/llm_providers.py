@@ -7,11 +7,18 @@
   and not.
 * Gemini ``POST /v1beta/models/<model>:generateContent`` and ``:streamGenerateContent`` (SSE with
   ``?alt=sse``, a streamed JSON array without), keyed by ``x-goog-api-key`` or ``?key=``.
+* Embeddings: OpenAI ``POST /v1/embeddings`` (with ``usage``), Gemini ``:embedContent`` and
+  ``:batchEmbedContents`` (without, as the real API answers).
 * Composio ``GET /api/v3/tools`` and ``POST /api/v3/tools/execute/<slug>`` (``x-api-key``).
 
 Each refuses any key but the real one (in the provider's error shape) and records what it received
 (``RECEIVED``) and the usage it reported (``REPORTED``), so tests can compare both. Non-streamed
 answers are gzip-compressed when the client accepts it, as the real APIs do.
+
+Failures on demand, as the real providers produce them: ``cut_after`` ends every stream's connection
+after that many events (no closing chunk: what a provider's crash or a dropped connection looks like),
+and ``rate_limited`` answers that many next requests with the provider's own 429 and
+``retry-after: 0``.
 """
 
 from __future__ import annotations
@@ -42,6 +49,8 @@ class StandinState:
     received: list[Received] = field(default_factory=list)
     reported: list[dict[str, Any]] = field(default_factory=list)
     event_delay: float = 0.0  # seconds between streamed events
+    cut_after: int | None = None  # streamed events sent before the connection is dropped
+    rate_limited: int = 0  # next requests answered with the provider's own 429
 
 
 STATE = web.AppKey("standin.state", StandinState)
@@ -54,6 +63,7 @@ def standin_app(real_keys: dict[str, str], event_delay: float = 0.0) -> web.Appl
     app[STATE] = StandinState(real_keys, event_delay=event_delay)
     app.router.add_post("/v1/chat/completions", chat_completions)
     app.router.add_post("/v1/responses", responses)
+    app.router.add_post("/v1/embeddings", embeddings)
     app.router.add_post("/v1/messages", messages)
     app.router.add_post("/v1beta/models/{model}:{method}", gemini)
     app.router.add_get("/api/v3/tools", composio_tools)
@@ -70,7 +80,25 @@ async def _receive(request: web.Request, provider: str) -> tuple[StandinState, b
     body = await request.read()
     headers = {k.lower(): ", ".join(request.headers.getall(k)) for k in request.headers}
     state.received.append(Received(provider, request.path, request.query_string, headers, body))
+    if state.rate_limited:
+        state.rate_limited -= 1
+        raise _rate_limited(provider)
     return state, body
+
+
+def _rate_limited(provider: str) -> web.HTTPException:
+    """The provider's own 429, as the real API sends it."""
+    message = "Rate limit reached for requests. Please try again in 0s."
+    payload: dict[str, Any] = {
+        "openai": {
+            "error": {"message": message, "type": "requests", "param": None, "code": "rate_limit_exceeded"}
+        },
+        "anthropic": {"type": "error", "error": {"type": "rate_limit_error", "message": message}},
+        "gemini": {"error": {"code": 429, "message": message, "status": "RESOURCE_EXHAUSTED"}},
+    }.get(provider, {"error": {"message": message, "status": 429}})
+    return web.HTTPTooManyRequests(
+        text=orjson.dumps(payload).decode(), content_type="application/json", headers={"retry-after": "0"}
+    )
 
 
 def _json(request: web.Request, payload: Any, status: int = 200) -> web.Response:
@@ -87,14 +115,29 @@ def _json(request: web.Request, payload: Any, status: int = 200) -> web.Response
 
 async def _sse(request: web.Request, events: list[bytes]) -> web.StreamResponse:
     response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+    return await _stream(request, response, events)
+
+
+async def _stream(
+    request: web.Request, response: web.StreamResponse, parts: list[bytes]
+) -> web.StreamResponse:
     await response.prepare(request)
-    delay = _state(request).event_delay
-    for event in events:
-        await response.write(event)
-        if delay:
-            await asyncio.sleep(delay)
+    state = _state(request)
+    for n, part in enumerate(parts):
+        if n == state.cut_after:
+            _drop(request)
+            return response
+        await response.write(part)
+        if state.event_delay:
+            await asyncio.sleep(state.event_delay)
     await response.write_eof()
     return response
+
+
+def _drop(request: web.Request) -> None:
+    """Close the connection after what was written, without the closing chunk."""
+    assert request.transport is not None
+    request.transport.close()
 
 
 def _data(payload: Any, event: str | None = None) -> bytes:
@@ -215,6 +258,19 @@ async def responses(request: web.Request) -> web.StreamResponse:
     return await _sse(request, events)
 
 
+async def embeddings(request: web.Request) -> web.StreamResponse:
+    state, raw = await _receive(request, "openai")
+    if (denied := _openai_denied(request, state)) is not None:
+        return denied
+    body = orjson.loads(raw)
+    inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
+    tokens = sum(len(str(text)) // 4 + 1 for text in inputs)
+    usage = {"prompt_tokens": tokens, "total_tokens": tokens}
+    state.reported.append({"provider": "openai", "model": body["model"], **usage})
+    data = [{"object": "embedding", "index": n, "embedding": [0.1, 0.2, 0.3]} for n in range(len(inputs))]
+    return _json(request, {"object": "list", "data": data, "model": body["model"], "usage": usage})
+
+
 # Anthropic ------------------------------------------------------------------------------------------
 
 
@@ -275,6 +331,14 @@ async def gemini(request: web.Request) -> web.StreamResponse:
         error = {"code": 400, "message": "API key not valid.", "status": "INVALID_ARGUMENT"}
         return web.json_response({"error": error}, status=400)
     method = request.match_info["method"]
+    if method in ("embedContent", "batchEmbedContents"):
+        body = orjson.loads(raw)
+        count = len(body.get("requests") or [body])
+        vectors = [{"values": [0.1, 0.2, 0.3]} for _ in range(count)]
+        # The real API reports no token usage for embeddings.
+        return _json(
+            request, {"embedding": vectors[0]} if method == "embedContent" else {"embeddings": vectors}
+        )
     if method not in ("generateContent", "streamGenerateContent"):
         return web.json_response(
             {"error": {"code": 404, "message": "no such method", "status": "NOT_FOUND"}}, status=404
@@ -304,11 +368,7 @@ async def gemini(request: web.Request) -> web.StreamResponse:
         return await _sse(request, [b"data: " + orjson.dumps(c) + b"\r\n\r\n" for c in chunks])
     parts = [b"[" + orjson.dumps(chunks[0])] + [b",\r\n" + orjson.dumps(c) for c in chunks[1:]] + [b"]"]
     response = web.StreamResponse(headers={"Content-Type": "application/json; charset=UTF-8"})
-    await response.prepare(request)
-    for part in parts:
-        await response.write(part)
-    await response.write_eof()
-    return response
+    return await _stream(request, response, parts)
 
 
 # Composio -------------------------------------------------------------------------------------------
