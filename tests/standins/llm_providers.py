@@ -238,23 +238,23 @@ async def responses(request: web.Request) -> web.StreamResponse:
     }
     if not body.get("stream"):
         return _json(request, response)
+    # The real API's sequence: the response, the item and its part opened, the text's deltas, each
+    # closed again, and the completed response with its usage.
     started = {**response, "status": "in_progress", "output": [], "usage": None}
-    events = [
-        _data({"type": "response.created", "sequence_number": 0, "response": started}, "response.created")
+    part = {"type": "output_text", "text": "", "annotations": []}
+    where = {"item_id": "msg_standin", "output_index": 0, "content_index": 0}
+    opened = {**item, "status": "in_progress", "content": []}
+    payloads: list[dict[str, Any]] = [
+        {"type": "response.created", "response": started},
+        {"type": "response.output_item.added", "output_index": 0, "item": opened},
+        {"type": "response.content_part.added", **where, "part": part},
+        *({"type": "response.output_text.delta", **where, "delta": w, "logprobs": []} for w in WORDS),
+        {"type": "response.output_text.done", **where, "text": text, "logprobs": []},
+        {"type": "response.content_part.done", **where, "part": {**part, "text": text}},
+        {"type": "response.output_item.done", "output_index": 0, "item": item},
+        {"type": "response.completed", "response": response},
     ]
-    for n, word in enumerate(WORDS, 1):
-        delta = {
-            "type": "response.output_text.delta",
-            "sequence_number": n,
-            "item_id": "msg_standin",
-            "output_index": 0,
-            "content_index": 0,
-            "delta": word,
-            "logprobs": [],
-        }
-        events.append(_data(delta, "response.output_text.delta"))
-    done = {"type": "response.completed", "sequence_number": len(WORDS) + 1, "response": response}
-    events.append(_data(done, "response.completed"))
+    events = [_data({**p, "sequence_number": n}, p["type"]) for n, p in enumerate(payloads)]
     return await _sse(request, events)
 
 

@@ -124,7 +124,7 @@ async def test_an_aborted_stream_is_recorded_and_charged_at_what_was_consumed(
             gateway.base(call.provider) + call.path, json=call.body, headers=call.headers(ada.key)
         )
         assert resp.status == 200
-        for _ in range(3):  # three events (elements of Gemini's array), then the client aborts
+        for _ in range(4):  # four events (elements of Gemini's array), then the client aborts
             await resp.content.readuntil(call.separator)
         resp.close()
     (row,) = await rows_after_leaving(gateway)
@@ -144,7 +144,7 @@ async def test_a_stream_the_provider_cuts_off_ends_with_its_error_event_and_is_a
     make_gateway: GatewayFactory, call: Call
 ) -> None:
     gateway = await make_gateway(prices=PRICES)
-    gateway.standin.cut_after = 4
+    gateway.standin.cut_after = 5
     ada = await gateway.issue("ada@example.com")
     async with ClientSession() as http:
         resp = await http.post(
@@ -157,7 +157,7 @@ async def test_a_stream_the_provider_cuts_off_ends_with_its_error_event_and_is_a
         else:
             body = await resp.read()  # complete: the gateway ended it cleanly
             events = [e for e in body.replace(b"\r\n", b"\n").split(b"\n\n") if e.strip()]
-            assert len(events) == 4 + 1
+            assert len(events) == 5 + 1
             last = orjson.loads(sse_data(events[-1]))
             message = "The provider's stream was cut off before it ended (gateway)."
             if call.provider == "anthropic":
@@ -185,7 +185,7 @@ async def test_the_python_sdks_read_a_cut_stream_as_a_readable_error(make_gatewa
     from google.genai import errors, types
 
     gateway = await make_gateway()
-    gateway.standin.cut_after = 4
+    gateway.standin.cut_after = 5
     ada = await gateway.issue("ada@example.com")
     message = "The provider's stream was cut off before it ended (gateway)."
     gpt = openai.AsyncOpenAI(api_key=ada.key, base_url=gateway.base("openai"), max_retries=0)
