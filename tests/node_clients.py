@@ -19,6 +19,7 @@ import orjson
 
 SOURCE = Path(__file__).parent / "node"
 _MANIFESTS = ("package.json", "package-lock.json")
+_SCRIPT_TIMEOUT = 120  # seconds: a hung client fails its test instead of the whole run
 
 
 def cache_root() -> Path:
@@ -53,7 +54,7 @@ def install() -> Path:
     return target
 
 
-async def run_script(folder: Path, script: str, scenario: dict[str, Any], timeout: float = 120) -> Any:
+async def run_script(folder: Path, script: str, scenario: dict[str, Any]) -> Any:
     """Run ``script`` with ``scenario`` as its JSON argument; its last line of output, parsed."""
     node = shutil.which("node")
     assert node is not None, "node is needed for the Node client tests (Debian: apt-get install nodejs)"
@@ -66,7 +67,7 @@ async def run_script(folder: Path, script: str, scenario: dict[str, Any], timeou
         stderr=asyncio.subprocess.PIPE,
     )
     try:
-        out, err = await asyncio.wait_for(process.communicate(), timeout)
+        out, err = await asyncio.wait_for(process.communicate(), _SCRIPT_TIMEOUT)
     except TimeoutError:
         process.kill()
         await process.wait()
