@@ -27,6 +27,8 @@ COLUMNS = (
     "status",
     "latency_ms",
     "created_at",
+    "operation",
+    "tool",
 )
 
 USAGE_WRITER = web.AppKey("plugins.vkey.usage_writer", BatchWriter)
@@ -52,6 +54,8 @@ class UsageRow:
     status: int  # the upstream's status; 499 when the client left before the answer ended
     latency_ms: int
     created_at: datetime
+    operation: str = ""  # method and path: "POST /api/v3.1/tools/execute/GITHUB_STAR_A_REPOSITORY"
+    tool: str | None = None  # the tool the call executed (Composio), else None
 
     def values(self) -> tuple[object, ...]:
         return (
@@ -69,6 +73,8 @@ class UsageRow:
             self.status,
             self.latency_ms,
             self.created_at,
+            self.operation,
+            self.tool,
         )
 
 

@@ -11,7 +11,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 import orjson
@@ -40,9 +40,10 @@ from .estimate import billable, completed
 from .keys import KeyRecord, KeyRejected
 from .ledger import COLUMNS, USAGE_WRITER, UsageLedger, UsageRow
 from .limits import Limits, SpendTracker
+from .operations import MAX_BODY, operation, reads_body, tool_of
 from .pricing import PriceTable
 from .providers import Provider, load_providers
-from .tap import FAILURE_STATUS, UsageTap
+from .tap import FAILURE_STATUS, UrlRewrite, UsageTap
 
 log = logging.getLogger(__name__)
 
@@ -136,11 +137,20 @@ class VKeyStage(Stage[VKeyConfig]):
         if provider.real_key is None:
             message = f"The gateway has no key for {provider.name}."
             return self._refuse(provider, 503, message, "unconfigured")
+        for name in provider.refused_headers:
+            if name in request.headers:
+                message = (
+                    f"The gateway does not accept the {name} header: every call uses the team's"
+                    f" {provider.name} account; send only your virtual key."
+                )
+                return self._refuse(provider, 400, message, "credential_header")
         if self.max_body and (request.content_length or 0) > self.max_body:
             return self._too_large(provider)
         body: bytes | None = None
-        estimable = request.method == "POST" and billable(shape, path)
-        if estimable:  # kept to estimate the input from, should the provider's count never come
+        method = request.method
+        estimable = method == "POST" and billable(shape, path)
+        names_tool = reads_body(shape, method, path) and (request.content_length or 0) <= MAX_BODY
+        if estimable or names_tool:  # to estimate the input from, or to find the tool it executes
             body = await self._read_body(request)
             if body is None:
                 return self._too_large(provider)
@@ -164,7 +174,13 @@ class VKeyStage(Stage[VKeyConfig]):
         target = f"{sent}?{new_query}" if new_query else sent
         outgoing = self.forwarder.build(request, provider.upstream, path=target)
         swap_headers(outgoing.headers, presented, provider.real_key)
+        for name in provider.stripped_headers:
+            outgoing.headers.popall(name, None)
         _offer_readable_encodings(outgoing)
+        rewrite = None
+        if provider.rewrites_urls:
+            outgoing.headers["Accept-Encoding"] = "identity"  # rewritten bodies must be readable
+            rewrite = self._rewrite(request, provider)
         strip = False
         if body is not None:
             outgoing.body = body
@@ -172,7 +188,14 @@ class VKeyStage(Stage[VKeyConfig]):
                 outgoing.body, strip = _with_usage_requested(body)
             if strip:  # the extra chunk can only be cut out of a stream the gateway can read
                 outgoing.headers["Accept-Encoding"] = "identity"
-        tap = UsageTap(shape, strip_usage=strip, responses_api=path.endswith("/responses"))
+        tap = UsageTap(shape, strip_usage=strip, responses_api=path.endswith("/responses"), rewrite=rewrite)
+        call = _Call(
+            path,
+            operation(method, path),
+            tool_of(shape, method, path, body),
+            body if estimable else None,
+            started,
+        )
         overhead = time.perf_counter() - started
         tap.extra_headers["x-gateway-overhead-ms"] = f"{overhead * 1000:.3f}"
         self.m_overhead.observe(overhead)
@@ -189,30 +212,35 @@ class VKeyStage(Stage[VKeyConfig]):
             )
             return response
         finally:
-            status = _outcome(tap, response)
-            self._account(record, provider, path, tap, status, started, body if estimable else None)
+            self._account(record, provider, call, tap, _outcome(tap, response))
+
+    def _rewrite(self, request: web.Request, provider: Provider) -> UrlRewrite:
+        """The provider's API base → this gateway's, at the origin the client reached it by (so an
+        SDK that only sends its key to its own API origin, like Composio's, accepts the URLs)."""
+        client = self.forwarder.client(request)
+        path = f"{self.config.path_prefix}/{provider.name}"
+        upstream = provider.upstream
+        return UrlRewrite(
+            f"{upstream.origin.scheme}://{upstream.origin.netloc}{upstream.prefix}",
+            f"{client.proto}://{client.host}{path}",
+            path,
+        )
 
     def _account(
-        self,
-        record: KeyRecord,
-        provider: Provider,
-        path: str,
-        tap: UsageTap,
-        status: int,
-        started: float,
-        body: bytes | None,
+        self, record: KeyRecord, provider: Provider, call: _Call, tap: UsageTap, status: int
     ) -> None:
         """Record the request's usage row; runs even when the client left mid-stream. A billable call
         whose final count never came (aborted, cut off, or an answer without usage) is recorded and
-        charged at an estimate (``body`` is its request)."""
+        charged at an estimate."""
         tap.salvage()
         report = tap.report
         usage = report.result()
+        path = call.path
         if not usage.model and "/models/" in path:  # Gemini names the model in the path
             usage = replace(usage, model=path.rsplit("/models/", 1)[1].split(":", 1)[0])
         consumed = 200 <= tap.status < 300 or (tap.status == 0 and status == 499)  # not refused
-        if body is not None and not report.final and consumed:
-            usage = completed(usage, report.text_bytes, body)
+        if call.estimable_body is not None and not report.final and consumed:
+            usage = completed(usage, report.text_bytes, call.estimable_body)
             self.m_estimated.inc((provider.name,))
         cost = self.prices.cost(usage)
         self.m_requests.inc((provider.name, str(status)))
@@ -235,8 +263,10 @@ class VKeyStage(Stage[VKeyConfig]):
             estimated=usage.estimated,
             cost_usd=cost,
             status=status,
-            latency_ms=round((time.perf_counter() - started) * 1000),
+            latency_ms=round((time.perf_counter() - call.started) * 1000),
             created_at=datetime.now(UTC),
+            operation=call.operation,
+            tool=call.tool,
         )
         try:
             self.ledger.record(row)
@@ -265,6 +295,17 @@ class VKeyStage(Stage[VKeyConfig]):
         return self._refuse(
             provider, 413, f"The request body is larger than {self.max_body} bytes.", "too_large"
         )
+
+
+@dataclass(frozen=True, slots=True)
+class _Call:
+    """What the usage row needs to know of the request."""
+
+    path: str
+    operation: str
+    tool: str | None
+    estimable_body: bytes | None  # a billable call's request, to estimate its input from
+    started: float
 
 
 def _outcome(tap: UsageTap, response: web.StreamResponse | None) -> int:

@@ -8,7 +8,8 @@ streamed JSON array) are read whole at the end from a bounded copy, or as far as
 never ended. Compressed bodies pass through untouched; the tap reads a decompressed copy. When the
 gateway itself asked OpenAI for ``stream_options.include_usage``, the tap removes what that added
 (the final usage chunk and the ``"usage":null`` of the other chunks), so the client sees exactly the
-stream it asked for.
+stream it asked for. For a provider whose answers carry URLs of its own API (Composio's MCP URLs),
+the tap rewrites them to the gateway (:class:`UrlRewrite`): JSON bodies are then held until complete.
 """
 
 from __future__ import annotations
@@ -29,6 +30,34 @@ _MAX_EVENT = 1024 * 1024  # nor an SSE event larger than this
 _SALVAGE_TRIES = 64  # element ends tried when reading what arrived of an unfinished JSON array
 
 FAILURE_STATUS = {"midstream": 502, "idle_timeout": 504}
+_ENDPOINT_EVENT = re.compile(rb"^event:\s*endpoint\s*$", re.MULTILINE)
+_RELATIVE_DATA = re.compile(rb"^(data:\s?)/(?!/)", re.MULTILINE)
+
+
+class UrlRewrite:
+    """URLs under ``upstream`` (the provider's API base, e.g. ``https://backend.composio.dev``) become
+    URLs under ``gateway`` (``https://cloud.example.com/api/gateway/composio``, as the client reached
+    the gateway); an MCP SSE ``endpoint`` event's host-relative path gets the gateway's path."""
+
+    __slots__ = ("_pattern", "gateway", "gateway_path", "upstream")
+
+    def __init__(self, upstream: str, gateway: str, gateway_path: str) -> None:
+        self.upstream = upstream.encode()
+        self.gateway = gateway.encode()
+        self.gateway_path = gateway_path.encode()
+        # the base itself, not a longer host name that starts with it
+        self._pattern = re.compile(re.escape(self.upstream) + rb"(?=[/\"?#\\]|$)")
+
+    def apply(self, data: bytes) -> bytes:
+        if self.upstream not in data:
+            return data
+        return self._pattern.sub(lambda _: self.gateway, data)
+
+    def event(self, event: bytes) -> bytes:
+        event = self.apply(event)
+        if _ENDPOINT_EVENT.search(event):
+            event = _RELATIVE_DATA.sub(lambda m: m.group(1) + self.gateway_path + b"/", event)
+        return event
 
 
 class UsageTap:
@@ -46,14 +75,23 @@ class UsageTap:
         "failed",
         "report",
         "responses_api",
+        "rewrite",
         "status",
         "strip_usage",
     )
 
-    def __init__(self, shape: Shape, *, strip_usage: bool = False, responses_api: bool = False) -> None:
+    def __init__(
+        self,
+        shape: Shape,
+        *,
+        strip_usage: bool = False,
+        responses_api: bool = False,
+        rewrite: UrlRewrite | None = None,
+    ) -> None:
         self.report = UsageReport(shape)
         self.strip_usage = strip_usage
         self.responses_api = responses_api  # OpenAI's Responses API: its own stream error event
+        self.rewrite = rewrite
         self.status = 0
         self.ended = False  # the provider's answer ended normally
         self.failed = ""  # how the provider's answer broke off mid-way ("midstream", "idle_timeout")
@@ -72,7 +110,7 @@ class UsageTap:
         kind = headers.get("Content-Type", "").lower()
         if "text/event-stream" in kind:
             self._mode = "sse"
-        elif "json" in kind and self.report.shape != "composio":
+        elif "json" in kind and (self.report.shape != "composio" or self.rewrite is not None):
             self._mode = "json"
         encoding = headers.get("Content-Encoding", "identity").strip().lower()
         if encoding in ("gzip", "x-gzip", "deflate"):
@@ -82,6 +120,8 @@ class UsageTap:
         elif encoding != "identity":
             self._mode = ""  # an encoding the gateway did not offer: pass it through unread
             self._encoded = True
+        if self._encoded:
+            self.rewrite = None  # the gateway asked for identity; a provider that ignored it is not rewritten
         if self._mode != "sse":
             self.strip_usage = False
 
@@ -99,6 +139,10 @@ class UsageTap:
             self._size += len(copy)
             if self._size <= _MAX_COPY:
                 self._body.append(copy)
+                return b"" if self.rewrite is not None else data  # held until complete, to rewrite
+            if self.rewrite is not None:  # too large to hold: what was held goes, the rest passes
+                held, self.rewrite = self._body, None
+                return b"".join(held) + data
             return data
         if self._encoded:  # compressed events pass as they come; only the copy is read
             self._events(copy, False)
@@ -107,10 +151,16 @@ class UsageTap:
 
     def on_end(self) -> bytes:
         self.ended = True
+        if self._mode == "json" and self.rewrite is not None:
+            held = b"".join(self._body)
+            self.salvage()
+            return self.rewrite.apply(held)
         self.salvage()
         tail, self._pending = self._pending, b""
         if self._mode == "sse" and tail.strip():
             self._read_event(tail)
+            if self.rewrite is not None:
+                tail = self.rewrite.event(tail)
         return b"" if self._encoded else tail
 
     def on_failure(self, kind: str) -> bytes:
@@ -118,8 +168,8 @@ class UsageTap:
         connection is cut) when the body is not an event stream the gateway writes into."""
         self.failed = kind
         self._pending = b""  # half an event is no event: dropped, and the error event follows
-        if self._mode != "sse" or self._encoded:
-            return b""
+        if self._mode != "sse" or self._encoded or self.report.shape == "composio":
+            return b""  # Composio's streams are MCP's JSON-RPC: no error event of theirs fits
         status = FAILURE_STATUS.get(kind, 502)
         message = (
             "The provider's stream was cut off before it ended (gateway)."
@@ -147,9 +197,13 @@ class UsageTap:
         buffer = self._pending + data if self._pending else data
         out: list[bytes] = []
         start = 0
+        rewrite = self.rewrite
         for end in _EVENT_END.finditer(buffer):
             event = buffer[start : end.start()]
-            if self.strip_usage:
+            if rewrite is not None:
+                self._read_event(event)
+                out.append(rewrite.event(event) + buffer[end.start() : end.end()])
+            elif self.strip_usage:
                 if _USAGE_OBJECT.search(event):
                     parsed = self._read_event(event)
                     if isinstance(parsed, dict) and parsed.get("choices") == []:
@@ -165,13 +219,13 @@ class UsageTap:
                 self._read_event(event)
             start = end.end()
         if len(buffer) - start > _MAX_EVENT:  # no event boundary in sight: stop holding bytes back
-            if self.strip_usage:
+            if self.strip_usage or rewrite is not None:
                 out.append(buffer[start:])
             start = len(buffer)
         self._pending = buffer[start:]
         if not forward:
             return b""
-        if self.strip_usage:
+        if self.strip_usage or rewrite is not None:
             return b"".join(out)
         return buffer if start == len(buffer) else buffer[:start]
 
