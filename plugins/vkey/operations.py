@@ -4,7 +4,8 @@ usage report can count each user's executions.
 
 Composio executes a tool in three ways: ``POST /api/v3[.1]/tools/execute/<slug>`` (the slug in the
 path), ``POST /api/v3.1/tool_router/session/<id>/execute`` (``tool_slug`` in the body) and an MCP
-``tools/call`` request to a tool-router session's MCP endpoint (``params.name`` of the JSON-RPC body).
+``tools/call`` request to a tool-router session's MCP endpoint (``params.name`` of the JSON-RPC body,
+POSTed to ``.../mcp``, or to ``.../messages`` on MCP's SSE transport).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ MAX_BODY = 1024 * 1024  # a body read only to find the tool in it is at most thi
 
 _EXECUTE_PATH = re.compile(r"/api/v3(?:\.\d+)?/tools/execute/([^/?]+)$")
 _SESSION_EXECUTE = re.compile(r"/tool_router/session/[^/]+/execute$")
+_MCP_MESSAGES = re.compile(r"/(mcp|messages)$")  # streamable HTTP, and the SSE transport's POSTs
 _NOT_TOOLS = frozenset({"proxy"})  # /tools/execute/proxy calls an API through a connection
 
 
@@ -32,7 +34,7 @@ def reads_body(shape: Shape, method: str, path: str) -> bool:
     """Whether the request body names the tool (so the gateway reads it before forwarding)."""
     if shape != "composio" or method != "POST":
         return False
-    return path.endswith("/mcp") or _SESSION_EXECUTE.search(path) is not None
+    return _MCP_MESSAGES.search(path) is not None or _SESSION_EXECUTE.search(path) is not None
 
 
 def tool_of(shape: Shape, method: str, path: str, body: bytes | None) -> str | None:
@@ -49,7 +51,7 @@ def tool_of(shape: Shape, method: str, path: str, body: bytes | None) -> str | N
         parsed: Any = orjson.loads(body)
     except orjson.JSONDecodeError:
         return None
-    if path.endswith("/mcp"):
+    if _MCP_MESSAGES.search(path) is not None:
         for message in parsed if isinstance(parsed, list) else [parsed]:
             if isinstance(message, dict) and message.get("method") == "tools/call":
                 params = message.get("params")

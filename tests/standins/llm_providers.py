@@ -9,7 +9,7 @@
   ``?alt=sse``, a streamed JSON array without), keyed by ``x-goog-api-key`` or ``?key=``.
 * Embeddings: OpenAI ``POST /v1/embeddings`` (with ``usage``), Gemini ``:embedContent`` and
   ``:batchEmbedContents`` (without, as the real API answers).
-* Composio ``GET /api/v3/tools`` and ``POST /api/v3/tools/execute/<slug>`` (``x-api-key``).
+* Composio's API and its tool-router MCP endpoints: :mod:`tests.standins.composio`.
 
 Each refuses any key but the real one (in the provider's error shape) and records what it received
 (``RECEIVED``) and the usage it reported (``REPORTED``), so tests can compare both. Non-streamed
@@ -66,8 +66,9 @@ def standin_app(real_keys: dict[str, str], event_delay: float = 0.0) -> web.Appl
     app.router.add_post("/v1/embeddings", embeddings)
     app.router.add_post("/v1/messages", messages)
     app.router.add_post("/v1beta/models/{model}:{method}", gemini)
-    app.router.add_get("/api/v3/tools", composio_tools)
-    app.router.add_post("/api/v3/tools/execute/{slug}", composio_execute)
+    from .composio import add_routes  # it builds on this module's state
+
+    add_routes(app)
     return app
 
 
@@ -369,26 +370,3 @@ async def gemini(request: web.Request) -> web.StreamResponse:
     parts = [b"[" + orjson.dumps(chunks[0])] + [b",\r\n" + orjson.dumps(c) for c in chunks[1:]] + [b"]"]
     response = web.StreamResponse(headers={"Content-Type": "application/json; charset=UTF-8"})
     return await _stream(request, response, parts)
-
-
-# Composio -------------------------------------------------------------------------------------------
-
-
-def _composio_denied(request: web.Request, state: StandinState) -> web.Response | None:
-    if request.headers.get("x-api-key") == state.real_keys["composio"]:
-        return None
-    return web.json_response({"error": {"message": "Invalid API key", "status": 401}}, status=401)
-
-
-async def composio_tools(request: web.Request) -> web.StreamResponse:
-    state, _ = await _receive(request, "composio")
-    if (denied := _composio_denied(request, state)) is not None:
-        return denied
-    return _json(request, {"items": [{"slug": "GITHUB_STAR_A_REPOSITORY", "name": "Star a repository"}]})
-
-
-async def composio_execute(request: web.Request) -> web.StreamResponse:
-    state, _ = await _receive(request, "composio")
-    if (denied := _composio_denied(request, state)) is not None:
-        return denied
-    return _json(request, {"successful": True, "data": {"slug": request.match_info["slug"]}, "error": None})
