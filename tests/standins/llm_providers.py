@@ -17,6 +17,7 @@ answers are gzip-compressed when the client accepts it, as the real APIs do.
 
 Failures on demand, as the real providers produce them: ``cut_after`` ends every stream's connection
 after that many events (no closing chunk: what a provider's crash or a dropped connection looks like),
+``stall_after`` goes silent after that many (so a client's abort surely comes before the end),
 and ``rate_limited`` answers that many next requests with the provider's own 429 and
 ``retry-after: 0``.
 """
@@ -50,6 +51,7 @@ class StandinState:
     reported: list[dict[str, Any]] = field(default_factory=list)
     event_delay: float = 0.0  # seconds between streamed events
     cut_after: int | None = None  # streamed events sent before the connection is dropped
+    stall_after: int | None = None  # streamed events sent before the stand-in goes silent
     rate_limited: int = 0  # next requests answered with the provider's own 429
 
 
@@ -128,11 +130,23 @@ async def _stream(
         if n == state.cut_after:
             _drop(request)
             return response
+        if n == state.stall_after:
+            await _until_gone(request)
+            return response
         await response.write(part)
         if state.event_delay:
             await asyncio.sleep(state.event_delay)
     await response.write_eof()
     return response
+
+
+async def _until_gone(request: web.Request) -> None:
+    """Stay silent (the rest of the answer never comes) until the gateway drops the connection."""
+    for _ in range(1500):  # 30 s at most, then the connection is dropped: never a complete answer
+        if request.transport is None or request.transport.is_closing():
+            return
+        await asyncio.sleep(0.02)
+    _drop(request)
 
 
 def _drop(request: web.Request) -> None:

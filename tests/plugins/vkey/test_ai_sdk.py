@@ -28,6 +28,10 @@ PROVIDERS = {  # the AI SDK provider → (gateway provider, model)
 }
 
 
+# Events each stand-in stream has sent once four words went out (before any closing event).
+STALL_AFTER_FOUR_WORDS = {"openai-chat": 5, "openai-responses": 7, "anthropic": 7, "google": 4}
+
+
 async def ai_sdk(node_clients: Path, gateway: Gateway, provider: str, key: str, **scenario: Any) -> Any:
     name, model = PROVIDERS[provider]
     scenario = {
@@ -75,10 +79,11 @@ async def test_answers_are_intact_and_counted_exactly(
 async def test_a_stream_aborted_by_the_client_is_charged_at_an_estimate(
     make_gateway: GatewayFactory, node_clients: Path, provider: str
 ) -> None:
-    gateway = await make_gateway(event_delay=0.05)
+    gateway = await make_gateway()
+    gateway.standin.stall_after = STALL_AFTER_FOUR_WORDS[provider]  # the end never comes before the abort
     ada = await gateway.issue("ada@example.com")
     result = await ai_sdk(node_clients, gateway, provider, ada.key, action="abort", abortAfter=3)
-    assert result["ok"] and result["aborted"] and result["chunks"] == 3, result
+    assert result["ok"] and result["aborted"] and 3 <= result["chunks"] < len(WORDS), result
     for _ in range(100):
         rows = await gateway.usage()
         if rows:

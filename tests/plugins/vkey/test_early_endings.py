@@ -117,7 +117,8 @@ async def rows_after_leaving(gateway: Gateway, count: int = 1) -> list[Row]:
 async def test_an_aborted_stream_is_recorded_and_charged_at_what_was_consumed(
     make_gateway: GatewayFactory, call: Call
 ) -> None:
-    gateway = await make_gateway(event_delay=0.05, prices=PRICES)
+    gateway = await make_gateway(prices=PRICES)
+    gateway.standin.stall_after = 5  # the rest never comes before the client aborts
     ada = await gateway.issue("ada@example.com")
     async with ClientSession() as http:
         resp = await http.post(
@@ -218,11 +219,11 @@ async def test_a_budget_an_aborting_client_can_no_longer_get_around(make_gateway
     """Every aborted OpenAI stream used to cost $0, so a sandbox that aborted its streams was never
     stopped; now each is charged its estimate and the budget holds."""
     gateway = await make_gateway(
-        event_delay=0.05,
         prices={"gpt-4o-mini": {"input": 1000.0, "output": 1000.0}},
         limits={"monthly_budget_usd": 0.5},
         spend_refresh_seconds=0.01,
     )
+    gateway.standin.stall_after = 2  # the role chunk and a word, then the client aborts
     ada = await gateway.issue("ada@example.com")
     body = {"model": "gpt-4o-mini", "stream": True, "messages": MESSAGES}
     statuses = []

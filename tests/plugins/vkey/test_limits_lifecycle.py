@@ -132,7 +132,8 @@ async def _usage_after_leaving(gateway: Gateway) -> Row:
 async def test_an_anthropic_stream_the_client_abandons_still_records_its_usage(
     make_gateway: GatewayFactory,
 ) -> None:
-    gateway = await make_gateway(event_delay=0.05)
+    gateway = await make_gateway()
+    gateway.standin.stall_after = 3  # the rest never comes before the client leaves
     ada = await gateway.issue("ada@example.com")
     async with ClientSession() as http:
         resp = await http.post(
@@ -150,7 +151,8 @@ async def test_an_anthropic_stream_the_client_abandons_still_records_its_usage(
 
 
 async def test_an_openai_stream_the_client_abandons_is_recorded_as_499(make_gateway: GatewayFactory) -> None:
-    gateway = await make_gateway(event_delay=0.05)
+    gateway = await make_gateway()
+    gateway.standin.stall_after = 3  # the rest never comes before the client leaves
     ada = await gateway.issue("ada@example.com")
     async with ClientSession() as http:
         resp = await http.post(
