@@ -14,9 +14,9 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from .errors import error_response
+from .exchange import ErrorRenderer, Timeouts, UpstreamError, UpstreamRequest
 
 if TYPE_CHECKING:
-    from .forward import ErrorRenderer, Timeouts, UpstreamRequest
     from .metrics import Metrics
 
 _HANDSHAKE_HEADERS = (
@@ -68,8 +68,6 @@ class WebSocketRelay:
         limits: Timeouts,
         on_error: ErrorRenderer,
     ) -> web.StreamResponse:
-        from .forward import UpstreamError
-
         if self._session is None:
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=0, force_close=True, ssl=self._ssl),
