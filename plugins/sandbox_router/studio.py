@@ -81,6 +81,9 @@ class ChainedTaps:
         tail = self.first.on_end()
         return (self.second.on_chunk(tail) if tail else b"") + self.second.on_end()
 
+    def on_failure(self, kind: str) -> bytes:
+        return b""  # cut the client's connection: a page cut short must not look complete
+
 
 class StudioTap:
     """A :class:`~proxy_core.ResponseTap`: HTML answers are collected and rewritten; anything else
@@ -114,3 +117,6 @@ class StudioTap:
         if not self._html:
             return b""
         return rewrite_index(b"".join(self._chunks), self.public, self.api_prefix, self.studio_path)
+
+    def on_failure(self, kind: str) -> bytes:
+        return b""  # cut the client's connection: a page cut short must not look complete
