@@ -56,6 +56,7 @@ _DROPPED_HEADERS = ("Cookie", "X-CSRF-Token", "Authorization", "x-mastra-auth-to
 class Route:
     upstream: Upstream
     headers: tuple[tuple[str, str], ...]
+    replaced: tuple[str, ...]  # what the client sent that must not reach the sandbox
     row: Sandbox
     expires: float
 
@@ -170,6 +171,7 @@ class SandboxRouterStage(Stage[SandboxRouterConfig]):
         route = Route(
             Upstream.from_url(endpoint.base_url),
             headers,
+            (*self._dropped, *endpoint.headers),
             row,
             time.monotonic() + self.config.route_cache_seconds,
         )
@@ -188,20 +190,20 @@ class SandboxRouterStage(Stage[SandboxRouterConfig]):
             self.touch(user_id, route.row)
             outgoing = self.forwarder.build(request, route.upstream)
             headers = outgoing.headers
-            for name in self._dropped:
+            for name in route.replaced:
                 if name in headers:
                     del headers[name]
-            for name, value in route.headers:
-                headers[name] = value
+            headers.extend(route.headers)
             tap: ResponseTap | None = None
-            if request.method == "GET" and self._is_studio_page(request):
-                headers["Accept-Encoding"] = "identity"
-                tap = StudioTap(self._public(request), self.config.api_prefix, self.config.studio_path)
-            if self.config.inject_html:
-                offer_script(request, CLOUD_SCRIPT_PATH)
-                page = page_tap(request, outgoing)
-                if page is not None:
-                    tap = page if tap is None else ChainedTaps(tap, page)
+            if request.method == "GET" and "text/html" in request.headers.get("Accept", ""):  # a page
+                if self._is_studio_page(request):
+                    headers["Accept-Encoding"] = "identity"
+                    tap = StudioTap(self._public(request), self.config.api_prefix, self.config.studio_path)
+                if self.config.inject_html:
+                    offer_script(request, CLOUD_SCRIPT_PATH)
+                    page = page_tap(request, outgoing)
+                    if page is not None:
+                        tap = page if tap is None else ChainedTaps(tap, page)
             return await self.forwarder.send(
                 request, outgoing, stage=self.name, timeouts=self.timeouts, tap=tap, on_error=_on_error
             )
@@ -305,9 +307,7 @@ class SandboxRouterStage(Stage[SandboxRouterConfig]):
 
     def _is_studio_page(self, request: web.Request) -> bool:
         path = request.path
-        if not (path == self.config.studio_path or path.startswith(self._studio_prefix)):
-            return False
-        return path.endswith(".html") or "text/html" in request.headers.get("Accept", "")
+        return path == self.config.studio_path or path.startswith(self._studio_prefix)
 
     def _public(self, request: web.Request) -> URL:
         if self.public_url is not None:
