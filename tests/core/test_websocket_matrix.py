@@ -351,3 +351,34 @@ async def test_an_upstream_answering_with_a_bad_status_line_is_a_502() -> None:
             assert app[METRICS].upstream_errors.get(("upstream", "protocol")) == 1
     finally:
         server.close()
+
+
+async def test_a_slow_receiver_pauses_the_sender_instead_of_filling_the_proxy() -> None:
+    """The upstream sends 32 MiB to a client that reads nothing: the proxy stops reading the upstream
+    once the client's socket is full, so it holds a bounded amount (the gauge), not the 32 MiB."""
+    sent = asyncio.Event()
+
+    async def flood(ws: ServerConnection) -> None:
+        with contextlib.suppress(websockets.ConnectionClosed):
+            for _ in range(512):
+                await ws.send(b"f" * 65536)
+            sent.set()
+            await ws.wait_closed()
+
+    async with serve(flood, "127.0.0.1", 0, compression=None) as server:
+        port = next(iter(server.sockets)).getsockname()[1]
+        config = '[server]\naccess_log = false\nwebsocket_max_message = "1MiB"\n'
+        async with proxy_to(f"ws://127.0.0.1:{port}", config) as (proxy_url, app):
+            assert proxy_url.host is not None and proxy_url.port is not None
+            client = await RawClient.connect(proxy_url.host, proxy_url.port, "/ws")
+            gauge = app[METRICS].websocket_buffered
+            async with asyncio.timeout(10):
+                while gauge.get() == 0:
+                    await asyncio.sleep(0.01)
+            await asyncio.sleep(0.3)
+            assert not sent.is_set()  # the upstream is held back by TCP, through the proxy
+            assert 0 < gauge.get() <= 1024 * 1024
+            client.writer.transport.abort()
+            async with asyncio.timeout(5):
+                while gauge.get() != 0:
+                    await asyncio.sleep(0.01)
