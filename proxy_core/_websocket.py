@@ -170,11 +170,16 @@ class WebSocketRelay:
         gauge.inc(labels)
         self._open.add(tunnel)
         try:
-            await response.prepare(request)
-            if tail:
-                tunnel.upstream.data_received(tail)
-            upstream_transport.resume_reading()
-            client_transport.resume_reading()
+            try:
+                await response.prepare(request)
+            except ConnectionError:
+                tunnel.end(WebSocketEnding("abnormal", "client"))
+                tunnel.abort()  # the client left before its 101 went out
+            else:
+                if tail:
+                    tunnel.upstream.data_received(tail)
+                upstream_transport.resume_reading()
+                client_transport.resume_reading()
             await asyncio.shield(tunnel.finished)
         except BaseException:
             tunnel.abort()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sys
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -382,3 +383,35 @@ async def test_a_slow_receiver_pauses_the_sender_instead_of_filling_the_proxy() 
             async with asyncio.timeout(5):
                 while gauge.get() != 0:
                     await asyncio.sleep(0.01)
+
+
+async def test_the_served_proxy_on_uvloop_relays_closes_as_directly(
+    tmp_path: Any, unused_tcp_port: int
+) -> None:
+    """``shmastra-cloud serve`` (uvloop, the production runner) between two ``websockets`` peers."""
+    server = PythonServer()
+    async with server.running():
+        config = tmp_path / "proxy.toml"
+        config.write_text(
+            f"[server]\nport = {unused_tcp_port}\naccess_log = false\n"
+            f'[[pipeline]]\nstage = "upstream"\nurl = "{server.url.replace("ws://", "http://")}"\n'
+        )
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "proxy_core.cli", "serve", "-c", str(config)
+        )
+        try:
+            proxy = f"ws://127.0.0.1:{unused_tcp_port}"
+            async with asyncio.timeout(20):
+                while True:
+                    with contextlib.suppress(OSError):
+                        _, writer = await asyncio.open_connection("127.0.0.1", unused_tcp_port)
+                        writer.close()
+                        break
+                    await asyncio.sleep(0.05)
+            for client_does, server_does in [("close_4002", "wait"), ("drop", "wait"), ("wait", "drop")]:
+                direct = await run_case("python", server, server.url, client_does, server_does)
+                proxied = await run_case("python", server, proxy, client_does, server_does)
+                assert proxied == direct
+        finally:
+            process.terminate()
+            await process.wait()
