@@ -157,15 +157,16 @@ class WebSocketRelay:
             on_end(WebSocketEnding("abnormal", "client"))
             raise asyncio.CancelledError  # the client left while the upstream was answering
         tunnel = _Tunnel(self, loop)
-        upstream_transport.set_protocol(tunnel.upstream)
         tunnel.upstream.attach(upstream_transport)
+        upstream_transport.set_protocol(tunnel.upstream)
         headers["Upgrade"] = "websocket"
         headers["Connection"] = "Upgrade"
         response = web.StreamResponse(status=101, reason="Switching Protocols", headers=headers)
         response.force_close()
-        # take the client's socket from aiohttp before the 101 leaves, so no frame can reach aiohttp
+        # take the client's socket from aiohttp before the 101 leaves, so no frame can reach aiohttp;
+        # aiohttp still hears when it closes (its connection bookkeeping)
+        tunnel.client.attach(client_transport, previous=client_transport.get_protocol())
         client_transport.set_protocol(tunnel.client)
-        tunnel.client.attach(client_transport)
         gauge, labels = self.metrics.open_websockets, (stage,)
         gauge.inc(labels)
         self._open.add(tunnel)
@@ -180,7 +181,7 @@ class WebSocketRelay:
                     tunnel.upstream.data_received(tail)
                 upstream_transport.resume_reading()
                 client_transport.resume_reading()
-            await asyncio.shield(tunnel.finished)
+            await _until_finished(tunnel)
         except BaseException:
             tunnel.abort()
             raise
@@ -193,6 +194,22 @@ class WebSocketRelay:
             self.metrics.websocket_sessions.inc((stage, ending.ended))
             on_end(ending)
         return response
+
+
+async def _until_finished(tunnel: _Tunnel) -> None:
+    """Wait for both sockets to close. aiohttp cancels a handler whose client connection is lost; here
+    that is a normal end, and the upstream's side of the close still runs (within close_timeout), after
+    which the cancellation goes on."""
+    cancelled = False
+    while not tunnel.finished.done():
+        try:
+            await asyncio.shield(tunnel.finished)
+        except asyncio.CancelledError:
+            if not tunnel.client.lost:
+                raise
+            cancelled = True
+    if cancelled:
+        raise asyncio.CancelledError
 
 
 class _Tunnel:
@@ -281,6 +298,7 @@ class _Hop(asyncio.Protocol):
         self.masks_outgoing = masks_outgoing  # frames written to this socket are masked (upstream hop)
         self.peer: _Hop = self
         self.transport: asyncio.Transport | None = None
+        self._previous: asyncio.BaseProtocol | None = None
         self.forwarding = True  # frames read here go to the peer
         self.sent_close: bytes | None = None  # payload of the close frame this side sent
         self.got_close = False  # a close frame was written to this side
@@ -299,8 +317,10 @@ class _Hop(asyncio.Protocol):
         # a close frame for the peer (and whether to hang up after it), written at this side's next frame end
         self._pending_close: tuple[bytes, bool] | None = None
 
-    def attach(self, transport: asyncio.Transport) -> None:
+    def attach(self, transport: asyncio.Transport, previous: asyncio.BaseProtocol | None = None) -> None:
+        """Serve ``transport``; ``previous``, the protocol it is taken from, is told when it closes."""
         self.transport = transport
+        self._previous = previous
 
     # -- asyncio.Protocol ---------------------------------------------------------------------------
     def data_received(self, data: bytes) -> None:
@@ -337,6 +357,8 @@ class _Hop(asyncio.Protocol):
         self.lost = self.closing = True
         self._release_buffer()
         self.tunnel.on_lost(self)
+        if self._previous is not None:
+            self._previous.connection_lost(exc)
 
     def pause_writing(self) -> None:
         """This socket's buffer is full: stop reading what would be written to it."""

@@ -19,7 +19,8 @@ from websockets.asyncio.client import connect
 from websockets.asyncio.server import ServerConnection, serve
 from yarl import URL
 
-from proxy_core.app import FORWARDER, METRICS
+from proxy_core.app import CONFIG, FORWARDER, METRICS
+from proxy_core.server import runner_for
 from proxy_core.stages.upstream import UpstreamStage
 from proxy_core.testing import config_from_toml, make_app, run_proxy, stage
 
@@ -415,3 +416,25 @@ async def test_the_served_proxy_on_uvloop_relays_closes_as_directly(
         finally:
             process.terminate()
             await process.wait()
+
+
+async def test_ended_sessions_leave_no_connection_behind_in_the_server() -> None:
+    """The relay takes the client's socket from aiohttp, and hands its end back: aiohttp forgets the
+    connection whether the client closed, dropped, or the upstream dropped."""
+    server = PythonServer()
+    async with server.running():
+        app = make_app([stage(UpstreamStage, url=server.url.replace("ws://", "http://"))])
+        runner = runner_for(app, app[CONFIG])
+        await runner.setup()
+        try:
+            await web.TCPSite(runner, "127.0.0.1", 0).start()
+            proxy = f"ws://127.0.0.1:{runner.addresses[0][1]}"
+            for client_does, server_does in [("close_4002", "wait"), ("drop", "wait"), ("wait", "drop")]:
+                await run_case("python", server, proxy, client_does, server_does)
+            assert runner.server is not None
+            async with asyncio.timeout(5):
+                while runner.server.connections or app[METRICS].open_websockets.get(("upstream",)):
+                    await asyncio.sleep(0.01)
+            assert app[METRICS].requests.get(("GET", "101")) == 3
+        finally:
+            await runner.cleanup()
