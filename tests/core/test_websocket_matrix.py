@@ -22,7 +22,7 @@ from yarl import URL
 from proxy_core.app import CONFIG, FORWARDER, METRICS
 from proxy_core.server import runner_for
 from proxy_core.stages.upstream import UpstreamStage
-from proxy_core.testing import config_from_toml, make_app, run_proxy, stage
+from proxy_core.testing import make_app, stage
 
 from .ws_peers import (
     NodeServer,
@@ -32,6 +32,7 @@ from .ws_peers import (
     Seen,
     frame,
     node_client,
+    proxy_to,
     python_client,
     read_frame,
 )
@@ -45,14 +46,6 @@ CASES = [  # (client behaviour, server behaviour, what must be seen: side, (code
     ("wait", "drop", ("client", (1006, ""))),
 ]
 PAIRS = [("python", "python"), ("python", "node"), ("node", "python"), ("node", "node")]
-
-
-@contextlib.asynccontextmanager
-async def proxy_to(upstream_url: str, config: str = "") -> AsyncIterator[tuple[URL, web.Application]]:
-    http_url = upstream_url.replace("ws://", "http://", 1)
-    app = make_app([stage(UpstreamStage, url=http_url)], config_from_toml(config))
-    async with run_proxy(app) as url:
-        yield URL(str(url).replace("http://", "ws://", 1)), app
 
 
 async def run_case(

@@ -12,7 +12,7 @@ frame it received, with 1006 when the connection dropped without one:
 
 Implementations: the ``websockets`` package (in-process), Node's ``ws`` (installed once per machine
 into a cache folder from the npm registry), and a raw-socket peer that records the exact bytes of the
-close frames it receives.
+close frames it receives. ``proxy_to`` puts the proxy (the production runner) in front of a peer.
 """
 
 from __future__ import annotations
@@ -32,8 +32,13 @@ from typing import Any
 
 import orjson
 import websockets
+from aiohttp import web
 from websockets.asyncio.client import connect
 from websockets.asyncio.server import ServerConnection, serve
+from yarl import URL
+
+from proxy_core.stages.upstream import UpstreamStage
+from proxy_core.testing import config_from_toml, make_app, run_proxy, stage
 
 HERE = Path(__file__).parent
 NODE_WS_VERSION = "8.18.3"
@@ -62,6 +67,15 @@ def node_modules() -> Path:
 def _seen(connection: Any) -> Seen:
     received = connection.protocol.close_rcvd
     return (1006, "") if received is None else (int(received.code), received.reason)
+
+
+@contextlib.asynccontextmanager
+async def proxy_to(upstream_url: str, config: str = "") -> AsyncIterator[tuple[URL, web.Application]]:
+    """The proxy in front of the WebSocket server at ``upstream_url``: its ws:// URL and its app."""
+    http_url = upstream_url.replace("ws://", "http://", 1)
+    app = make_app([stage(UpstreamStage, url=http_url)], config_from_toml(config))
+    async with run_proxy(app) as url:
+        yield URL(str(url).replace("http://", "ws://", 1)), app
 
 
 # -- servers -------------------------------------------------------------------------------------------
