@@ -431,3 +431,21 @@ async def test_ended_sessions_leave_no_connection_behind_in_the_server() -> None
             assert app[METRICS].requests.get(("GET", "101")) == 3
         finally:
             await runner.cleanup()
+
+
+async def test_shutdown_says_going_away_to_both_sides() -> None:
+    server = PythonServer()
+    async with server.running():
+        app = make_app([stage(UpstreamStage, url=server.url.replace("ws://", "http://"))])
+        runner = runner_for(app, app[CONFIG])
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        async with connect(f"ws://127.0.0.1:{runner.addresses[0][1]}/case/wait/s") as ws:
+            await ws.send("hi")
+            assert await ws.recv() == "hi"
+            async with asyncio.timeout(10):
+                await runner.cleanup()
+                await ws.wait_closed()
+            assert (ws.close_code, ws.close_reason) == (1001, "server shutting down")
+        assert await server.result("s") == (1001, "server shutting down")
+        assert app[METRICS].websocket_sessions.get(("upstream", "shutdown")) == 1
