@@ -16,7 +16,6 @@ class PrefixUpstreamConfig(StageConfig):
 
 class PrefixUpstream(Stage[PrefixUpstreamConfig]):
     name = "bench-prefix-upstream"
-    config_class = PrefixUpstreamConfig
 
     def __init__(self, config: PrefixUpstreamConfig, context: StageContext) -> None:
         super().__init__(config, context)

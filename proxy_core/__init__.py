@@ -2,25 +2,15 @@
 
 from ._upstream import Origin
 from ._websocket import WebSocketEnding, WebSocketSettings
-from .app import CONFIG, FORWARDER, METRICS, STAGES, build_stages, create_app, make_context
-from .config import ConfigError, ProxyConfig, ServerConfig, StageSpec, load_config, parse_config
+from .app import CONFIG, FORWARDER, METRICS, STAGES, build_stages, create_app, find_stage, make_context
+from .config import ConfigError, ProxyConfig, ServerConfig, StageConfig, StageSpec, load_config, parse_config
 from .errors import error_response, wants_html
-from .forward import (
-    CLIENT_ADDRESS,
-    OUTCOME,
-    ErrorRenderer,
-    Forwarder,
-    Outcome,
-    ResponseTap,
-    Timeouts,
-    Upstream,
-    UpstreamError,
-    UpstreamRequest,
-)
+from .exchange import ErrorRenderer, ResponseTap, Timeouts, Upstream, UpstreamError, UpstreamRequest
+from .forward import CLIENT_ADDRESS, OUTCOME, Forwarder, Outcome
 from .headers import ClientAddress, TrustedProxies
 from .metrics import Counter, Gauge, Histogram, Metrics
 from .registry import UnknownStageError, installed_stages, load_stage_class
-from .stage import Next, Readiness, Stage, StageConfig, StageContext
+from .stage import Next, Readiness, Stage, StageContext
 
 __all__ = [
     "CLIENT_ADDRESS",
@@ -59,6 +49,7 @@ __all__ = [
     "build_stages",
     "create_app",
     "error_response",
+    "find_stage",
     "installed_stages",
     "load_config",
     "load_stage_class",

@@ -5,14 +5,15 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import web
 
 from ._websocket import WebSocketSettings
-from .config import ConfigError, ProxyConfig
+from .config import ConfigError, ProxyConfig, StageSpec
 from .errors import error_response
-from .forward import Forwarder, Timeouts
+from .exchange import Timeouts
+from .forward import Forwarder
 from .headers import TrustedProxies
 from .logs import AccessLog, resolve_format
 from .metrics import Metrics
@@ -27,6 +28,17 @@ METRICS = web.AppKey("proxy_core.metrics", Metrics)
 STAGES: web.AppKey[tuple[Stage[Any], ...]] = web.AppKey("proxy_core.stages")
 
 StageFactory = Callable[[StageContext], Stage[Any]]
+
+S = TypeVar("S", bound=Stage[Any])
+
+
+def find_stage(app: web.Application, cls: type[S]) -> S:
+    """The app's stage of type ``cls`` (the first, if several); :class:`LookupError` when it has none.
+    How a plugin reaches another's stage object without scanning the pipeline itself."""
+    for stage in app[STAGES]:
+        if isinstance(stage, cls):
+            return stage
+    raise LookupError(f"this app has no {cls.name or cls.__name__} stage")
 
 
 def make_context(config: ProxyConfig, *, checking: bool = False) -> StageContext:
@@ -56,15 +68,23 @@ def build_stages(context: StageContext) -> list[Stage[Any]]:
             cls = load_stage_class(spec.name)
         except UnknownStageError as exc:
             raise ConfigError(config.file, spec.table, "stage", str(exc)) from None
-        stage_config = config.stage_config(spec, cls.config_class)
-        try:
-            stages.append(cls(stage_config, context))
-        except ConfigError:
-            raise
-        except (ValueError, OSError) as exc:
-            problem = redact_values(str(exc), (v for v in config.env_values if len(v) >= 3))
-            raise ConfigError(config.file, spec.table, "", problem) from None
+        stages.append(build_stage(context, cls, spec))
     return stages
+
+
+def build_stage(context: StageContext, cls: type[S], spec: StageSpec) -> S:
+    """One stage from its raw table: the config validated, the stage constructed, and any error
+    raised as a :class:`ConfigError` naming the file and the table (the path every stage takes,
+    from ``proxy.toml`` or from :func:`proxy_core.testing.stage`)."""
+    config = context.config
+    stage_config = config.stage_config(spec, cls.config_class)
+    try:
+        return cls(stage_config, context)
+    except ConfigError:
+        raise
+    except (ValueError, OSError) as exc:
+        problem = redact_values(str(exc), (v for v in config.env_values if len(v) >= 3))
+        raise ConfigError(config.file, spec.table, "", problem) from None
 
 
 def create_app(

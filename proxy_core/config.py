@@ -16,11 +16,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from pydantic import AnyHttpUrl, ByteSize, Field, ValidationError
+from pydantic import AnyHttpUrl, BaseModel, ByteSize, ConfigDict, Field, ValidationError
 
 from .paths import BASE_DIR
 from .redact import redact, redact_values, remember
-from .stage import StageConfig
+
+
+class StageConfig(BaseModel):
+    """Base class of every stage's (and shared section's) typed config.
+
+    Unknown keys are errors, so a typo in ``proxy.toml`` is reported instead of silently ignored.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
 
 M = TypeVar("M", bound=StageConfig)
 
@@ -87,13 +96,16 @@ class ProxyConfig:
     """Dotted paths (``pipeline.0.cookie_secret``) whose values came from the environment."""
     env_values: frozenset[str] = field(default=frozenset(), repr=False)
     """The values themselves, so messages can leave them out."""
+    defaults: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    """The embedding application's defaults for shared sections (``{"database": {"url": ...}}``),
+    under whatever the file itself says."""
     _parsed: dict[str, StageConfig] = field(default_factory=dict, repr=False, compare=False)
 
     def section(self, name: str, model: type[M]) -> M:
         """A shared section such as ``[database]``, validated against ``model`` (cached per name)."""
         cached = self._parsed.get(name)
         if cached is None:
-            table = self.sections.get(name, {})
+            table = {**self.defaults.get(name, {}), **self.sections.get(name, {})}
             cached = validate(model, table, self.file, f"[{name}]", name, self.from_env, self.env_values)
             self._parsed[name] = cached
         if not isinstance(cached, model):
@@ -105,17 +117,27 @@ class ProxyConfig:
         return validate(model, spec.options, self.file, spec.table, where, self.from_env, self.env_values)
 
 
-def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> ProxyConfig:
-    """Read, interpolate and validate ``path``. Raises :class:`ConfigError` naming file, table and key."""
+def load_config(
+    path: str | os.PathLike[str],
+    env: Mapping[str, str] | None = None,
+    defaults: Mapping[str, Mapping[str, Any]] | None = None,
+) -> ProxyConfig:
+    """Read, interpolate and validate ``path``. Raises :class:`ConfigError` naming file, table and key.
+    ``defaults``: the embedding application's defaults for shared sections."""
     file = str(path)
     try:
         raw = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(file, "", "", f"cannot read the file: {exc.strerror or exc}") from None
-    return parse_config(raw, file, os.environ if env is None else env)
+    return parse_config(raw, file, os.environ if env is None else env, defaults)
 
 
-def parse_config(text: str, file: str, env: Mapping[str, str]) -> ProxyConfig:
+def parse_config(
+    text: str,
+    file: str,
+    env: Mapping[str, str],
+    defaults: Mapping[str, Mapping[str, Any]] | None = None,
+) -> ProxyConfig:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -142,7 +164,7 @@ def parse_config(text: str, file: str, env: Mapping[str, str]) -> ProxyConfig:
     for name, section in data.items():
         if not isinstance(section, dict):
             raise ConfigError(file, "", name, "top-level keys must be tables such as [database]")
-    return ProxyConfig(file, server, tuple(specs), data, env_paths, env_values)
+    return ProxyConfig(file, server, tuple(specs), data, env_paths, env_values, defaults or {})
 
 
 def validate(

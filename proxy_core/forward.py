@@ -11,14 +11,11 @@ import asyncio
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
 
 from aiohttp import web
 from multidict import CIMultiDict
-from yarl import URL
 
 from ._upstream import (
-    Origin,
     UpstreamConnection,
     UpstreamConnectionError,
     UpstreamPool,
@@ -28,6 +25,19 @@ from ._upstream import (
 from ._websocket import WebSocketEnding, WebSocketRelay, WebSocketSettings, is_websocket_upgrade
 from .credentials import OwnedCredentials
 from .errors import error_response
+from .exchange import (
+    BodyLimit,
+    RequestBodyTooLarge,
+    default_error_renderer,
+)
+
+# Defined in .exchange (shared with the WebSocket relay); still importable from here, where they were.
+from .exchange import ErrorRenderer as ErrorRenderer
+from .exchange import ResponseTap as ResponseTap
+from .exchange import Timeouts as Timeouts
+from .exchange import Upstream as Upstream
+from .exchange import UpstreamError as UpstreamError
+from .exchange import UpstreamRequest as UpstreamRequest
 from .headers import (
     ClientAddress,
     TrustedProxies,
@@ -57,76 +67,6 @@ _IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
 _CHUNK = 64 * 1024
 
 
-@dataclass(frozen=True, slots=True)
-class Timeouts:
-    """Upstream timeouts in seconds: ``connect``; ``read``, until the response head arrives; ``idle``,
-    the longest silence between two pieces of a body (``None``: wait forever, for long-lived streams)."""
-
-    connect: float = 10.0
-    read: float = 60.0
-    idle: float | None = 900.0
-
-
-@dataclass(frozen=True, slots=True)
-class Upstream:
-    """A base URL to forward to: its origin plus a path prefix put before the request's own path."""
-
-    origin: Origin
-    prefix: str = ""
-
-    @classmethod
-    def from_url(cls, url: str | URL) -> Upstream:
-        parsed = URL(url)
-        if parsed.scheme not in ("http", "https") or not parsed.host:
-            raise ValueError(f"expected an http:// or https:// URL with a host, got {str(url)!r}")
-        port = parsed.port or (443 if parsed.scheme == "https" else 80)
-        return cls(Origin(parsed.scheme, parsed.host, port), parsed.raw_path.rstrip("/"))
-
-    def __str__(self) -> str:
-        return f"{self.origin.scheme}://{self.origin.netloc}{self.prefix}"
-
-
-@dataclass(slots=True)
-class UpstreamRequest:
-    """What will be sent upstream. Stages may change any field before calling :meth:`Forwarder.send`."""
-
-    origin: Origin
-    target: str  # raw path and query, as sent on the request line
-    method: str
-    headers: CIMultiDict[str]
-    host: str
-    body: bytes | None = None  # None: stream the client's own body
-
-
-class ResponseTap(Protocol):
-    """Watches (and may rewrite) a response as it streams. Used e.g. to read token usage."""
-
-    def on_head(self, status: int, headers: CIMultiDict[str]) -> None: ...
-
-    def on_chunk(self, data: bytes) -> bytes: ...
-
-    def on_end(self) -> bytes: ...
-
-
-class UpstreamError(Exception):
-    """The upstream failed before an answer could start; ``status`` is what the client should get."""
-
-    def __init__(self, status: int, kind: str, message: str) -> None:
-        super().__init__(message)
-        self.status, self.kind, self.message = status, kind, message
-
-
-class RequestBodyTooLarge(Exception):
-    pass
-
-
-ErrorRenderer = Callable[[web.Request, UpstreamError], web.StreamResponse]
-
-
-def default_error_renderer(request: web.Request, error: UpstreamError) -> web.StreamResponse:
-    return error_response(request, error.status, error.message)
-
-
 @dataclass
 class Forwarder:
     """Shared by every stage of one app; create it in the app and ``await close()`` on shutdown."""
@@ -136,11 +76,15 @@ class Forwarder:
     timeouts: Timeouts = field(default_factory=Timeouts)
     metrics: Metrics = field(default_factory=Metrics)
     ssl_context: ssl.SSLContext | None = None  # for https upstreams; None: the system's CA bundle
+    body_limit: BodyLimit = field(init=False)
     owned: OwnedCredentials = field(default_factory=OwnedCredentials)
     """The stages' own credentials, removed from every request built for an upstream."""
     websocket: WebSocketSettings = field(default_factory=WebSocketSettings)
     _pool: UpstreamPool | None = field(default=None, init=False, repr=False)
     _websockets: WebSocketRelay | None = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.body_limit = BodyLimit(self.max_body_size)
 
     @property
     def pool(self) -> UpstreamPool:
@@ -227,19 +171,15 @@ class Forwarder:
                     headers={"Retry-After": "1"},
                 )
             self.websockets.prepare_upgrade(outgoing.headers)
-        elif (
-            outgoing.body is None
-            and self.max_body_size
-            and (request.content_length or 0) > self.max_body_size
-        ):
-            return self._too_large(request)
+        elif outgoing.body is None and self.body_limit.declared_too_large(request):
+            return self.body_limit.refuse(request)
         try:
             conn, sender = await self._exchange(request, outgoing, limits, upgrade)
         except UpstreamError as exc:
             self.metrics.upstream_errors.inc((stage, exc.kind))
             return on_error(request, exc)
         except RequestBodyTooLarge:
-            return self._too_large(request)
+            return self.body_limit.refuse(request)
         if conn.upgraded:
             handshake = CIMultiDict(self.owned.drop_set_cookies(response_header_items(conn.headers)))
             return await self.websockets.relay(request, conn, handshake, stage, _outcome_recorder(request))
@@ -260,9 +200,6 @@ class Forwarder:
                 self.pool.release(conn)
             else:
                 conn.abort()
-
-    def _too_large(self, request: web.Request) -> web.Response:
-        return error_response(request, 413, f"The request body is larger than {self.max_body_size} bytes.")
 
     async def _exchange(
         self, request: web.Request, outgoing: UpstreamRequest, limits: Timeouts, upgrade: bool = False
@@ -327,11 +264,11 @@ class Forwarder:
 
     async def _send_body(self, request: web.Request, conn: UpstreamConnection, chunked: bool) -> None:
         """Copy the client's body upstream, waiting on the upstream socket's buffer (back-pressure)."""
-        limit, sent = self.max_body_size, 0
+        limit, sent = self.body_limit, 0
         try:
             while chunk := await request.content.readany():
                 sent += len(chunk)
-                if limit and sent > limit:
+                if limit.exceeded(sent):
                     raise RequestBodyTooLarge()
                 if chunked:
                     conn.write_chunk(chunk)

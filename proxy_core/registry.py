@@ -35,7 +35,19 @@ def load_stage_class(name: str) -> type[Stage[Any]]:
             raise UnknownStageError(
                 f"unknown stage '{name}'; installed stages: {known} (or give a 'package.module:Class' path)"
             )
-        target = matches[0].load()
+        try:
+            target = matches[0].load()
+        except ImportError as exc:
+            raise UnknownStageError(
+                f"stage '{name}' is installed but cannot be loaded: {exc} "
+                "(is the extra that brings its dependencies installed?)"
+            ) from None
     if not (isinstance(target, type) and issubclass(target, Stage)):
         raise UnknownStageError(f"'{name}' is not a proxy_core Stage subclass")
+    if ":" not in name and target.name != name:
+        # the entry point's name and the class's ``name`` are one fact said twice: they must agree
+        raise UnknownStageError(
+            f"the stage installed as '{name}' ({target.__module__}:{target.__qualname__}) "
+            f"calls itself '{target.name}'; the entry point's name and the class's name must agree"
+        )
     return target

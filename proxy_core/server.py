@@ -16,7 +16,7 @@ import multiprocessing
 import os
 import signal
 import tempfile
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -197,20 +197,23 @@ def run(main: Callable[[], Coroutine[Any, Any, None]], use_uvloop: bool) -> None
     asyncio.run(main())
 
 
-def serve(config_path: str) -> None:
-    """``shmastra-cloud serve``: one worker in this process, or a supervisor of N workers."""
-    config = load_config(config_path)
+def serve(config_path: str, config: ProxyConfig | None = None) -> None:
+    """The ``serve`` command: one worker in this process, or a supervisor of N workers (each of which
+    reads ``config_path`` itself). ``config``: already loaded from ``config_path``, not read again."""
+    config = config or load_config(config_path)
     workers = config.server.workers
     if workers == 1:
         run(lambda: serve_app(create_app(config), config), config.server.uvloop)
         return
-    _supervise(config_path, workers)
+    _supervise(config_path, workers, dict(config.defaults))
 
 
-def _worker_main(config_path: str, worker: int, snapshot_dir: str) -> None:
+def _worker_main(
+    config_path: str, worker: int, snapshot_dir: str, defaults: Mapping[str, Mapping[str, Any]]
+) -> None:
     from .logs import setup_logging
 
-    config = load_config(config_path)
+    config = load_config(config_path, defaults=defaults)
     setup_logging(config.server.log_level, config.server.log_format)
     directory = Path(snapshot_dir)
 
@@ -234,13 +237,15 @@ def _worker_main(config_path: str, worker: int, snapshot_dir: str) -> None:
     run(main, config.server.uvloop)
 
 
-def _supervise(config_path: str, workers: int) -> None:
+def _supervise(config_path: str, workers: int, defaults: Mapping[str, Mapping[str, Any]]) -> None:
     ctx = multiprocessing.get_context("spawn")
     stopping = False
     with tempfile.TemporaryDirectory(prefix="proxy-metrics-") as snapshot_dir:
 
         def start(index: int) -> multiprocessing.process.BaseProcess:
-            process = ctx.Process(target=_worker_main, args=(config_path, index, snapshot_dir), daemon=False)
+            process = ctx.Process(
+                target=_worker_main, args=(config_path, index, snapshot_dir, defaults), daemon=False
+            )
             process.start()
             return process
 

@@ -9,29 +9,20 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, ClassVar, Generic, Protocol, TypeVar, cast
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar, cast, get_args, get_origin
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict
 
+from .config import ProxyConfig
+from .config import StageConfig as StageConfig  # re-exported: its home before it moved to config
 from .credentials import OwnedCredentials
 
 if TYPE_CHECKING:
-    from .config import ProxyConfig
     from .forward import Forwarder
     from .metrics import Metrics
 
 Next = Callable[[web.Request], Awaitable[web.StreamResponse]]
 """What a stage calls to hand the request to the rest of the pipeline."""
-
-
-class StageConfig(BaseModel):
-    """Base class of every stage's (and shared section's) typed config.
-
-    Unknown keys are errors, so a typo in ``proxy.toml`` is reported instead of silently ignored.
-    """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,13 +72,28 @@ C = TypeVar("C", bound=StageConfig)
 
 
 class Stage(Generic[C]):
-    """Base class for stages. Subclasses set ``name`` and ``config_class`` and override what they need.
+    """Base class for stages. Subclasses set ``name``, say their config type once as the type
+    argument (``class TenantStage(Stage[TenantConfig])``), and override what they need.
 
     Every hook has a harmless default, so a stage is as small as the one method it cares about.
     """
 
     name: ClassVar[str] = ""
     config_class: ClassVar[type[StageConfig]] = StageConfig
+    """Derived from ``Stage[XConfig]``; a subclass that also sets it must agree."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        declared = _config_argument(cls)
+        if declared is None:
+            return
+        explicit = cls.__dict__.get("config_class")
+        if explicit is not None and explicit is not declared:
+            raise TypeError(
+                f"{cls.__name__}: config_class {explicit.__name__} disagrees with "
+                f"Stage[{declared.__name__}]; drop config_class, the type argument says it"
+            )
+        cls.config_class = declared
 
     def __init__(self, config: C, context: StageContext) -> None:
         self.config = config
@@ -116,3 +122,13 @@ class Stage(Generic[C]):
         """Cookies and headers this stage consumes (a session cookie, say): the forwarder removes them
         from every request it sends upstream, so they never leave the proxy."""
         return OwnedCredentials()
+
+
+def _config_argument(cls: type) -> type[StageConfig] | None:
+    """``XConfig`` when ``cls`` is declared ``class S(Stage[XConfig])`` (directly)."""
+    for base in getattr(cls, "__orig_bases__", ()):
+        if get_origin(base) is Stage:
+            (argument,) = get_args(base)
+            if isinstance(argument, type) and issubclass(argument, StageConfig):
+                return argument
+    return None

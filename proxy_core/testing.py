@@ -18,7 +18,7 @@ import orjson
 from aiohttp import web
 from yarl import URL
 
-from .app import CONFIG, StageFactory, create_app
+from .app import CONFIG, StageFactory, build_stage, create_app
 from .config import ProxyConfig, StageSpec, parse_config
 from .server import runner_for
 from .stage import Stage, StageContext
@@ -39,8 +39,7 @@ def stage(cls: type[Stage[Any]], **options: Any) -> StageFactory:
     """A factory building ``cls`` with ``options`` validated exactly as ``proxy.toml`` would be."""
 
     def build(context: StageContext) -> Stage[Any]:
-        spec = StageSpec(cls.name or cls.__name__, 0, options)
-        return cls(context.config.stage_config(spec, cls.config_class), context)
+        return build_stage(context, cls, StageSpec(cls.name or cls.__name__, 0, options))
 
     return build
 
@@ -55,7 +54,7 @@ def make_app(stages: Sequence[StageFactory], config: ProxyConfig | str | None = 
 @asynccontextmanager
 async def run_proxy(app: web.Application, config: ProxyConfig | None = None) -> AsyncIterator[URL]:
     """Serve ``app`` on a free loopback port with the production runner (the same error pages, limits
-    and client-disconnect handling as ``shmastra-cloud serve``) and yield its base URL."""
+    and client-disconnect handling as the ``serve`` command) and yield its base URL."""
     config = config or app[CONFIG]
     runner = runner_for(app, config)
     await runner.setup()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import shmastra_cloud
 from plugins.auth.config import AuthConfig
 from proxy_core import parse_config
 from proxy_core.db.config import DatabaseConfig
@@ -26,7 +27,7 @@ def test_relative_paths_resolve_against_the_config_files_folder(tmp_path: Path) 
 
 def test_defaults_and_absolute_paths(tmp_path: Path) -> None:
     file = str(tmp_path / "proxy.toml")
-    config = parse_config('[[pipeline]]\nstage = "auth"\n', file, {})
+    config = parse_config('[[pipeline]]\nstage = "auth"\n', file, {}, shmastra_cloud.DEFAULTS)
     assert config.section("database", DatabaseConfig).url == f"sqlite:///{tmp_path}/data/shmastra.db"
     assert config.stage_config(config.pipeline[0], AuthConfig).data_dir == tmp_path / "data"
     absolute = parse_config(

@@ -1,47 +1,56 @@
 """Sign-in for the proxy: WorkOS AuthKit, any OpenID Connect provider, or emailed codes; server-side
 sessions; users and their roles.
 
-For later stages:
+For later stages and other plugins (the only names they may import from here):
 
 * :data:`IDENTITY` — ``request[IDENTITY]`` is the :class:`Identity` (user id, email, role, session id)
   of every request the ``auth`` stage let through with a session.
 * :func:`csrf_token`, :func:`check_csrf`, :func:`require_csrf` — CSRF tokens for forms.
+* :class:`UserDirectory` / :func:`user_directory` — read users; create, disable, enable, change roles,
+  sign out everywhere. The only way to change the ``users`` table from outside this plugin; every
+  change is announced to :meth:`UserDirectory.subscribe` listeners as a :class:`UserChanged`.
 * :class:`IdentityLinks` — the trail of every link of a provider's subject to a user (for the audit
   view): ``IdentityLinks(db).list(user_id)``.
 * :func:`identity_headers` — the ``X-Shmastra-*`` headers a forwarding stage adds to pass the user on
   to an upstream (clients can never send them: every header under that prefix is stripped).
-* :class:`AuthStage` — the stage; :meth:`AuthStage.revoke_user` signs a user out everywhere;
-  :func:`auth_stage` finds it in an app.
+* :class:`AuthStage` — the stage; :func:`auth_stage` finds it in an app.
 """
 
 from aiohttp import web
 
-from proxy_core import STAGES
+from proxy_core import find_stage
 
 from .csrf import check_csrf, csrf_token, require_csrf
+from .directory import USER_DIRECTORY, UserChanged, UserDirectory, UserRef, user_directory
 from .identity import IDENTITY, IDENTITY_HEADER_PREFIX, Identity, identity_headers
 from .linking import IdentityLink, IdentityLinks
 from .stage import AuthStage
+from .users import ROLES, Role, User
 
 
 def auth_stage(app: web.Application) -> AuthStage:
-    """The app's ``auth`` stage (for admin actions such as :meth:`AuthStage.revoke_user`)."""
-    for stage in app[STAGES]:
-        if isinstance(stage, AuthStage):
-            return stage
-    raise LookupError("this app has no auth stage")
+    """The app's ``auth`` stage."""
+    return find_stage(app, AuthStage)
 
 
 __all__ = [
     "IDENTITY",
     "IDENTITY_HEADER_PREFIX",
+    "ROLES",
+    "USER_DIRECTORY",
     "AuthStage",
     "Identity",
     "IdentityLink",
     "IdentityLinks",
+    "Role",
+    "User",
+    "UserChanged",
+    "UserDirectory",
+    "UserRef",
     "auth_stage",
     "check_csrf",
     "csrf_token",
     "identity_headers",
     "require_csrf",
+    "user_directory",
 ]

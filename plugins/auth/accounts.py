@@ -5,6 +5,7 @@ from __future__ import annotations
 from proxy_core.db import Database
 
 from .config import AuthConfig
+from .directory import UserDirectory
 from .linking import Linker
 from .providers.base import SignedIn, SignInRefused
 from .users import User, Users
@@ -14,8 +15,9 @@ DISABLED = "Your account is disabled. Ask an administrator."
 
 
 class Accounts:
-    def __init__(self, db: Database, config: AuthConfig) -> None:
+    def __init__(self, db: Database, config: AuthConfig, directory: UserDirectory) -> None:
         self.users = Users(db)
+        self.directory = directory
         self.linker = Linker(db, config.provider)
         self.config = config
         self._admins = frozenset(config.admins)
@@ -45,5 +47,5 @@ class Accounts:
         # the stored email: an address the provider does not vouch for never makes an admin
         role = "admin" if user.email.lower() in self._admins else who.role
         if role is not None and role != user.role:
-            user = await self.users.set_role(user.id, role)
+            user = await self.directory.set_role(user.id, role)  # announced, like any role change
         return user

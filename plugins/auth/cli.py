@@ -8,7 +8,8 @@ from collections.abc import Callable
 
 from proxy_core.db.cli import connected, run
 
-from .users import ROLES, User, Users
+from .directory import UserDirectory
+from .users import ROLES, User
 
 
 def _show(user: User) -> str:
@@ -19,7 +20,7 @@ def _show(user: User) -> str:
 
 async def _list(args: argparse.Namespace) -> int:
     async with connected(args) as db:
-        everyone = await Users(db).list()
+        everyone = await UserDirectory(db).list()
     for user in everyone:
         print(_show(user))
     if not everyone:
@@ -29,16 +30,16 @@ async def _list(args: argparse.Namespace) -> int:
 
 async def _add(args: argparse.Namespace) -> int:
     async with connected(args) as db:
-        user = await Users(db).create(args.email, name=args.name, role="admin" if args.admin else "member")
+        user = await UserDirectory(db).create(
+            args.email, name=args.name, role="admin" if args.admin else "member"
+        )
     print(f"added {_show(user)}")
     return 0
 
 
 async def _set_disabled(args: argparse.Namespace, disabled: bool) -> int:
     async with connected(args) as db:
-        repository = Users(db)
-        user = await repository.get_by_email(args.email)
-        user = await repository.set_disabled(user.id, disabled)
+        user = await UserDirectory(db).set_disabled(args.email, disabled)
     print(f"{'disabled' if disabled else 'enabled'} {_show(user)}")
     return 0
 
@@ -53,9 +54,7 @@ async def _enable(args: argparse.Namespace) -> int:
 
 async def _set_role(args: argparse.Namespace) -> int:
     async with connected(args) as db:
-        repository = Users(db)
-        user = await repository.get_by_email(args.email)
-        user = await repository.set_role(user.id, args.role)
+        user = await UserDirectory(db).set_role(args.email, args.role)
     print(f"updated {_show(user)}")
     return 0
 

@@ -94,10 +94,13 @@ class EmailCodeConfig(StageConfig):
     max_attempts: int = Field(5, ge=1)
     """Wrong codes accepted before the code is void and a new one must be asked for."""
     sends_per_email: int = Field(5, ge=1)
+    """Codes one client IP may ask for one address per window (never a limit on the address alone)."""
+    send_backoff: float = Field(30.0, ge=0)
+    """After the first code for an address from an IP, the next waits this long, doubled each time."""
     sends_per_ip: int = Field(20, ge=1)
     verifies_per_ip: int = Field(30, ge=1)
     rate_window: float = Field(3600.0, gt=0)
-    """The window (seconds) the three limits above count over."""
+    """The window (seconds) the limits above count over; counted in the store, for every replica."""
 
     @model_validator(mode="after")
     def _smtp_needs_server(self) -> EmailCodeConfig:

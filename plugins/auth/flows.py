@@ -13,20 +13,25 @@ import logging
 import re
 import time
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import quote
 
 from aiohttp import web
 
-from proxy_core import error_response, wants_html
-from proxy_core.db import StoreError
+from proxy_core import Forwarder, error_response, wants_html
+from proxy_core.db import Connection, StoreError
 
 from . import csrf, pages
+from .accounts import Accounts
+from .config import AuthConfig
 from .cookies import FLOW_TTL
 from .identity import Identity
+from .keys import Keys
 from .mail import DeliveryFailed
 from .providers.base import (
     CodeSignIn,
+    DecoyCodes,
+    Provider,
     ProviderUnavailable,
     RedirectSignIn,
     RemoteSignOut,
@@ -36,12 +41,10 @@ from .providers.base import (
 )
 from .providers.workos import WorkOSProvider
 from .redirects import HOME, safe_next
+from .resolver import SessionResolver
 from .sessions import session_id
 from .tokens import pkce_pair, random_token, same
 from .used_states import UsedStates
-
-if TYPE_CHECKING:
-    from .stage import AuthStage
 
 log = logging.getLogger(__name__)
 
@@ -52,18 +55,33 @@ UNREACHABLE = "The sign-in provider cannot be reached right now. Try again in a 
 
 
 class Flows:
-    def __init__(self, stage: AuthStage, public_url: str | None) -> None:
-        self.stage = stage
-        self.prefix = stage.config.path_prefix
+    def __init__(
+        self,
+        config: AuthConfig,
+        provider: Provider,
+        db: Connection,
+        resolver: SessionResolver,
+        accounts: Accounts,
+        keys: Keys,
+        forwarder: Forwarder,
+        public_url: str | None,
+    ) -> None:
+        self.config = config
+        self.prefix = config.path_prefix
+        self.resolver = resolver
+        self.cookies = resolver.cookies
+        self.accounts = accounts
+        self.keys = keys
+        self.forwarder = forwarder
         self.public_url = public_url
-        provider = stage.provider
         self.redirect = provider if isinstance(provider, RedirectSignIn) else None
         codes = isinstance(provider, CodeSignIn)
         if isinstance(provider, WorkOSProvider):
             codes = provider.config.magic_auth
         self.codes: CodeSignIn | None = provider if codes and isinstance(provider, CodeSignIn) else None
-        self.used_states = UsedStates(stage.db, FLOW_TTL)
-        self._routes: dict[tuple[str, str], Handler] = {
+        self.provider = provider
+        self.used_states = UsedStates(db, FLOW_TTL)
+        self._table: dict[tuple[str, str], Handler] = {
             ("GET", "/sign-in"): self.sign_in_page,
             ("GET", "/sso"): self.start_sso,
             ("GET", "/callback"): self.callback,
@@ -73,27 +91,42 @@ class Flows:
             ("POST", "/sign-out"): self.sign_out,
         }
 
-    async def handle(self, request: web.Request) -> web.StreamResponse:
+    def routes(self, strip: Callable[[web.Request], web.Request]) -> list[web.RouteDef]:
+        """The sign-in paths as routes; anything else under the prefix is 404, or 405 with ``Allow``
+        for a known path asked with another method."""
+
+        def guarded(handler: Handler) -> Handler:
+            async def handle(request: web.Request) -> web.StreamResponse:
+                try:
+                    return await handler(strip(request))
+                except ProviderUnavailable as exc:
+                    log.warning("auth: %s", exc)
+                    return self.problem(request, 503, "Sign-in unavailable", UNREACHABLE)
+                except StoreError as exc:
+                    log.warning("auth: the store failed: %s", exc.message)
+                    return self.problem(
+                        request, 503, "Sign-in unavailable", "Signing in is unavailable for a moment."
+                    )
+
+            return handle
+
+        declared = [
+            web.get(self.prefix + sub, guarded(handler))  # and HEAD
+            if method == "GET"
+            else web.route(method, self.prefix + sub, guarded(handler))
+            for (method, sub), handler in self._table.items()
+        ]
+        return [*declared, web.route("*", self.prefix + "{rest:(/.*)?}", self._elsewhere)]
+
+    async def _elsewhere(self, request: web.Request) -> web.StreamResponse:
         sub = request.path[len(self.prefix) :]
-        method = "GET" if request.method == "HEAD" else request.method
-        handler = self._routes.get((method, sub))
-        if handler is None:
-            allowed = sorted(m for m, path in self._routes if path == sub)
-            if allowed:
-                return error_response(
-                    request, 405, "Method not allowed.", headers={"Allow": ", ".join(allowed)}
-                )
-            return error_response(request, 404, "Nothing is served at this address.")
-        try:
-            return await handler(request)
-        except ProviderUnavailable as exc:
-            log.warning("auth: %s", exc)
-            return self.problem(request, 503, "Sign-in unavailable", UNREACHABLE)
-        except StoreError as exc:
-            log.warning("auth: the store failed: %s", exc.message)
-            return self.problem(
-                request, 503, "Sign-in unavailable", "Signing in is unavailable for a moment."
-            )
+        methods = {m for m, path in self._table if path == sub}
+        if "GET" in methods:
+            methods.add("HEAD")
+        if methods:
+            allow = ", ".join(sorted(methods))
+            return error_response(request, 405, "Method not allowed.", headers={"Allow": allow})
+        return error_response(request, 404, "Nothing is served at this address.")
 
     def problem(self, request: web.Request, status: int, title: str, message: str) -> web.StreamResponse:
         if wants_html(request):
@@ -103,14 +136,14 @@ class Flows:
     def _base_url(self, request: web.Request) -> str:
         if self.public_url:
             return self.public_url
-        client = self.stage.forwarder.client(request)
+        client = self.forwarder.client(request)
         return f"{client.proto}://{client.host}"
 
     def _redirect_uri(self, request: web.Request) -> str:
         return f"{self._base_url(request)}{self.prefix}/callback"
 
     async def _flow(self, request: web.Request) -> dict[str, Any]:
-        flow = await self.stage.cookies.flow(request)
+        flow = await self.cookies.flow(request)
         if not isinstance(flow.get("id"), str):
             flow = {"id": random_token(16)}
         return flow
@@ -119,11 +152,11 @@ class Flows:
         return safe_next(value if isinstance(value, str) else None, self.prefix)
 
     async def _csrf_ok(self, request: web.Request, form: Any) -> bool:
-        flow = await self.stage.cookies.flow(request)
+        flow = await self.cookies.flow(request)
         submitted, bound = form.get(csrf.FIELD), flow.get("id")
         if not isinstance(submitted, str) or not isinstance(bound, str):
             return False
-        return same(submitted, csrf.derive(self.stage.keys.csrf, "pre:" + bound))
+        return same(submitted, csrf.derive(self.keys.csrf, "pre:" + bound))
 
     # -- the page -------------------------------------------------------------------------------
 
@@ -138,19 +171,19 @@ class Flows:
             sso = f"{self.prefix}/sso" + (f"?next={_quote(target)}" if target != HOME else "")
         response = pages.sign_in(
             prefix=self.prefix,
-            csrf=csrf.derive(self.stage.keys.csrf, "pre:" + flow["id"]),
+            csrf=csrf.derive(self.keys.csrf, "pre:" + flow["id"]),
             next=target,
             sso_href=sso,
             codes=self.codes is not None,
             message=message,
             status=200 if message is None else 400,
         )
-        await self.stage.cookies.set_flow(request, response, flow)
+        await self.cookies.set_flow(request, response, flow)
         return response
 
     async def _signed_in(self, request: web.Request) -> bool:
-        token = await self.stage.cookies.session_token(request)
-        return token is not None and await self.stage.session(session_id(token)) is not None
+        token = await self.cookies.session_token(request)
+        return token is not None and await self.resolver.session(session_id(token)) is not None
 
     # -- SSO ------------------------------------------------------------------------------------
 
@@ -173,13 +206,13 @@ class Flows:
             nonce=flow["nonce"],
         )
         response = web.Response(status=302, headers={**pages.HEADERS, "Location": location})
-        await self.stage.cookies.set_flow(request, response, flow)
+        await self.cookies.set_flow(request, response, flow)
         return response
 
     async def callback(self, request: web.Request) -> web.StreamResponse:
         if self.redirect is None:
             return error_response(request, 404, "Single sign-on is not configured.")
-        flow = await self.stage.cookies.flow(request)
+        flow = await self.cookies.flow(request)
         state, expected = request.query.get("state", ""), flow.get("state")
         if (
             not isinstance(expected, str)
@@ -190,7 +223,7 @@ class Flows:
             response = self.problem(
                 request, 400, "Sign-in expired", "This sign-in link expired or was already used. Start again."
             )
-            self.stage.cookies.clear_flow(request, response)
+            self.cookies.clear_flow(request, response)
             return response
         if isinstance(self.redirect, ResponseIssuerCheck):
             try:
@@ -223,7 +256,7 @@ class Flows:
         return self._ended_flow(request, await self._complete(request, who, self._next(flow.get("next"))))
 
     def _ended_flow(self, request: web.Request, response: web.StreamResponse) -> web.StreamResponse:
-        self.stage.cookies.clear_flow(request, response)
+        self.cookies.clear_flow(request, response)
         return response
 
     # -- email codes ----------------------------------------------------------------------------
@@ -237,42 +270,50 @@ class Flows:
         email = str(form.get("email", "")).strip()
         if not _EMAIL.match(email) or len(email) > 254:
             return await self.sign_in_page(request, "Enter a valid email address.")
-        client_ip = self.stage.forwarder.client(request).ip
-        if await self.stage.accounts.may_sign_in(email):
-            try:
-                await self.codes.send_code(email, client_ip)
-            except SignInRefused as exc:
-                return self.problem(request, exc.status, "Please wait", exc.message)
-            except DeliveryFailed:
-                return self.problem(
-                    request,
-                    503,
-                    "Sign-in is unavailable",
-                    "The sign-in code could not be sent. Try again in a minute.",
-                )
-        else:
-            log.info("auth: code not sent to %s: not allowed to sign in", email)
+        client_ip = self.forwarder.client(request).ip
         flow = await self._flow(request)
+        # the same work and the same answers whether or not the address may sign in
+        allowed = await self.accounts.may_sign_in(email)
+        try:
+            if allowed:
+                await self.codes.send_code(email, client_ip, flow["id"])
+            elif isinstance(self.codes, DecoyCodes):
+                await self.codes.send_decoy(email, client_ip, flow["id"])
+        except SignInRefused as exc:
+            return self.problem(request, exc.status, "Please wait", exc.message)
+        except DeliveryFailed:
+            return self.problem(
+                request,
+                503,
+                "Sign-in is unavailable",
+                "The sign-in code could not be sent. Try again in a minute.",
+            )
+        if not allowed:
+            log.info("auth: code not sent to %s: not allowed to sign in", email)
         flow.update(email=email, next=self._next(form.get("next")))
         response = pages.enter_code(
-            prefix=self.prefix, csrf=csrf.derive(self.stage.keys.csrf, "pre:" + flow["id"]), email=email
+            prefix=self.prefix, csrf=csrf.derive(self.keys.csrf, "pre:" + flow["id"]), email=email
         )
-        await self.stage.cookies.set_flow(request, response, flow)
+        await self.cookies.set_flow(request, response, flow)
         return response
 
     async def verify_code(self, request: web.Request) -> web.StreamResponse:
         if self.codes is None:
             return error_response(request, 404, "Email codes are not enabled.")
         form = await request.post()
-        flow = await self.stage.cookies.flow(request)
-        email = flow.get("email")
-        if not await self._csrf_ok(request, form) or not isinstance(email, str):
+        flow = await self.cookies.flow(request)
+        email, flow_id = flow.get("email"), flow.get("id")
+        if (
+            not await self._csrf_ok(request, form)
+            or not isinstance(email, str)
+            or not isinstance(flow_id, str)
+        ):
             return await self.sign_in_page(request, "The form expired. Please start again.")
         code = str(form.get("code", ""))
         try:
-            who = await self.codes.verify_code(email, code, self.stage.forwarder.client(request).ip)
+            who = await self.codes.verify_code(email, code, self.forwarder.client(request).ip, flow_id)
         except SignInRefused as exc:
-            token = csrf.derive(self.stage.keys.csrf, "pre:" + str(flow["id"]))
+            token = csrf.derive(self.keys.csrf, "pre:" + str(flow["id"]))
             return pages.enter_code(
                 prefix=self.prefix, csrf=token, email=email, message=exc.message, status=exc.status
             )
@@ -284,22 +325,21 @@ class Flows:
         """A brand-new session for ``who`` (never one the browser brought: no fixation); any session
         the browser held before is revoked."""
         try:
-            user = await self.stage.accounts.sign_in(who)
+            user = await self.accounts.sign_in(who)
         except SignInRefused as exc:
             log.info("auth: %s refused: %s", who.email, exc.message)
             return self.problem(request, exc.status, "Sign-in refused", exc.message)
-        previous = await self.stage.cookies.session_token(request)
+        previous = await self.cookies.session_token(request)
         if previous is not None:
-            await self.stage.sessions.revoke(session_id(previous))
-            self.stage.forget(session_id(previous))
-        token = await self.stage.sessions.create(user.id, who.data)
-        log.info("auth: %s signed in (%s)", user.email, self.stage.config.provider)
+            await self.resolver.end(session_id(previous))
+        token = await self.resolver.sessions.create(user.id, who.data)
+        log.info("auth: %s signed in (%s)", user.email, self.config.provider)
         response = web.Response(status=303, headers={**pages.HEADERS, "Location": target})
-        await self.stage.cookies.set_session(request, response, token)
+        await self.cookies.set_session(request, response, token)
         return response
 
     async def sign_out_page(self, request: web.Request) -> web.StreamResponse:
-        found = await self.stage.identify(request)
+        found = await self.resolver.identify(request)
         if not isinstance(found, Identity):
             raise web.HTTPFound(f"{self.prefix}/sign-in", headers=pages.HEADERS)
         return pages.sign_out(prefix=self.prefix, csrf=found.csrf_token, email=found.email)
@@ -307,25 +347,24 @@ class Flows:
     async def sign_out(self, request: web.Request) -> web.StreamResponse:
         """POST with the session's CSRF token (form field or header): revoke, clear, and end the
         provider's session too (WorkOS; OIDC's RP-initiated logout)."""
-        token = await self.stage.cookies.session_token(request)
-        session = await self.stage.session(session_id(token)) if token is not None else None
+        token = await self.cookies.session_token(request)
+        session = await self.resolver.session(session_id(token)) if token is not None else None
         if session is None:
             response: web.StreamResponse = web.Response(
                 status=303, headers={**pages.HEADERS, "Location": f"{self.prefix}/sign-in"}
             )
-            self.stage.cookies.clear_session(request, response)
+            self.cookies.clear_session(request, response)
             return response
         submitted = request.headers.get(csrf.HEADER)
         if submitted is None:
             submitted = str((await request.post()).get(csrf.FIELD, ""))
-        if not same(submitted, csrf.derive(self.stage.keys.csrf, session.id)):
+        if not same(submitted, csrf.derive(self.keys.csrf, session.id)):
             return self.problem(
                 request, 403, "Sign-out not confirmed", "The form expired. Reload the page and retry."
             )
-        await self.stage.sessions.revoke(session.id)
-        self.stage.forget(session.id)
+        await self.resolver.end(session.id)
         location = f"{self.prefix}/sign-in"
-        keeper, provider = self.stage.keeper, self.stage.provider
+        keeper, provider = self.resolver.keeper, self.provider
         if keeper is not None:
             location = keeper.logout_url(session.data, self._base_url(request) + location) or location
         elif isinstance(provider, RemoteSignOut):
@@ -333,7 +372,7 @@ class Flows:
             location = await provider.end_session_url(session.data, back) or location
         log.info("auth: %s signed out", session.email)
         response = web.Response(status=303, headers={**pages.HEADERS, "Location": location})
-        self.stage.cookies.clear_session(request, response)
+        self.cookies.clear_session(request, response)
         return response
 
 

@@ -12,16 +12,13 @@ way), and "Sign out" opens the sign-out page, which asks for the POST with its C
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING
 
 from aiohttp import web
 
 from proxy_core.db import StoreError
 
 from .identity import Identity
-
-if TYPE_CHECKING:
-    from .stage import AuthStage
+from .resolver import SessionResolver
 
 _SCRIPT = """(() => {
   try {
@@ -80,9 +77,10 @@ _HEADERS = {
 
 
 class CloudMenu:
-    def __init__(self, stage: AuthStage) -> None:
-        self.stage = stage
-        self.path = f"{stage.config.path_prefix}/menu.js"
+    def __init__(self, resolver: SessionResolver, prefix: str) -> None:
+        self.resolver = resolver
+        self.prefix = prefix
+        self.path = f"{prefix}/menu.js"
 
     def routes(self) -> list[web.RouteDef]:
         return [web.get(self.path, self.script)]
@@ -90,7 +88,7 @@ class CloudMenu:
     async def script(self, request: web.Request) -> web.StreamResponse:
         """The menu for the signed-in user; an empty script for anyone else (nothing to show)."""
         try:
-            found = await self.stage.identify(request)
+            found = await self.resolver.identify(request)
         except StoreError:
             found = None
         if not isinstance(found, Identity):
@@ -98,7 +96,7 @@ class CloudMenu:
         else:
             body = _SCRIPT % {
                 "who": _js(found.email),
-                "sign_out": _js(f"{self.stage.config.path_prefix}/sign-out"),
+                "sign_out": _js(f"{self.prefix}/sign-out"),
             }
         return web.Response(text=body, content_type="text/javascript", headers=_HEADERS)
 

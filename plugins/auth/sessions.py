@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -32,7 +32,7 @@ class Session:
     last_seen_at: datetime
     expires_at: datetime
     idle_expires_at: datetime
-    data: dict[str, Any]
+    data: dict[str, Any] = field(repr=False)
     """What the provider keeps: tokens, the IdP's session id."""
 
 
@@ -101,30 +101,37 @@ class Sessions:
         )
         return changed > 0
 
-    async def revoke_user(self, user_id: uuid.UUID) -> list[Session]:
-        """Revoke every live session of a user (an admin's "sign out everywhere"); returns them."""
-        live = await self.active(user_id)
-        await self.db.execute(
-            "UPDATE sessions SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL", user_id, now()
-        )
-        return live
-
     async def active(self, user_id: uuid.UUID) -> list[Session]:
         """The user's live sessions, newest first."""
-        rows = await self.db.fetch(
-            f"SELECT {_COLUMNS} FROM sessions s JOIN users u ON u.id = s.user_id "
-            "WHERE s.user_id = $1 AND s.revoked_at IS NULL AND s.expires_at > $2 AND s.idle_expires_at > $2 "
-            "ORDER BY s.created_at DESC",
-            user_id,
-            now(),
-        )
-        return [_session(row) for row in rows]
+        return await active_sessions(self.db, user_id)
 
     async def purge(self, before: datetime) -> int:
         """Delete sessions that ended (expired or revoked) before ``before``."""
         return await self.db.execute(
             "DELETE FROM sessions WHERE expires_at < $1 OR idle_expires_at < $1 OR revoked_at < $1", before
         )
+
+
+async def active_sessions(db: Connection, user_id: uuid.UUID) -> list[Session]:
+    """The user's live sessions, newest first."""
+    rows = await db.fetch(
+        f"SELECT {_COLUMNS} FROM sessions s JOIN users u ON u.id = s.user_id "
+        "WHERE s.user_id = $1 AND s.revoked_at IS NULL AND s.expires_at > $2 AND s.idle_expires_at > $2 "
+        "ORDER BY s.created_at DESC",
+        user_id,
+        now(),
+    )
+    return [_session(row) for row in rows]
+
+
+async def revoke_user_sessions(db: Connection, user_id: uuid.UUID) -> list[Session]:
+    """Revoke every session of a user that has not ended yet; returns the live ones it ended. Only
+    :class:`~plugins.auth.directory.UserDirectory` calls this (it tells the caches)."""
+    live = await active_sessions(db, user_id)
+    await db.execute(
+        "UPDATE sessions SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL", user_id, now()
+    )
+    return live
 
 
 def _session(row: Row) -> Session:

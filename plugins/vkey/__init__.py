@@ -11,13 +11,24 @@ Public API (for the sandbox router and the Manage UI):
   provider or model.
 """
 
-from .activity import Activity, gateway_activity
+from aiohttp import web
+
+from plugins.auth import UserRef  # what names a user here, as in auth
+from proxy_core import find_stage
+
+from .activity import Activity
 from .cache import KEY_CACHE, KeyCache
 from .keys import KeyLimits, KeyRecord, KeyRejected, display_prefix
 from .ledger import USAGE_WRITER, UsageRow
-from .lifecycle import IssuedKey, KeyExists, KeyListing, KeyService, UserRef, key_service
+from .lifecycle import IssuedKey, KeyExists, KeyListing, KeyService, key_service
 from .reports import KeyUsage, UsageLine, UsageReports
 from .stage import VKeyStage
+
+
+def gateway_activity(app: web.Application) -> Activity:
+    """The :class:`Activity` of the app's ``vkey`` stage (raises LookupError when it has none)."""
+    return find_stage(app, VKeyStage).activity
+
 
 __all__ = [
     "KEY_CACHE",

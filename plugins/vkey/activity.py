@@ -4,7 +4,7 @@ so their sandbox should stay awake.
 Recording is one dict assignment per request. Listeners get the batch of users seen since the last
 flush (user id → wall-clock time of their latest call) every ``flush_seconds``::
 
-    gateway_activity(app).listen(router.keep_awake)
+    plugins.vkey.gateway_activity(app).listen(router.keep_awake)
 """
 
 from __future__ import annotations
@@ -14,10 +14,6 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
-
-from aiohttp import web
-
-from proxy_core import STAGES
 
 log = logging.getLogger(__name__)
 
@@ -65,13 +61,3 @@ class Activity:
                 await self.flush()
         finally:
             await asyncio.shield(self.flush())
-
-
-def gateway_activity(app: web.Application) -> Activity:
-    """The :class:`Activity` of the app's ``vkey`` stage (raises LookupError when it has none)."""
-    from .stage import VKeyStage
-
-    for stage in app[STAGES]:
-        if isinstance(stage, VKeyStage):
-            return stage.activity
-    raise LookupError("this app has no vkey stage")

@@ -9,12 +9,10 @@ database is trusted for ``ttl`` seconds (see :mod:`plugins.vkey.cache`).
 from __future__ import annotations
 
 import hmac
-import time
-from collections.abc import Callable
 from datetime import UTC, datetime
 
-from plugins.auth.users import Users
-from proxy_core.db import Connection, NotFound
+from plugins.auth import UserDirectory
+from proxy_core.db import Database, NotFound
 
 from .cache import KeyCache
 from .keys import KeyRecord, KeyRejected, hash_key, owner_of
@@ -23,17 +21,12 @@ from .store import VirtualKeys
 
 class KeyChecker:
     def __init__(
-        self,
-        db: Connection,
-        cache: KeyCache,
-        ttl: float = 5.0,
-        clock: Callable[[], float] = time.monotonic,
+        self, db: Database, cache: KeyCache, ttl: float = 5.0, users: UserDirectory | None = None
     ) -> None:
         self.keys = VirtualKeys(db)
-        self.users = Users(db)
+        self.users = UserDirectory(db) if users is None else users
         self.cache = cache
         self.ttl = ttl
-        self._clock = clock
 
     async def check(self, key: str) -> KeyRecord:
         """The record of ``key`` if it may be used now; raises :class:`KeyRejected` otherwise, and
@@ -42,17 +35,15 @@ class KeyChecker:
         if owner is None:
             raise KeyRejected("invalid", "Invalid API key")
         digest = hash_key(key)
-        now = self._clock()
         cached = self.cache.keys.get(digest)
-        if cached is not None and now - cached[1] < self.ttl:
-            record = cached[0]
+        if cached is not None:
+            record = cached
         else:
             found = await self.keys.find(digest)
             if found is None:
-                self.cache.keys.pop(digest, None)
                 raise KeyRejected("invalid", "Invalid API key")
             record = found
-            self.cache.put_key(digest, record, now)
+            self.cache.keys.put(digest, record, self.ttl)
         # Constant-time comparisons: neither the hash nor the owner leaks through timing.
         same_hash = hmac.compare_digest(record.key_hash.encode(), digest.encode())
         same_owner = hmac.compare_digest(str(record.user_id).encode(), owner.encode())
@@ -61,17 +52,17 @@ class KeyChecker:
         refused = record.refusal(datetime.now(UTC))
         if refused is not None:
             raise refused
-        if await self._disabled(record, now):
+        if await self._disabled(record):
             raise KeyRejected("disabled", "API key owner is disabled")
         return record
 
-    async def _disabled(self, record: KeyRecord, now: float) -> bool:
+    async def _disabled(self, record: KeyRecord) -> bool:
         cached = self.cache.disabled.get(record.user_id)
-        if cached is not None and now - cached[1] < self.ttl:
-            return cached[0]
+        if cached is not None:
+            return cached
         try:
             disabled = (await self.users.get(record.user_id)).disabled
         except NotFound:
             disabled = True  # the owner is gone (their keys go with them, but a cached key may not)
-        self.cache.put_user(record.user_id, disabled, now)
+        self.cache.disabled.put(record.user_id, disabled, self.ttl)
         return disabled

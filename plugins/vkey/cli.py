@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from plugins.auth.users import Users
+from plugins.auth import UserDirectory
 from proxy_core.db.cli import connected, run
 
 from .lifecycle import DEFAULT_GRACE, KeyExists, KeyService
@@ -126,7 +126,7 @@ async def _usage(args: argparse.Namespace) -> int:
         else month_start()
     )
     async with connected(args) as db:
-        users = Users(db)
+        users = UserDirectory(db)
         user_id = None
         if args.user:
             user = await users.find_by_email(args.user)

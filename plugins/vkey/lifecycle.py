@@ -1,10 +1,10 @@
 """Key lifecycle, the Python API behind ``shmastra-cloud keys``: issue (the key is shown once), rotate
 with a grace period during which the old key still works, revoke, disable a user, list.
 
-Users are auth's: a key is issued to an existing user (:class:`plugins.auth.users.Users`), named by
-their email or id. The sandbox router calls :meth:`KeyService.rotate` when it provisions a sandbox:
-it works whether or not the user already has a key, and returns the new key to put into the
-sandbox's environment.
+Users are auth's: a key is issued to an existing user, found through auth's public
+:class:`~plugins.auth.UserDirectory` by email or id. The sandbox router calls
+:meth:`KeyService.rotate` when it provisions a sandbox: it works whether or not the user already has
+a key, and returns the new key to put into the sandbox's environment.
 
 Every change drops the affected entries of this process's :class:`~plugins.vkey.cache.KeyCache` at
 once; other replicas keep accepting a revoked key for at most their ``key_cache_seconds``.
@@ -18,7 +18,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from plugins.auth.users import User, Users
+from plugins.auth import User, UserDirectory, UserRef, user_directory
 from proxy_core import StageContext
 from proxy_core.db import Connection, Database, Transaction, database
 
@@ -27,9 +27,6 @@ from .keys import KeyLimits, KeyRecord, display_prefix, hash_key, new_key
 from .store import VirtualKeys
 
 DEFAULT_GRACE = timedelta(hours=24)
-
-UserRef = uuid.UUID | str
-"""A user named by id (``uuid.UUID``) or by email (``str``, compared case-insensitively)."""
 
 
 class KeyExists(Exception):
@@ -65,10 +62,17 @@ class KeyService:
     a user who has a working key, and other :class:`~proxy_core.db.StoreError` from the database.
     """
 
-    def __init__(self, db: Database, cache: KeyCache | None = None, grace: timedelta = DEFAULT_GRACE) -> None:
+    def __init__(
+        self,
+        db: Database,
+        cache: KeyCache | None = None,
+        grace: timedelta = DEFAULT_GRACE,
+        users: UserDirectory | None = None,
+    ) -> None:
         self.db = db
         self.cache = KeyCache() if cache is None else cache
         self.grace = grace
+        self.users = UserDirectory(db) if users is None else users
 
     async def issue(
         self, user: UserRef, *, expires_in: timedelta | None = None, limits: KeyLimits | None = None
@@ -118,22 +122,20 @@ class KeyService:
         return len(live)
 
     async def set_disabled(self, user: UserRef, disabled: bool) -> User:
-        """Stop (or allow again) every key of ``user`` without revoking them, through auth's
-        ``users.disabled`` (which also refuses their sign-in)."""
-        users = Users(self.db)
-        owner = await _user(users, user)
-        updated = await users.set_disabled(owner.id, disabled)
-        self.cache.forget_user(owner.id)
+        """Stop (or allow again) every key of ``user`` without revoking them, through auth's user
+        directory (which also refuses their sign-in and ends their sessions)."""
+        updated = await self.users.set_disabled(user, disabled)
+        self.cache.forget_user(updated.id)
         return updated
 
     async def keys_of(self, user: UserRef) -> list[KeyRecord]:
         """Every key of ``user``, oldest first."""
-        owner = await _user(Users(self.db), user)
+        owner = await self.users.get(user)
         return await VirtualKeys(self.db).of_user(owner.id)
 
     async def list(self) -> list[KeyListing]:
         """Every key with its owner's email, by email, oldest first."""
-        emails = {u.id: u.email for u in await Users(self.db).list()}
+        emails = {u.id: u.email for u in await self.users.list()}
         listed = [
             KeyListing(emails.get(r.user_id, str(r.user_id)), r) for r in await VirtualKeys(self.db).all()
         ]
@@ -142,14 +144,10 @@ class KeyService:
     @asynccontextmanager
     async def _locked(self, user: UserRef) -> AsyncIterator[tuple[Transaction, User]]:
         """A transaction holding ``user``'s key lock (concurrent rotations of one user serialize)."""
+        owner = await self.users.get(user)
         async with self.db.transaction() as tx:
-            owner = await _user(Users(tx), user)
             await tx.xact_lock(f"vkey:{owner.id}")
             yield tx, owner
-
-
-async def _user(users: Users, user: UserRef) -> User:
-    return await (users.get(user) if isinstance(user, uuid.UUID) else users.get_by_email(user))
 
 
 async def _create(
@@ -177,5 +175,6 @@ def _now() -> datetime:
 def key_service(context: StageContext, grace: timedelta = DEFAULT_GRACE) -> KeyService:
     """The key service on the app's database, sharing the gateway's key cache (so a revocation here
     takes effect in this process's gateway at once)."""
-    db = database(context)
-    return KeyService(db, context.resource(KEY_CACHE, KeyCache), grace)
+    return KeyService(
+        database(context), context.resource(KEY_CACHE, KeyCache), grace, user_directory(context)
+    )

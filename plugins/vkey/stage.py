@@ -7,19 +7,18 @@ virtual key, not browsers holding a session.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 
 import orjson
 from aiohttp import web
 
+from plugins.auth import user_directory
 from proxy_core import (
     ErrorRenderer,
-    Next,
     Readiness,
     Stage,
     StageContext,
@@ -29,6 +28,7 @@ from proxy_core import (
     error_response,
 )
 from proxy_core.db import BatchWriter, StoreError, database
+from proxy_core.tasks import BackgroundJobs
 
 from .activity import Activity
 from .cache import KEY_CACHE, KeyCache
@@ -50,7 +50,6 @@ _READABLE_ENCODINGS = ("gzip", "deflate", "identity")
 
 class VKeyStage(Stage[VKeyConfig]):
     name = "vkey"
-    config_class = VKeyConfig
 
     def __init__(self, config: VKeyConfig, context: StageContext) -> None:
         super().__init__(config, context)
@@ -58,13 +57,16 @@ class VKeyStage(Stage[VKeyConfig]):
         db = database(context)  # before the writer: resources close in reverse, so it flushes first
         writer = context.resource(USAGE_WRITER, lambda: BatchWriter(db, "usage", COLUMNS))
         self.ledger = UsageLedger(db, writer)
-        self.keys = KeyChecker(db, context.resource(KEY_CACHE, KeyCache), config.key_cache_seconds)
+        cache = context.resource(KEY_CACHE, KeyCache)
+        users = user_directory(context)
+        users.subscribe(lambda changed: cache.forget_user(changed.user.id))
+        self.keys = KeyChecker(db, cache, config.key_cache_seconds, users)
         self.limits = Limits(config.limits, SpendTracker(self.ledger, config.spend_refresh_seconds))
         self.prices = PriceTable(config.prices)
         self.activity = Activity(config.activity_flush_seconds)
         self.forwarder = context.forwarder
         self.timeouts = Timeouts(config.connect_timeout, config.read_timeout, config.idle_timeout)
-        self.max_body = self.forwarder.max_body_size
+        self.body_limit = self.forwarder.body_limit
         self._prefix = config.path_prefix + "/"
         self._renderers = {shape: _renderer(shape) for shape in ("openai", "anthropic", "gemini", "composio")}
         metrics = context.metrics
@@ -89,24 +91,22 @@ class VKeyStage(Stage[VKeyConfig]):
         )
 
     async def lifespan(self, app: web.Application) -> AsyncIterator[None]:
-        flusher = asyncio.create_task(self.activity.run())
-        try:
+        async with BackgroundJobs(self.name) as jobs:
+            jobs.start("activity", self.activity.run)
             yield
-        finally:
-            flusher.cancel()
-            await asyncio.gather(flusher, return_exceptions=True)
 
     async def readiness(self) -> Readiness:
         missing = sorted(p.name for p in self.providers.values() if p.real_key is None)
         return Readiness(True, f"no real key for: {', '.join(missing)}" if missing else "")
 
-    async def __call__(self, request: web.Request, next: Next) -> web.StreamResponse:
-        if not request.raw_path.startswith(self._prefix):
-            return await next(request)
-        return await self._serve(request)
+    def routes(self) -> Sequence[web.AbstractRouteDef]:
+        """The gateway: answered here, behind the earlier stages only (nothing after it sees these)."""
+        return [web.route("*", self._prefix + "{tail:.*}", self._serve)]
 
     async def _serve(self, request: web.Request) -> web.StreamResponse:
         started = time.perf_counter()
+        if not request.raw_path.startswith(self._prefix):  # matched only once decoded: not ours
+            return error_response(request, 404, "Nothing is served at this address.")
         name, _, rest = request.raw_path[len(self._prefix) :].partition("/")
         path, _, query = ("/" + rest).partition("?")
         provider = self.providers.get(name)
@@ -130,11 +130,11 @@ class VKeyStage(Stage[VKeyConfig]):
         if provider.real_key is None:
             message = f"The gateway has no key for {provider.name}."
             return self._refuse(provider, 503, message, "unconfigured")
-        if self.max_body and (request.content_length or 0) > self.max_body:
+        if self.body_limit.declared_too_large(request):
             return self._too_large(provider)
         body: bytes | None = None
         if shape == "openai" and request.method == "POST" and path.endswith("/chat/completions"):
-            body = await self._read_body(request)
+            body = await self.body_limit.read(request)
             if body is None:
                 return self._too_large(provider)
         try:
@@ -218,16 +218,6 @@ class VKeyStage(Stage[VKeyConfig]):
         except Exception:
             log.exception("could not queue the usage row of key %s", record.prefix)
 
-    async def _read_body(self, request: web.Request) -> bytes | None:
-        """The whole request body, or ``None`` when it is larger than the limit."""
-        chunks, size = [], 0
-        while chunk := await request.content.readany():
-            size += len(chunk)
-            if self.max_body and size > self.max_body:
-                return None
-            chunks.append(chunk)
-        return b"".join(chunks)
-
     def _refuse(self, provider: Provider, status: int, message: str, reason: str) -> web.Response:
         self.m_refused.inc((provider.name, reason))
         return provider_error(provider.shape, status, message)
@@ -237,9 +227,7 @@ class VKeyStage(Stage[VKeyConfig]):
         return self._refuse(provider, 503, "The gateway cannot check keys right now.", "store")
 
     def _too_large(self, provider: Provider) -> web.Response:
-        return self._refuse(
-            provider, 413, f"The request body is larger than {self.max_body} bytes.", "too_large"
-        )
+        return self._refuse(provider, 413, self.body_limit.message, "too_large")
 
 
 def _renderer(shape: Shape) -> ErrorRenderer:

@@ -1,7 +1,7 @@
 """The database runtime: Postgres (asyncpg) and SQLite behind one small interface, per-owner
 migrations, cross-replica locks and leader election, and batching writers for hot paths."""
 
-from .base import Connection, Leadership, Row, Transaction, lock_id
+from .base import Connection, Leadership, Row, Store, Transaction, lock_id
 from .batch import ActivityWriter, BatchWriter
 from .config import DatabaseConfig
 from .database import DATABASE, Database, database
@@ -18,6 +18,7 @@ from .errors import (
     UniqueViolation,
 )
 from .migrations import Migration, OwnerStatus, Source
+from .ratelimit import StoreRateLimiter
 
 __all__ = [
     "DATABASE",
@@ -38,7 +39,9 @@ __all__ = [
     "QueryError",
     "Row",
     "Source",
+    "Store",
     "StoreError",
+    "StoreRateLimiter",
     "Transaction",
     "Unavailable",
     "UniqueViolation",

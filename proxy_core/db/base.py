@@ -53,6 +53,13 @@ class Transaction(Connection, Protocol):
         ...
 
 
+class Store(Connection, Protocol):
+    """A connection that can open transactions: what :class:`~proxy_core.db.Database` offers to code
+    that must not depend on it (the migration runner)."""
+
+    def transaction(self) -> AbstractAsyncContextManager[Transaction]: ...
+
+
 class Leadership(Protocol):
     """One contender in a leader election; see ``Database.leadership``."""
 

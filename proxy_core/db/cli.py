@@ -1,5 +1,5 @@
-"""``shmastra-cloud db upgrade`` and ``shmastra-cloud db status``, and the helpers other plugins'
-commands use to reach the database (``run`` and ``connected``)."""
+"""The ``db upgrade`` and ``db status`` commands, and the helpers other plugins' commands use to
+reach the database (``run`` and ``connected``)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from typing import Any
 
-from ..config import load_config
+from ..config import ProxyConfig, load_config
 from ..redact import redact
 from .config import DatabaseConfig
 from .database import Database
@@ -32,6 +32,11 @@ def run(command: Command) -> Callable[[argparse.Namespace], int]:
     return main
 
 
+def command_config(args: argparse.Namespace) -> ProxyConfig:
+    """The ``--config`` file of a command, with the program's defaults (``proxy_core.cli.main``)."""
+    return load_config(args.config, defaults=getattr(args, "config_defaults", None))
+
+
 @asynccontextmanager
 async def connected(args: argparse.Namespace, *, migrate: bool | None = None) -> AsyncIterator[Database]:
     """The database of ``--config``, connected once (no background retries: a command fails fast).
@@ -39,7 +44,7 @@ async def connected(args: argparse.Namespace, *, migrate: bool | None = None) ->
     Pending migrations are applied first when ``migrate`` (default: the config's
     ``migrate_on_start``), so commands work against a brand-new database the way the server would.
     """
-    config = load_config(args.config).section("database", DatabaseConfig)
+    config = command_config(args).section("database", DatabaseConfig)
     db = Database(config)
     try:
         await db.connect()

@@ -9,8 +9,8 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, ValidationInfo, field_validator
 
+from ..config import StageConfig
 from ..paths import base_dir
-from ..stage import StageConfig
 
 Dialect = Literal["postgres", "sqlite"]
 
@@ -23,7 +23,8 @@ class DatabaseConfig(StageConfig):
     ``sqlite:////absolute/path.db`` (relative paths are resolved against the config file's folder).
     """
 
-    url: str = Field("sqlite:///data/shmastra.db", validate_default=True)
+    url: str = Field("sqlite:///data/proxy.db", validate_default=True)
+    """An embedding application sets its own default (``proxy_core.cli.main(defaults=...)``)."""
     min_pool_size: int = Field(1, ge=0, le=1000)
     max_pool_size: int = Field(10, ge=1, le=1000)
     connect_timeout: float = Field(5.0, gt=0)
@@ -70,7 +71,7 @@ def target(url: str) -> Target:
         if parts.netloc:
             raise ValueError("a SQLite URL has no host: sqlite:///relative/path.db or sqlite:////abs/path.db")
         if not _sqlite_path(url).parts:
-            raise ValueError("the SQLite URL names no file: sqlite:///data/shmastra.db")
+            raise ValueError("the SQLite URL names no file: sqlite:///data/store.db")
         path = _sqlite_path(url).absolute()
         return Target("sqlite", str(path), path)
     raise ValueError("the URL must start with postgresql:// (or postgres://) or sqlite:///")

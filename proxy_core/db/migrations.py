@@ -17,14 +17,10 @@ import re
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from importlib.resources import files
-from typing import TYPE_CHECKING
 
-from .base import Connection
+from .base import Connection, Store
 from .config import Dialect
 from .errors import MigrationError, StoreError
-
-if TYPE_CHECKING:
-    from .database import Database
 
 GROUP = "proxy_core.migrations"
 _LOCK_KEY = "proxy_core.db.migrations"
@@ -127,7 +123,7 @@ def ordered(sources: list[Source]) -> list[Source]:
     return result
 
 
-async def upgrade(db: Database, sources: list[Source] | None = None) -> list[Migration]:
+async def upgrade(db: Store, sources: list[Source] | None = None) -> list[Migration]:
     """Apply every pending migration; returns what was applied (empty: already up to date)."""
     plan = _plan(db.dialect, sources)
     async with db.transaction() as tx:

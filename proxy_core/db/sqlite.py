@@ -92,8 +92,9 @@ def translate(sql: str) -> str:
 def split_script(script: str) -> list[str]:
     """Complete statements of ``script`` (``executescript`` would commit the open transaction)."""
     statements, current = [], ""
-    for line in script.splitlines(keepends=True):
-        current += line
+    pieces = script.split(";")  # a ";" inside a string or comment leaves the statement incomplete
+    for number, piece in enumerate(pieces):
+        current += piece if number == len(pieces) - 1 else piece + ";"
         if sqlite3.complete_statement(current):
             statements.append(current.strip())
             current = ""

@@ -11,9 +11,10 @@ from typing import Any
 from aiohttp import web
 from pydantic import AnyHttpUrl, Field
 
-from ..forward import Timeouts, Upstream
+from ..config import StageConfig
+from ..exchange import Timeouts, Upstream
 from ..inject import page_tap
-from ..stage import Next, Stage, StageConfig, StageContext
+from ..stage import Next, Stage, StageContext
 
 
 class UpstreamConfig(StageConfig):
@@ -28,7 +29,6 @@ class UpstreamConfig(StageConfig):
 
 class UpstreamStage(Stage[UpstreamConfig]):
     name = "upstream"
-    config_class = UpstreamConfig
 
     def __init__(self, config: UpstreamConfig, context: StageContext) -> None:
         super().__init__(config, context)

@@ -27,7 +27,6 @@ class Mark(Stage[MarkConfig]):
     """Appends its label to the trail on the way in and to a response header on the way out."""
 
     name = "mark"
-    config_class = MarkConfig
 
     async def __call__(self, request: web.Request, next: Next) -> web.StreamResponse:
         request.setdefault(TRAIL, []).append(self.config.label)
@@ -44,7 +43,6 @@ class Gate(Stage[GateConfig]):
     """Answers 401 itself unless the token matches; exports the caller through a typed key."""
 
     name = "gate"
-    config_class = GateConfig
 
     async def __call__(self, request: web.Request, next: Next) -> web.StreamResponse:
         if request.headers.get("X-Token") != self.config.token:

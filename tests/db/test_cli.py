@@ -15,7 +15,10 @@ def test_upgrade_then_status(db_url: str, tmp_path: Path, capsys: pytest.Capture
 
     assert main(["db", "status", "-c", config]) == 0
     out = capsys.readouterr().out
-    assert "auth: version 0000, pending: 0001_users, 0002_sessions, 0003_login_codes, 0004_sso" in out
+    assert (
+        "auth: version 0000, pending: 0001_users, 0002_sessions, 0003_login_codes, 0004_sso, "
+        "0005_login_codes_per_flow" in out
+    )
     assert "sandbox_router: version 0000, pending: 0001_sandboxes" in out
 
     assert main(["db", "upgrade", "-c", config]) == 0
@@ -25,11 +28,13 @@ def test_upgrade_then_status(db_url: str, tmp_path: Path, capsys: pytest.Capture
         "applied auth 0002_sessions",
         "applied auth 0003_login_codes",
         "applied auth 0004_sso",
+        "applied auth 0005_login_codes_per_flow",
         "applied manage 0001_audit_log",
+        "applied proxy_core 0001_rate_limits",
         "applied sandbox_router 0001_sandboxes",
         "applied vkey 0001_virtual_keys",
         "applied vkey 0002_usage",
-        "8 migration(s) applied",
+        "10 migration(s) applied",
     ]
 
     assert main(["db", "upgrade", "-c", config]) == 0
@@ -38,8 +43,9 @@ def test_upgrade_then_status(db_url: str, tmp_path: Path, capsys: pytest.Capture
     assert main(["db", "status", "-c", config]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[1:] == [
-        "auth: version 0004, up to date",
+        "auth: version 0005, up to date",
         "manage: version 0001, up to date",
+        "proxy_core: version 0001, up to date",
         "sandbox_router: version 0001, up to date",
         "vkey: version 0002, up to date",
     ]

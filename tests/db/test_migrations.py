@@ -17,7 +17,9 @@ ALL = [
     ("auth", 2, "sessions"),
     ("auth", 3, "login_codes"),
     ("auth", 4, "sso"),
+    ("auth", 5, "login_codes_per_flow"),
     ("manage", 1, "audit_log"),
+    ("proxy_core", 1, "rate_limits"),
     ("sandbox_router", 1, "sandboxes"),
     ("vkey", 1, "virtual_keys"),
     ("vkey", 2, "usage"),
@@ -40,8 +42,9 @@ async def test_upgrade_from_empty_then_no_op(make_db: MakeDatabase) -> None:
     assert [(r["owner"], r["version"], r["name"]) for r in rows] == ALL
     status = {owner.owner: owner for owner in await db.migration_status()}
     assert {name: s.version for name, s in status.items()} == {
-        "auth": 4,
+        "auth": 5,
         "manage": 1,
+        "proxy_core": 1,
         "sandbox_router": 1,
         "vkey": 2,
     }
@@ -86,7 +89,13 @@ def test_owners_follow_their_dependencies() -> None:
 
 def test_installed_owners_are_discovered() -> None:
     found = {source.owner: source.depends_on for source in discover()}
-    assert found == {"auth": (), "manage": (), "sandbox_router": ("auth",), "vkey": ("auth",)}
+    assert found == {
+        "auth": (),
+        "manage": (),
+        "proxy_core": (),
+        "sandbox_router": ("auth",),
+        "vkey": ("auth",),
+    }
 
 
 async def test_two_processes_upgrading_at_once(make_db: MakeDatabase, db_url: str, tmp_path: Path) -> None:

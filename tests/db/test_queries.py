@@ -156,3 +156,15 @@ async def test_a_failing_transaction_leaves_nothing_half_written(db: Database) -
 async def test_sql_errors_are_query_errors(db: Database) -> None:
     with pytest.raises(QueryError, match="database error"):
         await db.fetch("SELECT * FROM no_such_table")
+
+
+async def test_a_script_with_several_statements_on_one_line_runs_them_all(db: Database) -> None:
+    async with db.transaction() as tx:
+        await tx.execute_script(
+            "CREATE TABLE script_test (id integer PRIMARY KEY, note text); "
+            "INSERT INTO script_test (id, note) VALUES (1, 'a;b'); INSERT INTO script_test (id) VALUES (2)"
+        )
+    assert await db.fetch("SELECT id, note FROM script_test ORDER BY id") == [
+        {"id": 1, "note": "a;b"},
+        {"id": 2, "note": None},
+    ]

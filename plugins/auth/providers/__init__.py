@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from proxy_core.db import Connection
+from proxy_core.db import Store
 
 from ..codes import LoginCodes
 from ..config import AuthConfig
@@ -14,7 +14,7 @@ from .oidc import OIDCProvider
 from .workos import WorkOSProvider
 
 
-def build_provider(config: AuthConfig, keys: Keys, db: Connection) -> Provider:
+def build_provider(config: AuthConfig, keys: Keys, db: Store) -> Provider:
     """The configured provider; ``email_code`` keeps its pending codes in ``db``."""
     if config.provider == "workos":
         assert config.workos is not None  # the config's validator requires the table
@@ -31,4 +31,4 @@ def build_provider(config: AuthConfig, keys: Keys, db: Connection) -> Provider:
         mailer = SmtpMailer(settings.smtp)
     else:
         mailer = LogMailer()
-    return EmailCodeProvider(settings, keys.codes, mailer, LoginCodes(db))
+    return EmailCodeProvider(settings, keys.codes, mailer, LoginCodes(db), db)

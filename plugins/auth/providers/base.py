@@ -67,9 +67,19 @@ class RemoteSignOut(Protocol):
 class CodeSignIn(Protocol):
     """Sign-in with a one-time code sent to an email address."""
 
-    async def send_code(self, email: str, client_ip: str) -> None: ...
+    async def send_code(self, email: str, client_ip: str, flow: str) -> None:
+        """Send a code for ``email``; ``flow`` is the asking browser's sign-in flow id, which
+        verification must present again (a provider may ignore it)."""
+        ...
 
-    async def verify_code(self, email: str, code: str, client_ip: str) -> SignedIn: ...
+    async def verify_code(self, email: str, code: str, client_ip: str, flow: str) -> SignedIn: ...
+
+
+@runtime_checkable
+class DecoyCodes(Protocol):
+    """A code provider that can look, from outside, as if it sent a code to any address."""
+
+    async def send_decoy(self, email: str, client_ip: str, flow: str) -> None: ...
 
 
 @runtime_checkable

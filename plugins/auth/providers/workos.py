@@ -51,14 +51,14 @@ class WorkOSProvider:
             {"grant_type": "authorization_code", "code": code, "code_verifier": verifier}
         )
 
-    async def send_code(self, email: str, client_ip: str) -> None:
+    async def send_code(self, email: str, client_ip: str, flow: str) -> None:
         status, body = await self.http.request(
             "POST", f"{self.base}/user_management/magic_auth", json={"email": email}, headers=self._auth
         )
         if status >= 400:
             raise SignInRefused(_message(body, "WorkOS could not send a code to this address."), 400)
 
-    async def verify_code(self, email: str, code: str, client_ip: str) -> SignedIn:
+    async def verify_code(self, email: str, code: str, client_ip: str, flow: str) -> SignedIn:
         return await self._authenticate({"grant_type": MAGIC_AUTH_GRANT, "code": code, "email": email})
 
     async def _authenticate(self, grant: dict[str, str]) -> SignedIn:

@@ -260,3 +260,23 @@ async def test_the_mailbox_refuses_names_that_leave_it(tmp_path: Path) -> None:
     with pytest.raises(DeliveryFailed):
         await mailer.send("../outside@example.com", "123456", 10)
     assert not (tmp_path / "outside@example.com").exists()
+
+
+async def test_the_sign_in_paths_are_routes_of_their_own(
+    upstream: TestServer, sqlite_url: str, tmp_path: Path
+) -> None:
+    """Declared routes: answered by auth itself (never forwarded), HEAD like GET, a wrong method is
+    405 with Allow, anything else under the prefix 404; paths outside it still need a session."""
+    async with proxy(upstream, sqlite_url, **options(tmp_path)) as px, aiohttp.ClientSession() as c:
+        async with c.head(px.at("/auth/sign-in")) as response:
+            assert response.status == 200
+        async with c.delete(px.at("/auth/sign-out"), headers={"Accept": "application/json"}) as response:
+            assert (response.status, response.headers["Allow"]) == (405, "GET, HEAD, POST")
+        async with c.put(px.at("/auth/code"), headers={"Accept": "application/json"}) as response:
+            assert (response.status, response.headers["Allow"]) == (405, "POST")
+        for path in ("/auth/elsewhere", "/auth", "/auth/sign-in/more"):
+            async with c.get(px.at(path), headers={"Accept": "application/json"}) as response:
+                assert response.status == 404, path
+                assert "raw_path" not in await response.text()  # not the echo upstream's answer
+        async with c.get(px.at("/authority"), headers={"Accept": "application/json"}) as response:
+            assert response.status == 401  # not under the prefix: an ordinary path

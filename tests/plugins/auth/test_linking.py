@@ -8,6 +8,7 @@ import logging
 
 import pytest
 
+from plugins.auth import UserDirectory
 from plugins.auth.accounts import Accounts
 from plugins.auth.config import AuthConfig, OIDCConfig
 from plugins.auth.linking import LINKED_ELSEWHERE, UNVERIFIED, IdentityLinks, Linker
@@ -114,7 +115,7 @@ async def test_an_unverified_admin_address_on_a_known_subject_does_not_make_an_a
         cookie_secret="s" * 40,
         admins=("boss@example.com",),
     )
-    accounts = Accounts(db, config)
+    accounts = Accounts(db, config, UserDirectory(db))
     member = await accounts.sign_in(who("sub-m", "mallory@example.com"))
     assert member.role == "member"
     still = await accounts.sign_in(who("sub-m", "boss@example.com", verified=False))

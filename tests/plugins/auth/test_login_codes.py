@@ -29,6 +29,8 @@ KEY = b"k" * 32
 IP = "192.0.2.1"
 EXPIRED = "This code expired or was used up. Ask for a new one."
 
+FLOW = "flow-of-one-browser"
+
 
 class Inbox:
     """A mailer that keeps the last code sent to each address."""
@@ -62,7 +64,7 @@ async def opened(make_db: MakeDatabase) -> Database:
 def provider(
     db: Database, inbox: Inbox, *, codes: LoginCodes | None = None, **config: Any
 ) -> EmailCodeProvider:
-    return EmailCodeProvider(EmailCodeConfig(**config), KEY, inbox, codes or LoginCodes(db))
+    return EmailCodeProvider(EmailCodeConfig(**config), KEY, inbox, codes or LoginCodes(db), db)
 
 
 async def refusal(attempt: Any) -> str:
@@ -79,18 +81,22 @@ async def rows(db: Database) -> list[dict[str, Any]]:
 async def test_a_code_sent_by_one_instance_is_verified_by_another(make_db: MakeDatabase) -> None:
     inbox = Inbox()
     one, two = provider(await opened(make_db), inbox), provider(await opened(make_db), inbox)
-    await one.send_code("Ann@Example.com", IP)
-    who = await two.verify_code("ann@example.com", inbox.codes["ann@example.com"], IP)
+    await one.send_code("Ann@Example.com", IP, FLOW)
+    who = await two.verify_code("ann@example.com", inbox.codes["ann@example.com"], IP, FLOW)
     assert who == SignedIn("email:ann@example.com", "ann@example.com")
     # used up, everywhere
-    assert await refusal(one.verify_code("ann@example.com", inbox.codes["ann@example.com"], IP)) == EXPIRED
-    assert await refusal(two.verify_code("ann@example.com", inbox.codes["ann@example.com"], IP)) == EXPIRED
+    assert (
+        await refusal(one.verify_code("ann@example.com", inbox.codes["ann@example.com"], IP, FLOW)) == EXPIRED
+    )
+    assert (
+        await refusal(two.verify_code("ann@example.com", inbox.codes["ann@example.com"], IP, FLOW)) == EXPIRED
+    )
 
 
 async def test_only_a_keyed_digest_is_stored(make_db: MakeDatabase) -> None:
     inbox = Inbox()
     db = await opened(make_db)
-    await provider(db, inbox, max_attempts=4).send_code("BEA@example.com", IP)
+    await provider(db, inbox, max_attempts=4).send_code("BEA@example.com", IP, FLOW)
     [row] = await rows(db)
     code = inbox.codes["bea@example.com"]
     assert row["email"] == "bea@example.com" and row["attempts_left"] == 4
@@ -107,8 +113,8 @@ class Racing(LoginCodes):
         super().__init__(db)
         self.barrier = barrier
 
-    async def get(self, email: str) -> PendingCode | None:
-        found = await super().get(email)
+    async def get(self, email: str, flow: str) -> PendingCode | None:
+        found = await super().get(email, flow)
         await self.barrier.wait()
         return found
 
@@ -118,11 +124,11 @@ async def test_the_same_code_verified_concurrently_signs_in_once(make_db: MakeDa
     barrier = asyncio.Barrier(2)
     dbs = [await opened(make_db), await opened(make_db)]
     one, two = (provider(db, inbox, codes=Racing(db, barrier)) for db in dbs)
-    await one.send_code("cy@example.com", IP)
+    await one.send_code("cy@example.com", IP, FLOW)
     code = inbox.codes["cy@example.com"]
     results = await asyncio.gather(
-        one.verify_code("cy@example.com", code, IP),
-        two.verify_code("cy@example.com", code, IP),
+        one.verify_code("cy@example.com", code, IP, FLOW),
+        two.verify_code("cy@example.com", code, IP, FLOW),
         return_exceptions=True,
     )
     assert sum(isinstance(r, SignedIn) for r in results) == 1, results
@@ -133,12 +139,12 @@ async def test_the_same_code_verified_concurrently_signs_in_once(make_db: MakeDa
 
 async def test_many_concurrent_verifications_sign_in_once(make_db: MakeDatabase) -> None:
     inbox = Inbox()
-    providers = [provider(await opened(make_db), inbox) for _ in range(2)]
+    providers = [provider(await opened(make_db), inbox, send_backoff=0) for _ in range(2)]
     for _ in range(3):
-        await providers[0].send_code("dee@example.com", IP)
+        await providers[0].send_code("dee@example.com", IP, FLOW)
         code = inbox.codes["dee@example.com"]
         results = await asyncio.gather(
-            *(providers[n % 2].verify_code("dee@example.com", code, f"192.0.2.{n}") for n in range(8)),
+            *(providers[n % 2].verify_code("dee@example.com", code, f"192.0.2.{n}", FLOW) for n in range(8)),
             return_exceptions=True,
         )
         assert sum(isinstance(r, SignedIn) for r in results) == 1, results
@@ -149,31 +155,33 @@ async def test_wrong_guesses_count_across_instances_and_void_the_code(make_db: M
     inbox = Inbox()
     db = await opened(make_db)
     one, two = provider(db, inbox, max_attempts=3), provider(await opened(make_db), inbox, max_attempts=3)
-    await one.send_code("eve@example.com", IP)
+    await one.send_code("eve@example.com", IP, FLOW)
     code = inbox.codes["eve@example.com"]
-    assert await refusal(one.verify_code("eve@example.com", wrong(code), IP)) == (
+    assert await refusal(one.verify_code("eve@example.com", wrong(code), IP, FLOW)) == (
         "That code is not right. 2 attempts left."
     )
-    assert await refusal(two.verify_code("eve@example.com", wrong(code, 2), IP)) == (
+    assert await refusal(two.verify_code("eve@example.com", wrong(code, 2), IP, FLOW)) == (
         "That code is not right. 1 attempts left."
     )
-    assert await refusal(one.verify_code("eve@example.com", wrong(code, 3), IP)) == (
+    assert await refusal(one.verify_code("eve@example.com", wrong(code, 3), IP, FLOW)) == (
         "Too many wrong codes. Ask for a new one."
     )
     assert await rows(db) == []  # voided at 0
-    assert await refusal(two.verify_code("eve@example.com", code, IP)) == EXPIRED
+    assert await refusal(two.verify_code("eve@example.com", code, IP, FLOW)) == EXPIRED
     # a new code starts afresh
-    await two.send_code("eve@example.com", IP)
-    assert isinstance(await one.verify_code("eve@example.com", inbox.codes["eve@example.com"], IP), SignedIn)
+    await two.send_code("eve@example.com", IP, FLOW)
+    assert isinstance(
+        await one.verify_code("eve@example.com", inbox.codes["eve@example.com"], IP, FLOW), SignedIn
+    )
 
 
 async def test_concurrent_wrong_guesses_never_overspend_the_attempts(make_db: MakeDatabase) -> None:
     inbox = Inbox()
     providers = [provider(await opened(make_db), inbox, max_attempts=3) for _ in range(2)]
-    await providers[0].send_code("fay@example.com", IP)
+    await providers[0].send_code("fay@example.com", IP, FLOW)
     code = inbox.codes["fay@example.com"]
     results = await asyncio.gather(
-        *(providers[n % 2].verify_code("fay@example.com", wrong(code, n + 1), IP) for n in range(8)),
+        *(providers[n % 2].verify_code("fay@example.com", wrong(code, n + 1), IP, FLOW) for n in range(8)),
         return_exceptions=True,
     )
     messages = sorted(r.message for r in results if isinstance(r, SignInRefused))
@@ -182,7 +190,7 @@ async def test_concurrent_wrong_guesses_never_overspend_the_attempts(make_db: Ma
     assert messages.count("That code is not right. 2 attempts left.") == 1
     assert messages.count("That code is not right. 1 attempts left.") == 1
     assert messages.count(EXPIRED) == 5
-    assert await refusal(providers[1].verify_code("fay@example.com", code, IP)) == EXPIRED
+    assert await refusal(providers[1].verify_code("fay@example.com", code, IP, FLOW)) == EXPIRED
 
 
 async def test_codes_expire_and_expired_codes_are_purged(make_db: MakeDatabase) -> None:
@@ -191,16 +199,18 @@ async def test_codes_expire_and_expired_codes_are_purged(make_db: MakeDatabase) 
     other = await opened(make_db)
     one = provider(db, inbox, codes=LoginCodes(db, clock), code_ttl=60)
     two = provider(other, inbox, codes=LoginCodes(other, clock), code_ttl=60)
-    await one.send_code("gus@example.com", IP)
-    await one.send_code("hal@example.com", IP)
+    await one.send_code("gus@example.com", IP, FLOW)
+    await one.send_code("hal@example.com", IP, FLOW)
     clock.at += timedelta(seconds=59)
-    assert isinstance(await two.verify_code("hal@example.com", inbox.codes["hal@example.com"], IP), SignedIn)
+    assert isinstance(
+        await two.verify_code("hal@example.com", inbox.codes["hal@example.com"], IP, FLOW), SignedIn
+    )
     clock.at += timedelta(seconds=2)
     code = inbox.codes["gus@example.com"]
-    assert await refusal(two.verify_code("gus@example.com", code, IP)) == EXPIRED
-    assert await refusal(two.verify_code("gus@example.com", wrong(code), IP)) == EXPIRED
+    assert await refusal(two.verify_code("gus@example.com", code, IP, FLOW)) == EXPIRED
+    assert await refusal(two.verify_code("gus@example.com", wrong(code), IP, FLOW)) == EXPIRED
     assert [r["email"] for r in await rows(db)] == ["gus@example.com"]
-    await two.send_code("ivy@example.com", IP)  # a send clears out expired codes
+    await two.send_code("ivy@example.com", IP, FLOW)  # a send clears out expired codes
     assert [r["email"] for r in await rows(db)] == ["ivy@example.com"]
 
 
@@ -208,18 +218,18 @@ async def test_a_new_code_replaces_the_old_one(make_db: MakeDatabase) -> None:
     inbox = Inbox()
     db = await opened(make_db)
     one, two = provider(db, inbox, max_attempts=2), provider(await opened(make_db), inbox, max_attempts=2)
-    await one.send_code("jo@example.com", IP)
+    await one.send_code("jo@example.com", IP, FLOW)
     old = inbox.codes["jo@example.com"]
-    await refusal(one.verify_code("jo@example.com", wrong(old), IP))
-    await two.send_code("jo@example.com", IP)
+    await refusal(one.verify_code("jo@example.com", wrong(old), IP, FLOW))
+    await two.send_code("jo@example.com", IP, FLOW)
     new = inbox.codes["jo@example.com"]
     [row] = await rows(db)
     assert row["attempts_left"] == 2  # the new code has all its attempts
     if new != old:
-        assert await refusal(one.verify_code("jo@example.com", old, IP)) == (
+        assert await refusal(one.verify_code("jo@example.com", old, IP, FLOW)) == (
             "That code is not right. 1 attempts left."
         )
-    assert isinstance(await one.verify_code("jo@example.com", new, IP), SignedIn)
+    assert isinstance(await one.verify_code("jo@example.com", new, IP, FLOW), SignedIn)
 
 
 # -- through the proxy -----------------------------------------------------------------------------

@@ -33,7 +33,8 @@ async def upstream(aiohttp_server: Any) -> TestServer:
 def options(tmp_path: Path, **extra: Any) -> dict[str, Any]:
     return {
         "cookie_secret": SECRET,
-        "email_code": {"delivery": "mailbox", "mailbox_dir": str(tmp_path / "mail")},
+        # many sign-ins of one address from one IP: no back-off between the codes
+        "email_code": {"delivery": "mailbox", "mailbox_dir": str(tmp_path / "mail"), "send_backoff": 0},
         "allowed_domains": ["example.com"],
         "public_paths": ["/public/*"],
     } | extra

@@ -264,7 +264,7 @@ async def test_compressed_bodies_pass_through_and_usage_is_still_read(make_gatew
 
 
 async def test_activity_is_recorded_and_batched(make_gateway: GatewayFactory) -> None:
-    from plugins.vkey.activity import gateway_activity
+    from plugins.vkey import gateway_activity
 
     gateway = await make_gateway()
     batches: list[dict[str, float]] = []

@@ -15,6 +15,7 @@ import orjson
 import pytest
 from aiohttp import ClientSession
 
+from plugins.auth import USER_DIRECTORY
 from plugins.vkey.keys import KeyRecord, display_prefix, hash_key, new_key
 from plugins.vkey.store import VirtualKeys
 from proxy_core.app import METRICS
@@ -287,3 +288,18 @@ async def test_an_unreachable_store_is_503_in_the_providers_shape(make_gateway: 
     assert caught.value.body["message"] == "The gateway cannot check keys right now."  # type: ignore[index]
     assert key not in str(caught.value.body) and gateway.standin.received == []
     await client.close()
+
+
+async def test_disabling_through_auths_directory_refuses_cached_keys_at_once(
+    make_gateway: GatewayFactory,
+) -> None:
+    """vkey listens to auth's user directory: a disable there reaches the key cache at once."""
+    gateway = await make_gateway(key_cache_seconds=60)
+    issued = await gateway.issue("d@example.com")
+    headers = {"Authorization": f"Bearer {issued.key}"}
+    assert (await post_openai(gateway.base("openai"), headers))[0] == 200  # now cached
+    await gateway.app[USER_DIRECTORY].set_disabled("d@example.com", True)
+    status, body, _ = await post_openai(gateway.base("openai"), headers)
+    assert (status, body["error"]["message"]) == (401, "API key owner is disabled")
+    await gateway.app[USER_DIRECTORY].set_disabled("d@example.com", False)
+    assert (await post_openai(gateway.base("openai"), headers))[0] == 200

@@ -8,7 +8,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from plugins.auth.users import User, Users
+from plugins.auth import User, UserDirectory
+from plugins.auth.users import Users
 from plugins.vkey.cache import KeyCache
 from plugins.vkey.checker import KeyChecker
 from plugins.vkey.keys import KeyRecord, KeyRejected, display_prefix, hash_key, new_key
@@ -82,7 +83,7 @@ async def test_revoke_and_expire(db: Database, ada: User) -> None:
 
 async def test_another_replica_sees_a_revocation_within_the_ttl(db: Database, ada: User) -> None:
     clock = Clock()
-    elsewhere = KeyChecker(db, KeyCache(), ttl=5.0, clock=clock)  # its own cache, like another replica
+    elsewhere = KeyChecker(db, KeyCache(clock), ttl=5.0)  # its own cache, like another replica
     issued = await KeyService(db).issue(ada.id)
     await elsewhere.check(issued.key)
     await KeyService(db).revoke(ada.id)
@@ -93,16 +94,18 @@ async def test_another_replica_sees_a_revocation_within_the_ttl(db: Database, ad
 
 
 async def test_a_disabled_or_deleted_user_is_refused(db: Database, ada: User) -> None:
-    service = KeyService(db)
     clock = Clock()
-    checker = KeyChecker(db, service.cache, ttl=5.0, clock=clock)
+    service = KeyService(db, KeyCache(clock))
+    checker = KeyChecker(db, service.cache, ttl=5.0)
     issued = await service.issue(ada.id)
     await checker.check(issued.key)
     assert (await service.set_disabled("ada@example.com", True)).disabled
     assert await rejected(checker, issued.key) == "disabled"
     await service.set_disabled(ada.id, False)
     await checker.check(issued.key)
-    await Users(db).set_disabled(ada.id, True)  # through auth, as `users disable` does: seen within the TTL
+    await UserDirectory(db).set_disabled(
+        ada.id, True
+    )  # another process's directory (`users disable`): seen within the TTL
     await checker.check(issued.key)
     clock.now = 5.0
     assert await rejected(checker, issued.key) == "disabled"
