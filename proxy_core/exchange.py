@@ -66,6 +66,12 @@ class ResponseTap(Protocol):
 
     def on_end(self) -> bytes: ...
 
+    def on_failure(self, kind: str) -> bytes:
+        """The upstream broke off after the answer started (``kind``: "midstream" or "idle_timeout").
+        Bytes returned are sent and the answer is ended cleanly (e.g. an error event a streaming
+        client understands); ``b""`` cuts the client's connection, the default signal."""
+        ...
+
 
 class UpstreamError(Exception):
     """The upstream failed before an answer could start; ``status`` is what the client should get."""

@@ -316,10 +316,15 @@ class Forwarder:
             if (outcome := request.get(OUTCOME)) is not None:
                 outcome.client_gone = True
         except (UpstreamConnectionError, UpstreamProtocolError, UpstreamTimeout) as exc:
-            # the answer has started: the only honest signal left is to cut the client's connection
+            # the answer has started: unless the tap can say so in the body's own terms, the only
+            # honest signal left is to cut the client's connection
             kind = "idle_timeout" if isinstance(exc, UpstreamTimeout) else "midstream"
             self.metrics.upstream_errors.inc((stage, kind))
-            _cut(request)
+            farewell = tap.on_failure(kind) if tap is not None else b""
+            if farewell:
+                await _end_with(request, response, farewell)
+            else:
+                _cut(request)
         finally:
             gauge.dec(labels)
         return response
@@ -341,6 +346,15 @@ def _content_length(raw: list[tuple[bytes, bytes]]) -> int | None:
             except ValueError:
                 return None
     return None
+
+
+async def _end_with(request: web.Request, response: web.StreamResponse, farewell: bytes) -> None:
+    try:
+        await response.write(farewell)
+        await response.write_eof()
+    except ConnectionResetError:
+        if (outcome := request.get(OUTCOME)) is not None:
+            outcome.client_gone = True
 
 
 def _cut(request: web.Request) -> None:

@@ -93,6 +93,9 @@ class HtmlInjector:
         page, self._buffer, self._done = self._buffer, b"", True
         return page
 
+    def on_failure(self, kind: str) -> bytes:
+        return b""  # half a page: the client's connection is cut
+
 
 def _head_end(page: bytes) -> int | None:
     """Where the head ends (``</head>``, or a ``<body>`` that ends it implicitly), skipping scripts and

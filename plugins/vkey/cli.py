@@ -146,6 +146,8 @@ async def _usage(args: argparse.Namespace) -> int:
                 "tokens_out": line.tokens_out,
                 "cost_usd": round(line.cost_usd, 6),
                 "unpriced_requests": line.unpriced,
+                "tool_executions": line.tool_executions,
+                "estimated_requests": line.estimated,
             }
             print(orjson.dumps(entry).decode())
         return 0
@@ -159,11 +161,12 @@ async def _usage(args: argparse.Namespace) -> int:
             f"{line.requests:,}",
             f"{line.tokens_in:,}",
             f"{line.tokens_out:,}",
+            f"{line.tool_executions:,}",
             f"{line.cost_usd:.4f}" + ("*" if line.unpriced else ""),
         ]
         for line in lines
     ]
-    headers = [args.by.upper(), "USER", "REQUESTS", "TOKENS IN", "TOKENS OUT", "COST USD"]
+    headers = [args.by.upper(), "USER", "REQUESTS", "TOKENS IN", "TOKENS OUT", "TOOL CALLS", "COST USD"]
     print(table(headers, rows))
     total = sum(line.cost_usd for line in lines)
     print(f"\ntotal since {since.date().isoformat()}: {total:.4f} USD")

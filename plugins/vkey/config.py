@@ -30,6 +30,9 @@ class ProviderConfig(StageConfig):
     url: AnyHttpUrl | None = None
     key_env: str | None = None
     shape: Shape | None = None
+    refused_headers: list[str] | None = None  # a request carrying one is refused (a second credential)
+    stripped_headers: list[str] | None = None  # removed before forwarding (account or project selectors)
+    rewrites_urls: bool | None = None  # URLs on the provider's host in its answers point at the gateway
 
 
 class PriceConfig(StageConfig):

@@ -1,5 +1,6 @@
 """Errors in each provider's own shape and status, so the official SDKs raise their usual exception
-with a readable message (``openai.AuthenticationError``, ``anthropic.RateLimitError`` and so on)."""
+with a readable message (``openai.AuthenticationError``, ``anthropic.RateLimitError`` and so on),
+both as an answer of their own and as the last event of a stream that broke off mid-way."""
 
 from __future__ import annotations
 
@@ -56,6 +57,28 @@ def error_body(shape: Shape, status: int, message: str) -> dict[str, Any]:
     return {"error": {"message": message, "type": kind, "param": None, "code": code}}
 
 
+def stream_error_event(shape: Shape, status: int, message: str, *, responses_api: bool = False) -> bytes:
+    """One SSE event that the provider's SDKs (official and the AI SDK's) read as a stream error:
+    OpenAI chat and Gemini ``data: {"error": {...}}``, OpenAI Responses ``type: "error"`` (its fields
+    both at the top, as the API documents them, and under ``error``, as the AI SDK reads them),
+    Anthropic ``event: error``."""
+    body = error_body(shape, status, message)
+    if shape == "anthropic":
+        return b"event: error\ndata: " + orjson.dumps(body) + b"\n\n"
+    if shape == "openai" and responses_api:
+        error = body["error"]
+        event = {
+            "type": "error",
+            "code": error["code"],
+            "message": message,
+            "param": None,
+            "sequence_number": 0,
+            "error": {"type": error["type"], "code": error["code"], "message": message, "param": None},
+        }
+        return b"event: error\ndata: " + orjson.dumps(event) + b"\n\n"
+    return b"data: " + orjson.dumps(body) + b"\n\n"
+
+
 def provider_error(
     shape: Shape,
     status: int,
@@ -65,7 +88,8 @@ def provider_error(
     retryable: bool = True,
 ) -> web.Response:
     """An error answer. ``retryable=False`` sets ``x-should-retry: false``, which the OpenAI and
-    Anthropic SDKs obey, so an exhausted budget is reported at once instead of after backing off."""
+    Anthropic SDKs obey; the AI SDK and google-genai ignore it and go by the status alone, which is
+    why refusals that cannot succeed soon use a status no client retries (see :mod:`.limits`)."""
     headers = {"Cache-Control": "no-store"}
     if retry_after is not None:
         headers["Retry-After"] = str(retry_after)

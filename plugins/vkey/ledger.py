@@ -22,10 +22,13 @@ COLUMNS = (
     "cached_tokens",
     "cache_write_tokens",
     "reported",
+    "estimated",
     "cost_usd",
     "status",
     "latency_ms",
     "created_at",
+    "operation",
+    "tool",
 )
 
 USAGE_WRITER = web.AppKey("plugins.vkey.usage_writer", BatchWriter)
@@ -46,10 +49,13 @@ class UsageRow:
     cached_tokens: int
     cache_write_tokens: int
     reported: bool  # False: the provider reported no usage (an error, or a stream cut short)
+    estimated: bool  # True: the counts (some or all) are the gateway's estimate, see .estimate
     cost_usd: float | None  # None: the model has no price in the table
     status: int  # the upstream's status; 499 when the client left before the answer ended
     latency_ms: int
     created_at: datetime
+    operation: str = ""  # method and path: "POST /api/v3.1/tools/execute/GITHUB_STAR_A_REPOSITORY"
+    tool: str | None = None  # the tool the call executed (Composio), else None
 
     def values(self) -> tuple[object, ...]:
         return (
@@ -62,10 +68,13 @@ class UsageRow:
             self.cached_tokens,
             self.cache_write_tokens,
             self.reported,
+            self.estimated,
             self.cost_usd,
             self.status,
             self.latency_ms,
             self.created_at,
+            self.operation,
+            self.tool,
         )
 
 

@@ -9,6 +9,14 @@ rotating a key does not reset a budget.
   at most every ``refresh_seconds`` per user and kept current in between by this process's own
   usage as it is recorded. Requests still running count too, each at the cost of the user's latest
   finished request, so a burst of concurrent requests stops near the budget instead of far past it.
+  A request that ended early counts at its estimate (see :mod:`.estimate`), so aborting a stream does
+  not get around either limit.
+
+Refusals that cannot succeed soon (the day's tokens, the month's budget) are 402 with
+``x-should-retry: false``: a status that no supported client retries (the OpenAI, Anthropic and
+google-genai SDKs and the AI SDK all retry 408, 409, 429 and 5xx, and the AI SDK ignores
+``x-should-retry``), so the user reads the reason at once instead of after seconds of back-off. The
+per-minute rate limit stays a retryable 429 with ``Retry-After``, like a provider's own.
 """
 
 from __future__ import annotations
@@ -164,17 +172,25 @@ class Limits:
         if budget or per_day:
             tokens, usd = await self.spend.totals(record.user_id)
             if budget and usd >= budget:
-                message = f"Monthly budget of ${budget:.2f} reached (spent ${usd:.2f})."
+                message = f"Monthly budget of {usd_text(budget)} reached (spent {usd_text(usd)})."
                 return Refusal(402, message, None, False, "budget")
             if per_day and tokens >= per_day:
-                message = f"Daily token limit of {per_day} reached."
-                return Refusal(429, message, _seconds_to_midnight(), False, "tokens_per_day")
+                message = f"Daily token limit of {per_day} reached; it resets at 00:00 UTC."
+                return Refusal(402, message, _seconds_to_midnight(), False, "tokens_per_day")
         wait = self.rate.wait_time(record.user_id, per_minute)
         if wait:
             message = f"Rate limit of {per_minute} requests per minute reached."
             return Refusal(429, message, max(1, round(wait + 0.5)), True, "requests_per_minute")
         self.spend.started(record.user_id)
         return None
+
+
+def usd_text(amount: float) -> str:
+    """Dollars with cents, and with as many more decimals (up to six) as a small amount needs:
+    ``$50.00``, ``$0.001``, ``$0.000125``."""
+    text = f"{amount:.6f}".rstrip("0")
+    whole, _, decimals = text.partition(".")
+    return f"${whole}.{decimals.ljust(2, '0')}"
 
 
 def _seconds_to_midnight() -> int:

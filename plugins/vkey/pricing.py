@@ -27,10 +27,10 @@ class PriceTable:
         return found
 
     def cost(self, usage: Usage) -> float | None:
-        """USD for ``usage``; ``None`` when its model has no price."""
+        """USD for ``usage``; ``None`` when its model has no price (a tool call, an unknown model)."""
         price = self.price_of(usage.model)
         if price is None:
-            return None if usage.total_tokens else 0.0
+            return None
         cached = price.input if price.cached_input is None else price.cached_input
         write = price.input if price.cache_write is None else price.cache_write
         fresh = max(usage.input_tokens - usage.cached_tokens - usage.cache_write_tokens, 0)

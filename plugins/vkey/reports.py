@@ -34,6 +34,10 @@ class UsageLine:
     cost_usd: float
     unpriced: int
     """Requests whose model had no known price (not in ``cost_usd``)."""
+    tool_executions: int = 0
+    """Tool calls (Composio executions, MCP ``tools/call``): priced by nobody, counted here."""
+    estimated: int = 0
+    """Requests counted at the gateway's estimate (their stream ended before the provider's count)."""
 
 
 def month_start(now: datetime | None = None) -> datetime:
@@ -79,7 +83,8 @@ class UsageReports:
             f"SELECT user_id, {group} AS grp, COUNT(*) AS requests,"
             " COALESCE(SUM(tokens_in), 0) AS tokens_in, COALESCE(SUM(tokens_out), 0) AS tokens_out,"
             " COALESCE(SUM(cost_usd), 0) AS cost,"
-            " SUM(CASE WHEN cost_usd IS NULL THEN 1 ELSE 0 END) AS unpriced"
+            " SUM(CASE WHEN cost_usd IS NULL AND model <> '' THEN 1 ELSE 0 END) AS unpriced,"
+            " COUNT(tool) AS tool_executions, SUM(CASE WHEN estimated THEN 1 ELSE 0 END) AS estimated"
             f" FROM usage WHERE {where} GROUP BY user_id, {group}",
             *args,
         )
@@ -92,6 +97,8 @@ class UsageReports:
                 int(row["tokens_out"]),
                 float(row["cost"]),
                 int(row["unpriced"]),
+                int(row["tool_executions"]),
+                int(row["estimated"]),
             )
             for row in rows
         ]

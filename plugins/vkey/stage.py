@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 import orjson
@@ -36,12 +36,14 @@ from .checker import KeyChecker
 from .config import VKeyConfig
 from .credentials import ConflictingKeys, find_key, swap_headers, swap_query
 from .errors import Shape, provider_error
+from .estimate import billable, completed
 from .keys import KeyRecord, KeyRejected
 from .ledger import COLUMNS, USAGE_WRITER, UsageLedger, UsageRow
 from .limits import Limits, SpendTracker
+from .operations import MAX_BODY, operation, reads_body, tool_of
 from .pricing import PriceTable
 from .providers import Provider, load_providers
-from .tap import UsageTap
+from .tap import FAILURE_STATUS, UrlRewrite, UsageTap
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +86,11 @@ class VKeyStage(Stage[VKeyConfig]):
             ("provider", "kind"),
         )
         self.m_cost = metrics.counter("vkey_cost_usd_total", "Spend in USD, by provider.", ("provider",))
+        self.m_estimated = metrics.counter(
+            "vkey_estimated_total",
+            "Requests whose usage was estimated (the stream ended before the provider's count).",
+            ("provider",),
+        )
         self.m_overhead = metrics.histogram(
             "vkey_overhead_seconds",
             "Time spent in the gateway before forwarding.",
@@ -130,10 +137,20 @@ class VKeyStage(Stage[VKeyConfig]):
         if provider.real_key is None:
             message = f"The gateway has no key for {provider.name}."
             return self._refuse(provider, 503, message, "unconfigured")
+        for name in provider.refused_headers:
+            if name in request.headers:
+                message = (
+                    f"The gateway does not accept the {name} header: every call uses the team's"
+                    f" {provider.name} account; send only your virtual key."
+                )
+                return self._refuse(provider, 400, message, "credential_header")
         if self.body_limit.declared_too_large(request):
             return self._too_large(provider)
         body: bytes | None = None
-        if shape == "openai" and request.method == "POST" and path.endswith("/chat/completions"):
+        method = request.method
+        estimable = method == "POST" and billable(shape, path)
+        names_tool = reads_body(shape, method, path) and (request.content_length or 0) <= MAX_BODY
+        if estimable or names_tool:  # to estimate the input from, or to find the tool it executes
             body = await self.body_limit.read(request)
             if body is None:
                 return self._too_large(provider)
@@ -157,18 +174,33 @@ class VKeyStage(Stage[VKeyConfig]):
         target = f"{sent}?{new_query}" if new_query else sent
         outgoing = self.forwarder.build(request, provider.upstream, path=target)
         swap_headers(outgoing.headers, presented, provider.real_key)
+        for name in provider.stripped_headers:
+            outgoing.headers.popall(name, None)
         _offer_readable_encodings(outgoing)
+        rewrite = None
+        if provider.rewrites_urls:
+            outgoing.headers["Accept-Encoding"] = "identity"  # rewritten bodies must be readable
+            rewrite = self._rewrite(request, provider)
         strip = False
         if body is not None:
-            outgoing.body, strip = _with_usage_requested(body)
+            outgoing.body = body
+            if shape == "openai" and path.endswith("/chat/completions"):
+                outgoing.body, strip = _with_usage_requested(body)
             if strip:  # the extra chunk can only be cut out of a stream the gateway can read
                 outgoing.headers["Accept-Encoding"] = "identity"
-        tap = UsageTap(shape, strip_usage=strip)
+        tap = UsageTap(shape, strip_usage=strip, responses_api=path.endswith("/responses"), rewrite=rewrite)
+        call = _Call(
+            path,
+            operation(method, path),
+            tool_of(shape, method, path, body),
+            body if estimable else None,
+            started,
+        )
         overhead = time.perf_counter() - started
         tap.extra_headers["x-gateway-overhead-ms"] = f"{overhead * 1000:.3f}"
         self.m_overhead.observe(overhead)
         self.activity.record(record.user_id)
-        status = 499
+        response: web.StreamResponse | None = None
         try:
             response = await self.forwarder.send(
                 request,
@@ -178,21 +210,41 @@ class VKeyStage(Stage[VKeyConfig]):
                 tap=tap,
                 on_error=self._renderers[shape],
             )
-            status = tap.status or response.status
             return response
         finally:
-            self._account(record, provider, path, tap, status, started)
+            self._account(record, provider, call, tap, _outcome(tap, response))
+
+    def _rewrite(self, request: web.Request, provider: Provider) -> UrlRewrite:
+        """The provider's API base → this gateway's, at the origin the client reached it by (so an
+        SDK that only sends its key to its own API origin, like Composio's, accepts the URLs)."""
+        client = self.forwarder.client(request)
+        path = f"{self.config.path_prefix}/{provider.name}"
+        upstream = provider.upstream
+        return UrlRewrite(
+            f"{upstream.origin.scheme}://{upstream.origin.netloc}{upstream.prefix}",
+            f"{client.proto}://{client.host}{path}",
+            path,
+        )
 
     def _account(
-        self, record: KeyRecord, provider: Provider, path: str, tap: UsageTap, status: int, started: float
+        self, record: KeyRecord, provider: Provider, call: _Call, tap: UsageTap, status: int
     ) -> None:
-        """Record the request's usage row; runs even when the client left mid-stream."""
-        usage = tap.report.result()
+        """Record the request's usage row; runs even when the client left mid-stream. A billable call
+        whose final count never came (aborted, cut off, or an answer without usage) is recorded and
+        charged at an estimate."""
+        tap.salvage()
+        report = tap.report
+        usage = report.result()
+        path = call.path
         if not usage.model and "/models/" in path:  # Gemini names the model in the path
             usage = replace(usage, model=path.rsplit("/models/", 1)[1].split(":", 1)[0])
+        consumed = 200 <= tap.status < 300 or (tap.status == 0 and status == 499)  # not refused
+        if call.estimable_body is not None and not report.final and consumed:
+            usage = completed(usage, report.text_bytes, call.estimable_body)
+            self.m_estimated.inc((provider.name,))
         cost = self.prices.cost(usage)
         self.m_requests.inc((provider.name, str(status)))
-        if usage.reported:
+        if usage.reported or usage.estimated:
             self.m_tokens.inc((provider.name, "input"), usage.input_tokens)
             self.m_tokens.inc((provider.name, "output"), usage.output_tokens)
         if cost:
@@ -208,10 +260,13 @@ class VKeyStage(Stage[VKeyConfig]):
             cached_tokens=usage.cached_tokens,
             cache_write_tokens=usage.cache_write_tokens,
             reported=usage.reported,
+            estimated=usage.estimated,
             cost_usd=cost,
             status=status,
-            latency_ms=round((time.perf_counter() - started) * 1000),
+            latency_ms=round((time.perf_counter() - call.started) * 1000),
             created_at=datetime.now(UTC),
+            operation=call.operation,
+            tool=call.tool,
         )
         try:
             self.ledger.record(row)
@@ -228,6 +283,27 @@ class VKeyStage(Stage[VKeyConfig]):
 
     def _too_large(self, provider: Provider) -> web.Response:
         return self._refuse(provider, 413, self.body_limit.message, "too_large")
+
+
+@dataclass(frozen=True, slots=True)
+class _Call:
+    """What the usage row needs to know of the request."""
+
+    path: str
+    operation: str
+    tool: str | None
+    estimable_body: bytes | None  # a billable call's request, to estimate its input from
+    started: float
+
+
+def _outcome(tap: UsageTap, response: web.StreamResponse | None) -> int:
+    """The status to record: the provider's, 502/504 when its stream broke off, 499 when the client
+    left before the answer ended."""
+    if tap.failed:
+        return FAILURE_STATUS.get(tap.failed, 502)
+    if response is None or (tap.status and not tap.ended):
+        return 499
+    return tap.status or response.status
 
 
 def _renderer(shape: Shape) -> ErrorRenderer:

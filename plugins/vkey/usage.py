@@ -9,6 +9,10 @@
   the streamed JSON array (without ``alt=sse``).
 
 Later reports override earlier ones field by field, which is how every provider's streams count.
+
+Beside the counts, a report knows whether the provider's *final* count arrived (``final``) and how many
+UTF-8 bytes of generated text (content, reasoning, tool-call arguments) streamed past
+(``text_bytes``): what a stream that ended early is estimated from (see :mod:`.estimate`).
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ class Usage:
     cache_write_tokens: int = 0
     model: str = ""
     reported: bool = False
+    estimated: bool = False
 
     @property
     def total_tokens(self) -> int:
@@ -46,12 +51,18 @@ class UsageReport:
     shape: Shape
     counts: dict[str, int] = field(default_factory=dict)
     model: str = ""
+    final: bool = False  # the provider's closing count arrived
+    text_bytes: int = 0  # generated text seen so far
 
     def add(self, event: Any) -> bool:
         """Fold one parsed JSON object in; True when it carried usage."""
         if not isinstance(event, dict):
             return False
         return _EXTRACTORS[self.shape](self, event)
+
+    def add_text(self, value: Any) -> None:
+        if isinstance(value, str):
+            self.text_bytes += len(value.encode())
 
     def merge(self, usage: Any, prefix: str = "") -> bool:
         if not isinstance(usage, dict):
@@ -105,25 +116,64 @@ def _model(report: UsageReport, value: Any) -> None:
 
 
 def _openai(report: UsageReport, event: dict[str, Any]) -> bool:
+    kind = event.get("type")
     response = event.get("response")
     if isinstance(response, dict):  # a Responses API stream event
         _model(report, response.get("model"))
-        return report.merge(response.get("usage"))
+        if report.merge(response.get("usage")):
+            report.final = True
+            return True
+        return False
+    if isinstance(kind, str) and kind.endswith(".delta"):  # Responses: text, arguments, reasoning
+        report.add_text(event.get("delta"))
+        return False
     _model(report, event.get("model"))
-    return report.merge(event.get("usage"))
+    for choice in event.get("choices") or ():
+        delta = choice.get("delta") if isinstance(choice, dict) else None
+        if isinstance(delta, dict):  # a chat completion chunk
+            report.add_text(delta.get("content"))
+            report.add_text(delta.get("reasoning_content"))
+            report.add_text(delta.get("refusal"))
+            for call in delta.get("tool_calls") or ():
+                function = call.get("function") if isinstance(call, dict) else None
+                if isinstance(function, dict):
+                    report.add_text(function.get("name"))
+                    report.add_text(function.get("arguments"))
+    if report.merge(event.get("usage")):
+        report.final = True
+        return True
+    return False
 
 
 def _anthropic(report: UsageReport, event: dict[str, Any]) -> bool:
     message = event.get("message")
-    if isinstance(message, dict):  # message_start
+    if isinstance(message, dict):  # message_start: the input, and a placeholder for the output
         _model(report, message.get("model"))
         return report.merge(message.get("usage"))
+    delta = event.get("delta")
+    if isinstance(delta, dict):  # content_block_delta (text, thinking, tool input) or message_delta
+        for name in ("text", "thinking", "partial_json"):
+            report.add_text(delta.get(name))
     _model(report, event.get("model"))
-    return report.merge(event.get("usage"))
+    if report.merge(event.get("usage")):  # message_delta, or a whole message
+        report.final = True
+        return True
+    return False
 
 
 def _gemini(report: UsageReport, event: dict[str, Any]) -> bool:
     _model(report, event.get("modelVersion"))
+    for candidate in event.get("candidates") or ():
+        if not isinstance(candidate, dict):
+            continue
+        content = candidate.get("content")
+        for part in (content.get("parts") if isinstance(content, dict) else None) or ():
+            if isinstance(part, dict):
+                report.add_text(part.get("text"))
+                if "functionCall" in part:
+                    report.text_bytes += len(orjson.dumps(part["functionCall"]))
+        if candidate.get("finishReason"):
+            report.final = True
     return report.merge(event.get("usageMetadata"))
 
 

@@ -507,6 +507,9 @@ class _Upper:
     def on_end(self) -> bytes:
         return b"|END"
 
+    def on_failure(self, kind: str) -> bytes:
+        return b""
+
 
 async def test_a_tap_sees_and_rewrites_the_stream_and_body_can_be_replaced(aiohttp_server: Any) -> None:
     from proxy_core import FORWARDER, Upstream
@@ -531,6 +534,56 @@ async def test_a_tap_sees_and_rewrites_the_stream_and_body_can_be_replaced(aioht
     assert text.endswith("|END")
     assert '"RAW_PATH":"/REWRITTEN?X=1"' in text
     assert '"BODY":"REPLACED BODY"' in text
+
+
+class _LastWords:
+    """A tap that ends a broken stream with a line of its own instead of a cut connection."""
+
+    def __init__(self) -> None:
+        self.failure = ""
+
+    def on_head(self, status: int, headers: Any) -> None:
+        pass
+
+    def on_chunk(self, data: bytes) -> bytes:
+        return data
+
+    def on_end(self) -> bytes:
+        return b""
+
+    def on_failure(self, kind: str) -> bytes:
+        self.failure = kind
+        return b"|BROKEN:" + kind.encode()
+
+
+async def test_a_tap_can_end_a_broken_stream_with_its_own_last_words(aiohttp_server: Any) -> None:
+    from proxy_core import FORWARDER, Upstream
+
+    async def half(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse()  # chunked: only a missing last chunk tells the cut
+        await resp.prepare(request)
+        await resp.write(b"partial")
+        await asyncio.sleep(0.05)
+        assert request.transport is not None
+        request.transport.abort()
+        return resp
+
+    upstream_app = web.Application()
+    upstream_app.router.add_get("/", half)
+    upstream = await aiohttp_server(upstream_app)
+    target = Upstream.from_url(str(upstream.make_url("/")))
+    tap = _LastWords()
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        forwarder = request.app[FORWARDER]
+        return await forwarder.send(request, forwarder.build(request, target, path="/"), tap=tap)
+
+    app = make_app([])
+    app.router.add_get("/in", handler)
+    async with run_proxy(app) as url, aiohttp.ClientSession() as session:
+        async with session.get(url / "in") as resp:
+            assert await resp.read() == b"partial|BROKEN:midstream"  # complete, no payload error
+    assert tap.failure == "midstream"
 
 
 async def test_shared_deadlines_time_out_only_what_is_due() -> None:

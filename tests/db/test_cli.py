@@ -34,7 +34,8 @@ def test_upgrade_then_status(db_url: str, tmp_path: Path, capsys: pytest.Capture
         "applied sandbox_router 0001_sandboxes",
         "applied vkey 0001_virtual_keys",
         "applied vkey 0002_usage",
-        "10 migration(s) applied",
+        "applied vkey 0003_usage_details",
+        "11 migration(s) applied",
     ]
 
     assert main(["db", "upgrade", "-c", config]) == 0
@@ -47,7 +48,7 @@ def test_upgrade_then_status(db_url: str, tmp_path: Path, capsys: pytest.Capture
         "manage: version 0001, up to date",
         "proxy_core: version 0001, up to date",
         "sandbox_router: version 0001, up to date",
-        "vkey: version 0002, up to date",
+        "vkey: version 0003, up to date",
     ]
 
 

@@ -23,6 +23,7 @@ ALL = [
     ("sandbox_router", 1, "sandboxes"),
     ("vkey", 1, "virtual_keys"),
     ("vkey", 2, "usage"),
+    ("vkey", 3, "usage_details"),
 ]
 
 
@@ -46,7 +47,7 @@ async def test_upgrade_from_empty_then_no_op(make_db: MakeDatabase) -> None:
         "manage": 1,
         "proxy_core": 1,
         "sandbox_router": 1,
-        "vkey": 2,
+        "vkey": 3,
     }
     assert not any(s.pending or s.unknown for s in status.values())
 

@@ -7,11 +7,19 @@
   and not.
 * Gemini ``POST /v1beta/models/<model>:generateContent`` and ``:streamGenerateContent`` (SSE with
   ``?alt=sse``, a streamed JSON array without), keyed by ``x-goog-api-key`` or ``?key=``.
-* Composio ``GET /api/v3/tools`` and ``POST /api/v3/tools/execute/<slug>`` (``x-api-key``).
+* Embeddings: OpenAI ``POST /v1/embeddings`` (with ``usage``), Gemini ``:embedContent`` and
+  ``:batchEmbedContents`` (without, as the real API answers).
+* Composio's API and its tool-router MCP endpoints: :mod:`tests.standins.composio`.
 
 Each refuses any key but the real one (in the provider's error shape) and records what it received
 (``RECEIVED``) and the usage it reported (``REPORTED``), so tests can compare both. Non-streamed
 answers are gzip-compressed when the client accepts it, as the real APIs do.
+
+Failures on demand, as the real providers produce them: ``cut_after`` ends every stream's connection
+after that many events (no closing chunk: what a provider's crash or a dropped connection looks like),
+``stall_after`` goes silent after that many (so a client's abort surely comes before the end),
+and ``rate_limited`` answers that many next requests with the provider's own 429 and
+``retry-after: 0``.
 """
 
 from __future__ import annotations
@@ -42,6 +50,9 @@ class StandinState:
     received: list[Received] = field(default_factory=list)
     reported: list[dict[str, Any]] = field(default_factory=list)
     event_delay: float = 0.0  # seconds between streamed events
+    cut_after: int | None = None  # streamed events sent before the connection is dropped
+    stall_after: int | None = None  # streamed events sent before the stand-in goes silent
+    rate_limited: int = 0  # next requests answered with the provider's own 429
 
 
 STATE = web.AppKey("standin.state", StandinState)
@@ -54,10 +65,12 @@ def standin_app(real_keys: dict[str, str], event_delay: float = 0.0) -> web.Appl
     app[STATE] = StandinState(real_keys, event_delay=event_delay)
     app.router.add_post("/v1/chat/completions", chat_completions)
     app.router.add_post("/v1/responses", responses)
+    app.router.add_post("/v1/embeddings", embeddings)
     app.router.add_post("/v1/messages", messages)
     app.router.add_post("/v1beta/models/{model}:{method}", gemini)
-    app.router.add_get("/api/v3/tools", composio_tools)
-    app.router.add_post("/api/v3/tools/execute/{slug}", composio_execute)
+    from .composio import add_routes  # it builds on this module's state
+
+    add_routes(app)
     return app
 
 
@@ -70,7 +83,25 @@ async def _receive(request: web.Request, provider: str) -> tuple[StandinState, b
     body = await request.read()
     headers = {k.lower(): ", ".join(request.headers.getall(k)) for k in request.headers}
     state.received.append(Received(provider, request.path, request.query_string, headers, body))
+    if state.rate_limited:
+        state.rate_limited -= 1
+        raise _rate_limited(provider)
     return state, body
+
+
+def _rate_limited(provider: str) -> web.HTTPException:
+    """The provider's own 429, as the real API sends it."""
+    message = "Rate limit reached for requests. Please try again in 0s."
+    payload: dict[str, Any] = {
+        "openai": {
+            "error": {"message": message, "type": "requests", "param": None, "code": "rate_limit_exceeded"}
+        },
+        "anthropic": {"type": "error", "error": {"type": "rate_limit_error", "message": message}},
+        "gemini": {"error": {"code": 429, "message": message, "status": "RESOURCE_EXHAUSTED"}},
+    }.get(provider, {"error": {"message": message, "status": 429}})
+    return web.HTTPTooManyRequests(
+        text=orjson.dumps(payload).decode(), content_type="application/json", headers={"retry-after": "0"}
+    )
 
 
 def _json(request: web.Request, payload: Any, status: int = 200) -> web.Response:
@@ -87,14 +118,41 @@ def _json(request: web.Request, payload: Any, status: int = 200) -> web.Response
 
 async def _sse(request: web.Request, events: list[bytes]) -> web.StreamResponse:
     response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+    return await _stream(request, response, events)
+
+
+async def _stream(
+    request: web.Request, response: web.StreamResponse, parts: list[bytes]
+) -> web.StreamResponse:
     await response.prepare(request)
-    delay = _state(request).event_delay
-    for event in events:
-        await response.write(event)
-        if delay:
-            await asyncio.sleep(delay)
+    state = _state(request)
+    for n, part in enumerate(parts):
+        if n == state.cut_after:
+            _drop(request)
+            return response
+        if n == state.stall_after:
+            await _until_gone(request)
+            return response
+        await response.write(part)
+        if state.event_delay:
+            await asyncio.sleep(state.event_delay)
     await response.write_eof()
     return response
+
+
+async def _until_gone(request: web.Request) -> None:
+    """Stay silent (the rest of the answer never comes) until the gateway drops the connection."""
+    for _ in range(1500):  # 30 s at most, then the connection is dropped: never a complete answer
+        if request.transport is None or request.transport.is_closing():
+            return
+        await asyncio.sleep(0.02)
+    _drop(request)
+
+
+def _drop(request: web.Request) -> None:
+    """Close the connection after what was written, without the closing chunk."""
+    assert request.transport is not None
+    request.transport.close()
 
 
 def _data(payload: Any, event: str | None = None) -> bytes:
@@ -195,24 +253,37 @@ async def responses(request: web.Request) -> web.StreamResponse:
     }
     if not body.get("stream"):
         return _json(request, response)
+    # The real API's sequence: the response, the item and its part opened, the text's deltas, each
+    # closed again, and the completed response with its usage.
     started = {**response, "status": "in_progress", "output": [], "usage": None}
-    events = [
-        _data({"type": "response.created", "sequence_number": 0, "response": started}, "response.created")
+    part = {"type": "output_text", "text": "", "annotations": []}
+    where = {"item_id": "msg_standin", "output_index": 0, "content_index": 0}
+    opened = {**item, "status": "in_progress", "content": []}
+    payloads: list[dict[str, Any]] = [
+        {"type": "response.created", "response": started},
+        {"type": "response.output_item.added", "output_index": 0, "item": opened},
+        {"type": "response.content_part.added", **where, "part": part},
+        *({"type": "response.output_text.delta", **where, "delta": w, "logprobs": []} for w in WORDS),
+        {"type": "response.output_text.done", **where, "text": text, "logprobs": []},
+        {"type": "response.content_part.done", **where, "part": {**part, "text": text}},
+        {"type": "response.output_item.done", "output_index": 0, "item": item},
+        {"type": "response.completed", "response": response},
     ]
-    for n, word in enumerate(WORDS, 1):
-        delta = {
-            "type": "response.output_text.delta",
-            "sequence_number": n,
-            "item_id": "msg_standin",
-            "output_index": 0,
-            "content_index": 0,
-            "delta": word,
-            "logprobs": [],
-        }
-        events.append(_data(delta, "response.output_text.delta"))
-    done = {"type": "response.completed", "sequence_number": len(WORDS) + 1, "response": response}
-    events.append(_data(done, "response.completed"))
+    events = [_data({**p, "sequence_number": n}, p["type"]) for n, p in enumerate(payloads)]
     return await _sse(request, events)
+
+
+async def embeddings(request: web.Request) -> web.StreamResponse:
+    state, raw = await _receive(request, "openai")
+    if (denied := _openai_denied(request, state)) is not None:
+        return denied
+    body = orjson.loads(raw)
+    inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
+    tokens = sum(len(str(text)) // 4 + 1 for text in inputs)
+    usage = {"prompt_tokens": tokens, "total_tokens": tokens}
+    state.reported.append({"provider": "openai", "model": body["model"], **usage})
+    data = [{"object": "embedding", "index": n, "embedding": [0.1, 0.2, 0.3]} for n in range(len(inputs))]
+    return _json(request, {"object": "list", "data": data, "model": body["model"], "usage": usage})
 
 
 # Anthropic ------------------------------------------------------------------------------------------
@@ -275,6 +346,14 @@ async def gemini(request: web.Request) -> web.StreamResponse:
         error = {"code": 400, "message": "API key not valid.", "status": "INVALID_ARGUMENT"}
         return web.json_response({"error": error}, status=400)
     method = request.match_info["method"]
+    if method in ("embedContent", "batchEmbedContents"):
+        body = orjson.loads(raw)
+        count = len(body.get("requests") or [body])
+        vectors = [{"values": [0.1, 0.2, 0.3]} for _ in range(count)]
+        # The real API reports no token usage for embeddings.
+        return _json(
+            request, {"embedding": vectors[0]} if method == "embedContent" else {"embeddings": vectors}
+        )
     if method not in ("generateContent", "streamGenerateContent"):
         return web.json_response(
             {"error": {"code": 404, "message": "no such method", "status": "NOT_FOUND"}}, status=404
@@ -304,31 +383,4 @@ async def gemini(request: web.Request) -> web.StreamResponse:
         return await _sse(request, [b"data: " + orjson.dumps(c) + b"\r\n\r\n" for c in chunks])
     parts = [b"[" + orjson.dumps(chunks[0])] + [b",\r\n" + orjson.dumps(c) for c in chunks[1:]] + [b"]"]
     response = web.StreamResponse(headers={"Content-Type": "application/json; charset=UTF-8"})
-    await response.prepare(request)
-    for part in parts:
-        await response.write(part)
-    await response.write_eof()
-    return response
-
-
-# Composio -------------------------------------------------------------------------------------------
-
-
-def _composio_denied(request: web.Request, state: StandinState) -> web.Response | None:
-    if request.headers.get("x-api-key") == state.real_keys["composio"]:
-        return None
-    return web.json_response({"error": {"message": "Invalid API key", "status": 401}}, status=401)
-
-
-async def composio_tools(request: web.Request) -> web.StreamResponse:
-    state, _ = await _receive(request, "composio")
-    if (denied := _composio_denied(request, state)) is not None:
-        return denied
-    return _json(request, {"items": [{"slug": "GITHUB_STAR_A_REPOSITORY", "name": "Star a repository"}]})
-
-
-async def composio_execute(request: web.Request) -> web.StreamResponse:
-    state, _ = await _receive(request, "composio")
-    if (denied := _composio_denied(request, state)) is not None:
-        return denied
-    return _json(request, {"successful": True, "data": {"slug": request.match_info["slug"]}, "error": None})
+    return await _stream(request, response, parts)

@@ -130,7 +130,22 @@ async def test_spliced_and_forged_keys_are_invalid(db: Database, ada: User) -> N
 
 
 def _row(user: uuid.UUID, tokens: int, usd: float | None, at: datetime) -> UsageRow:
-    return UsageRow(user, uuid.uuid4(), "openai", "gpt-4o-mini", tokens, 1, 0, 0, True, usd, 200, 12, at)
+    return UsageRow(
+        user_id=user,
+        key_id=uuid.uuid4(),
+        provider="openai",
+        model="gpt-4o-mini",
+        tokens_in=tokens,
+        tokens_out=1,
+        cached_tokens=0,
+        cache_write_tokens=0,
+        reported=True,
+        estimated=usd == 0.5,
+        cost_usd=usd,
+        status=200,
+        latency_ms=12,
+        created_at=at,
+    )
 
 
 async def test_usage_rows_are_batched_and_summed_per_day_and_month(db: Database, ada: User) -> None:
@@ -161,6 +176,8 @@ async def test_usage_rows_are_batched_and_summed_per_day_and_month(db: Database,
         12,
         ada.id,
     )
+    flags = await db.fetch("SELECT estimated FROM usage WHERE user_id = $1 ORDER BY tokens_in", ada.id)
+    assert [row["estimated"] for row in flags] == [True, False, False, False]  # a boolean on both
     await writer.close()
 
 

@@ -106,11 +106,11 @@ def test_usage_by_provider_model_and_day(
     config, _ = team
     output = run(config, capsys, "usage")
     header, *rows = cells(output.split("\n\n")[0])
-    assert header == ["PROVIDER", "USER", "REQUESTS", "TOKENS IN", "TOKENS OUT", "COST USD"]
+    assert header == ["PROVIDER", "USER", "REQUESTS", "TOKENS IN", "TOKENS OUT", "TOOL CALLS", "COST USD"]
     assert rows == [
-        ["anthropic", "ada@example.com", "1", "10", "5", "0.0000*"],
-        ["gemini", "bob@example.com", "1", "7", "3", "0.0100"],
-        ["openai", "ada@example.com", "2", "1,100", "550", "0.7500"],
+        ["anthropic", "ada@example.com", "1", "10", "5", "0", "0.0000*"],
+        ["gemini", "bob@example.com", "1", "7", "3", "0", "0.0100"],
+        ["openai", "ada@example.com", "2", "1,100", "550", "0", "0.7500"],
     ]
     assert "total since" in output and "0.7600 USD" in output
     assert "without a price" in output
