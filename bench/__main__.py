@@ -18,6 +18,7 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=250, help="SSE events per path (sse)")
     parser.add_argument("--size-mib", type=int, default=1024, help="upload/download size (memory)")
     parser.add_argument("--idle", type=int, default=2000, help="idle WebSockets / SSE streams (idle)")
+    parser.add_argument("--no-chp", action="store_true", help="leave configurable-http-proxy out (idle)")
     parser.add_argument("--requests", type=int, default=100_000, help="requests in the soak (soak)")
     parser.add_argument("--soak-seconds", type=float, default=240.0, help="time cap of the soak (soak)")
     args = parser.parse_args()
@@ -32,7 +33,7 @@ def main() -> None:
     env.ensure_tools(
         need_wrk="throughput" in chosen,
         need_nginx="throughput" in chosen,
-        need_chp=bool(set(chosen) - {"soak"}),
+        need_chp=bool(set(chosen) - {"soak"}) and not (args.no_chp and set(chosen) == {"idle"}),
     )
     for name in chosen:
         started = time.monotonic()
@@ -51,7 +52,7 @@ def main() -> None:
         elif name == "idle":
             from . import idle
 
-            idle.run(args.idle)
+            idle.run(args.idle, with_chp=not args.no_chp)
         elif name == "soak":
             from . import soak
 

@@ -49,7 +49,8 @@ async def _hold(
         before = Snapshot.of(pid)
 
         async def open_ws() -> aiohttp.ClientWebSocketResponse:
-            return await s.ws_connect(url + "/ws", autoping=False, heartbeat=None)
+            # offer permessage-deflate, as browsers do (aiohttp's client does not by default)
+            return await s.ws_connect(url + "/ws", autoping=False, heartbeat=None, compress=15)
 
         async def open_sse() -> aiohttp.ClientResponse:
             response = await s.get(url + "/sse-idle")
@@ -76,7 +77,7 @@ async def _hold(
 async def _cycle(s: aiohttp.ClientSession, kind: str, url: str, count: int) -> None:
     for _ in range(count):
         if kind == "ws":
-            async with s.ws_connect(url + "/ws") as ws:
+            async with s.ws_connect(url + "/ws", compress=15) as ws:
                 await ws.send_str("hi")
                 await ws.receive()
         else:
@@ -92,14 +93,34 @@ async def _close(held: aiohttp.ClientWebSocketResponse | aiohttp.ClientResponse)
             held.close()
 
 
-def run(count: int = 2000) -> None:
+def _proxies(kind: str, upstream: str, with_chp: bool) -> list[Callable[[], procs.Service]]:
+    """Ours (for WebSockets: with permessage-deflate negotiated through it, and with it turned off), then
+    CHP. The bench client and upstream (aiohttp) both support compression, so "on" compresses."""
+    ours: list[Callable[[], procs.Service]] = [lambda: procs.ours(upstream, cpus="1")]
+    if kind == "ws":
+        ours.append(
+            lambda: procs.ours(
+                upstream, cpus="1", extra_pipeline="websocket_compression = false\n", label="no deflate"
+            )
+        )
+    return ours + ([lambda: procs.chp(upstream, cpus="1")] if with_chp else [])
+
+
+async def _negotiated(url: str) -> str:
+    async with session() as s, s.ws_connect(url + "/ws", compress=15) as ws:
+        return f"deflate={'on' if ws.compress else 'off'} "
+
+
+def run(count: int = 2000, with_chp: bool = True) -> None:
     rows = []
     with procs.aiohttp_upstream(cpus="0") as up:
         for kind in ("ws", "sse"):
-            for start in (lambda: procs.ours(up.url, cpus="1"), lambda: procs.chp(up.url, cpus="1")):
+            for start in _proxies(kind, up.url, with_chp):
                 with start() as proxy:
                     ours = proxy.name.startswith("ours")
                     before, during, after, note = run_async(_hold(kind, proxy.url, count, proxy.pid, ours))
+                    if kind == "ws":
+                        note = run_async(_negotiated(proxy.url)) + note
                     per_conn = (during.rss_kb - before.rss_kb) / count
                     rows.append(
                         (

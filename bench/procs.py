@@ -110,7 +110,7 @@ def spawn(
     return service
 
 
-def _tempfile(text: str, suffix: str) -> Path:
+def write_temp(text: str, suffix: str) -> Path:
     fd, name = tempfile.mkstemp(prefix="shmastra-bench-", suffix=suffix)
     with os.fdopen(fd, "w") as f:
         f.write(text)
@@ -121,7 +121,7 @@ def nginx_upstream(cpus: str | None = None) -> Service:
     """nginx answering every request with a ~100-byte body (the throughput benchmark's upstream)."""
     port = free_port()
     tmp = tempfile.gettempdir()
-    conf = _tempfile(
+    conf = write_temp(
         f"worker_processes 1; daemon off; pid {tmp}/shmastra-bench-up-{port}.pid; error_log /dev/null;\n"
         "events { worker_connections 4096; }\n"
         f"http {{ access_log off; server {{ listen {HOST}:{port};"
@@ -144,16 +144,19 @@ def ours(
     workers: int = 1,
     access_log: bool = False,
     extra_pipeline: str = "",
+    label: str = "",
 ) -> Service:
     port = free_port()
-    conf = _tempfile(
+    conf = write_temp(
         f"[server]\nport = {port}\nworkers = {workers}\naccess_log = {str(access_log).lower()}\n"
         "max_body_size = 0\n"
         f"{extra_pipeline}"
         f'[[pipeline]]\nstage = "upstream"\nurl = "{upstream}"\nidle_timeout = 3600\n',
         ".toml",
     )
-    name = f"ours (workers={workers})" + (" +access log" if access_log else "")
+    name = (
+        f"ours (workers={workers})" + (" +access log" if access_log else "") + (f" {label}" if label else "")
+    )
     return spawn(
         name,
         [sys.executable, "-m", "proxy_core.cli", "serve", "-c", str(conf)],
@@ -192,7 +195,7 @@ def nginx_proxy(upstream: str, *, cpus: str | None = None) -> Service:
     port = free_port()
     tmp = tempfile.gettempdir()
     target = upstream.removeprefix("http://")
-    conf = _tempfile(
+    conf = write_temp(
         f"worker_processes 1; daemon off; pid {tmp}/shmastra-bench-px-{port}.pid; error_log /dev/null;\n"
         "events { worker_connections 4096; }\n"
         f"http {{ access_log off; upstream u {{ server {target}; keepalive 64; }}\n"

@@ -1,6 +1,7 @@
 """proxy_core: a streaming aiohttp reverse proxy whose concerns are stages of a TOML-configured pipeline."""
 
 from ._upstream import Origin
+from ._websocket import WebSocketEnding, WebSocketSettings
 from .app import CONFIG, FORWARDER, METRICS, STAGES, build_stages, create_app, find_stage, make_context
 from .config import ConfigError, ProxyConfig, ServerConfig, StageConfig, StageSpec, load_config, parse_config
 from .errors import error_response, wants_html
@@ -43,6 +44,8 @@ __all__ = [
     "Upstream",
     "UpstreamError",
     "UpstreamRequest",
+    "WebSocketEnding",
+    "WebSocketSettings",
     "build_stages",
     "create_app",
     "error_response",

@@ -65,6 +65,9 @@ class UpstreamConnection(asyncio.Protocol):
         self.head_received = False
         self.complete = False
         self.head_only = False
+        self.upgrade = False  # a WebSocket handshake: a 101 answer hands the socket to the caller
+        self.upgraded = False
+        self.upgrade_tail = b""  # bytes that followed the 101 head (the first frames)
         self.any_data = False
         self._interim = False
         self._chunks: deque[bytes] = deque()
@@ -79,19 +82,28 @@ class UpstreamConnection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.any_data = True
+        if self.upgraded:  # frames arriving before the WebSocket relay took the socket over
+            self.upgrade_tail += data
+            return
         if self.complete:  # bytes after a finished response (e.g. a HEAD body): never reuse this socket
             self.keep_alive = False
             return
         try:
             self._parser.feed_data(data)
-        except httptools.HttpParserUpgrade:
-            self.fail(UpstreamProtocolError("the upstream switched protocols unexpectedly"))
+        except httptools.HttpParserUpgrade as exc:
+            if not self.upgraded:
+                self.fail(UpstreamProtocolError("the upstream switched protocols unexpectedly"))
+                return
+            self.upgrade_tail = data[exc.args[0] :] if exc.args else b""
+            self._wake()
         except httptools.HttpParserError as exc:
             self.fail(UpstreamProtocolError(f"invalid HTTP from the upstream: {exc}"))
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.keep_alive = False
         self.pool.forget(self)
+        if self.upgraded:
+            return
         if self.complete:
             return
         if self.head_received and not self._has_framing():
@@ -116,6 +128,10 @@ class UpstreamConnection(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         status = self._parser.get_status_code()
+        if status == 101 and self.upgrade:
+            self.status, self.upgraded, self.keep_alive = 101, True, False
+            self.head_received = self.complete = True  # the socket now carries the upgraded protocol
+            return  # woken once the parser has reported where the new protocol's bytes start
         if 100 <= status < 200:
             self._interim = True  # 100 Continue and friends: the real answer follows
             self.headers = []
@@ -138,6 +154,8 @@ class UpstreamConnection(asyncio.Protocol):
         self._wake()
 
     def on_message_complete(self) -> None:
+        if self.upgraded:
+            return
         if self._interim:
             self._interim = False
             return
@@ -145,9 +163,10 @@ class UpstreamConnection(asyncio.Protocol):
         self._wake()
 
     # -- the exchange ------------------------------------------------------------------------------------
-    def begin(self, head_only: bool) -> None:
+    def begin(self, head_only: bool, upgrade: bool = False) -> None:
         self._reset_exchange()
         self.head_only = head_only
+        self.upgrade = upgrade
         if head_only:
             self.keep_alive = False  # llhttp cannot be told a response answers HEAD; never reuse
 
@@ -199,6 +218,16 @@ class UpstreamConnection(asyncio.Protocol):
                 await self.next_event()
             finally:
                 self.stop_timer()
+
+    def detach(self) -> tuple[asyncio.Transport, bytes]:
+        """After a 101: hand the socket and the bytes already read over to the caller, who sets its own
+        protocol on it; the pool forgets this connection."""
+        assert self.upgraded and self.transport is not None
+        self.stop_timer()
+        self.pool.forget(self)
+        transport, tail = self.transport, self.upgrade_tail
+        self.transport, self.upgrade_tail = None, b""
+        return transport, tail
 
     @property
     def reusable(self) -> bool:

@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
+from ._websocket import WebSocketSettings
 from .config import ConfigError, ProxyConfig, StageSpec
 from .errors import error_response
 from .exchange import Timeouts
@@ -42,11 +43,18 @@ def find_stage(app: web.Application, cls: type[S]) -> S:
 
 def make_context(config: ProxyConfig, *, checking: bool = False) -> StageContext:
     metrics = Metrics()
+    server = config.server
     forwarder = Forwarder(
-        trusted_proxies=TrustedProxies(config.server.trusted_proxies),
-        max_body_size=int(config.server.max_body_size),
+        trusted_proxies=TrustedProxies(server.trusted_proxies),
+        max_body_size=int(server.max_body_size),
         timeouts=Timeouts(),
         metrics=metrics,
+        websocket=WebSocketSettings(
+            max_message=int(server.websocket_max_message),
+            compression=server.websocket_compression,
+            buffer_limit=int(server.websocket_buffer_limit),
+            close_timeout=server.websocket_close_timeout,
+        ),
     )
     return StageContext(config, forwarder, metrics, checking=checking)
 

@@ -62,6 +62,10 @@ class ServerConfig(StageConfig):
     max_body_size: ByteSize = Field(ByteSize(100 * 1024 * 1024), ge=0)
     keepalive_timeout: float = Field(75.0, gt=0)
     shutdown_timeout: float = Field(30.0, ge=0)
+    websocket_max_message: ByteSize = Field(ByteSize(4 * 1024 * 1024), ge=0)
+    websocket_compression: bool = True
+    websocket_buffer_limit: ByteSize = Field(ByteSize(64 * 1024 * 1024), ge=0)
+    websocket_close_timeout: float = Field(10.0, gt=0)
     access_log: bool = True
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["auto", "json", "text"] = "auto"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from aiohttp import web
@@ -21,8 +22,9 @@ from ._upstream import (
     UpstreamProtocolError,
     UpstreamTimeout,
 )
-from ._websocket import WebSocketRelay, is_websocket_upgrade
+from ._websocket import WebSocketEnding, WebSocketRelay, WebSocketSettings, is_websocket_upgrade
 from .credentials import OwnedCredentials
+from .errors import error_response
 from .exchange import (
     BodyLimit,
     RequestBodyTooLarge,
@@ -56,6 +58,7 @@ class Outcome:
     rewrites headers clones it; the clone's state is a shallow copy, so this object stays shared)."""
 
     client_gone: bool = False  # the client left while its answer streamed: reported as 499
+    websocket: WebSocketEnding | None = None  # how a proxied WebSocket ended (logged with its 101)
 
 
 OUTCOME = web.RequestKey("proxy_core.outcome", Outcome)
@@ -76,6 +79,7 @@ class Forwarder:
     body_limit: BodyLimit = field(init=False)
     owned: OwnedCredentials = field(default_factory=OwnedCredentials)
     """The stages' own credentials, removed from every request built for an upstream."""
+    websocket: WebSocketSettings = field(default_factory=WebSocketSettings)
     _pool: UpstreamPool | None = field(default=None, init=False, repr=False)
     _websockets: WebSocketRelay | None = field(default=None, init=False, repr=False)
 
@@ -92,6 +96,12 @@ class Forwarder:
         """Called when the server starts draining: closes proxied WebSockets with 1001 (going away)."""
         if self._websockets is not None:
             await self._websockets.shut_down()
+
+    @property
+    def websockets(self) -> WebSocketRelay:
+        if self._websockets is None:
+            self._websockets = WebSocketRelay(self.metrics, self.websocket)
+        return self._websockets
 
     async def close(self) -> None:
         if self._websockets is not None:
@@ -150,19 +160,29 @@ class Forwarder:
     ) -> web.StreamResponse:
         """Send ``outgoing`` and stream the answer back to ``request``'s client."""
         limits = timeouts or self.timeouts
-        if is_websocket_upgrade(request):
-            if self._websockets is None:
-                self._websockets = WebSocketRelay(self.metrics, self.ssl_context)
-            return await self._websockets.relay(request, outgoing, stage, limits, on_error)
-        if outgoing.body is None and self.body_limit.declared_too_large(request):
+        upgrade = is_websocket_upgrade(request)
+        if upgrade:
+            if self.websockets.over_budget():
+                self.metrics.websocket_refused.inc((stage,))
+                return error_response(
+                    request,
+                    503,
+                    "The proxy holds too much WebSocket data right now; try again shortly.",
+                    headers={"Retry-After": "1"},
+                )
+            self.websockets.prepare_upgrade(outgoing.headers)
+        elif outgoing.body is None and self.body_limit.declared_too_large(request):
             return self.body_limit.refuse(request)
         try:
-            conn, sender = await self._exchange(request, outgoing, limits)
+            conn, sender = await self._exchange(request, outgoing, limits, upgrade)
         except UpstreamError as exc:
             self.metrics.upstream_errors.inc((stage, exc.kind))
             return on_error(request, exc)
         except RequestBodyTooLarge:
             return self.body_limit.refuse(request)
+        if conn.upgraded:
+            handshake = CIMultiDict(self.owned.drop_set_cookies(response_header_items(conn.headers)))
+            return await self.websockets.relay(request, conn, handshake, stage, _outcome_recorder(request))
         try:
             if tap is None and conn.complete and not conn.head_only and conn.status not in (204, 304):
                 length = _content_length(conn.headers)
@@ -182,7 +202,7 @@ class Forwarder:
                 conn.abort()
 
     async def _exchange(
-        self, request: web.Request, outgoing: UpstreamRequest, limits: Timeouts
+        self, request: web.Request, outgoing: UpstreamRequest, limits: Timeouts, upgrade: bool = False
     ) -> tuple[UpstreamConnection, asyncio.Task[None] | None]:
         streamed = outgoing.body is None and request.body_exists
         head = _encode_head(outgoing, request, streamed)
@@ -199,7 +219,7 @@ class Forwarder:
                     ) from None
                 except UpstreamConnectionError:
                     raise UpstreamError(502, "connect", "The upstream server is not reachable.") from None
-            conn.begin(head_only=outgoing.method == "HEAD")
+            conn.begin(head_only=outgoing.method == "HEAD", upgrade=upgrade)
             sender: asyncio.Task[None] | None = None
             conn.start_timer(limits.read)
             try:
@@ -308,6 +328,14 @@ class Forwarder:
         finally:
             gauge.dec(labels)
         return response
+
+
+def _outcome_recorder(request: web.Request) -> Callable[[WebSocketEnding], None]:
+    def record(ending: WebSocketEnding) -> None:
+        if (outcome := request.get(OUTCOME)) is not None:
+            outcome.websocket = ending
+
+    return record
 
 
 def _content_length(raw: list[tuple[bytes, bytes]]) -> int | None:

@@ -97,15 +97,28 @@ class AccessLog:
         self._size = 0
         self._timer: asyncio.TimerHandle | None = None
 
-    def record(self, request: web.BaseRequest, status: int, duration: float, size: int, client: str) -> None:
+    def record(
+        self,
+        request: web.BaseRequest,
+        status: int,
+        duration: float,
+        size: int,
+        client: str,
+        *,
+        websocket: dict[str, object] | None = None,
+    ) -> None:
+        """One line; a proxied WebSocket (status 101, the session's duration) adds how it ended."""
         if self._human:
             clock = time.strftime("%H:%M:%S")
+            ended = ""
+            if websocket is not None:
+                ended = f" websocket {websocket['ended']} by {websocket['by']} code {websocket['code']}"
             line = (
                 f"{clock} access  {request.method} {request.path} {status} "
-                f"{duration * 1000:.1f}ms {size}B {client}\n"
+                f"{duration * 1000:.1f}ms {size}B {client}{ended}\n"
             ).encode("utf-8", "backslashreplace")
         else:
-            line = self._json_line(request, status, duration, size, client)
+            line = self._json_line(request, status, duration, size, client, websocket)
         self._buffer.append(line)
         self._size += len(line)
         if self._size >= _FLUSH_BYTES:
@@ -114,22 +127,29 @@ class AccessLog:
             self._timer = asyncio.get_running_loop().call_later(_FLUSH_AFTER, self.flush)
 
     @staticmethod
-    def _json_line(request: web.BaseRequest, status: int, duration: float, size: int, client: str) -> bytes:
-        return orjson.dumps(
-            {
-                "ts": round(time.time(), 3),
-                "level": "info",
-                "logger": "access",
-                "method": request.method,
-                "path": request.path,
-                "status": status,
-                "duration_ms": round(duration * 1000, 3),
-                "bytes": size,
-                "client": client,
-                "user_agent": request.headers.get("User-Agent", ""),
-            },
-            option=orjson.OPT_APPEND_NEWLINE,
-        )
+    def _json_line(
+        request: web.BaseRequest,
+        status: int,
+        duration: float,
+        size: int,
+        client: str,
+        websocket: dict[str, object] | None,
+    ) -> bytes:
+        entry: dict[str, object] = {
+            "ts": round(time.time(), 3),
+            "level": "info",
+            "logger": "access",
+            "method": request.method,
+            "path": request.path,
+            "status": status,
+            "duration_ms": round(duration * 1000, 3),
+            "bytes": size,
+            "client": client,
+            "user_agent": request.headers.get("User-Agent", ""),
+        }
+        if websocket is not None:
+            entry["websocket"] = websocket
+        return orjson.dumps(entry, option=orjson.OPT_APPEND_NEWLINE)
 
     def flush(self) -> None:
         if self._timer is not None:

@@ -137,6 +137,19 @@ class Metrics:
         )
         self.open_streams = self.gauge("open_streams", "Streamed responses in flight, by stage.", ("stage",))
         self.open_websockets = self.gauge("open_websockets", "Proxied WebSockets open, by stage.", ("stage",))
+        self.websocket_sessions = self.counter(
+            "websocket_sessions_total",
+            "Proxied WebSockets ended, by stage and how (clean, abnormal, too_big, shutdown, close_timeout).",
+            ("stage", "ended"),
+        )
+        self.websocket_buffered = self.gauge(
+            "websocket_buffered_bytes", "Bytes proxied WebSockets hold for receivers slower than senders."
+        )
+        self.websocket_refused = self.counter(
+            "websocket_refused_total",
+            "WebSocket upgrades refused (503) while the buffered bytes were over the limit, by stage.",
+            ("stage",),
+        )
 
     def counter(self, name: str, help: str, labelnames: Iterable[str] = ()) -> Counter:
         return self._add(Counter(f"{self.prefix}_{name}", help, labelnames))

@@ -71,7 +71,8 @@ class Ops:
             response = error_response(request, status, exc.reason, headers=dict(exc.headers))
             return response
         except asyncio.CancelledError:
-            status = 499  # the client went away before the answer was complete
+            # the client went away before the answer was complete (a WebSocket session that ran is a 101)
+            status = 101 if outcome.websocket is not None else 499
             raise
         finally:
             elapsed = loop.time() - start
@@ -82,7 +83,9 @@ class Ops:
                 size = 0
                 if response is not None:
                     size = response.body_length or response.content_length or 0
-                self.access_log.record(request, status, elapsed, size, self.forwarder.client(request).ip)
+                websocket = outcome.websocket.log_fields() if outcome.websocket is not None else None
+                client = self.forwarder.client(request).ip
+                self.access_log.record(request, status, elapsed, size, client, websocket=websocket)
 
     async def healthz(self, request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"}, headers={"Cache-Control": "no-store"}, dumps=_dumps)

@@ -38,6 +38,26 @@ def test_byte_sizes_and_networks_are_parsed() -> None:
     assert [str(n) for n in config.server.trusted_proxies] == ["10.0.0.0/8", "::1/128"]
 
 
+def test_websocket_settings_reach_the_forwarder() -> None:
+    config = parse_config(
+        '[server]\nwebsocket_max_message = "1MiB"\nwebsocket_compression = false\n'
+        "websocket_buffer_limit = 0\nwebsocket_close_timeout = 2.5\n",
+        "proxy.toml",
+        {},
+    )
+    settings = make_context(config).forwarder.websocket
+    assert (settings.max_message, settings.compression, settings.buffer_limit) == (1024 * 1024, False, 0)
+    assert settings.close_timeout == 2.5
+    defaults = make_context(parse_config("", "proxy.toml", {})).forwarder.websocket
+    assert (defaults.max_message, defaults.compression) == (4 * 1024 * 1024, True)
+
+
+def test_a_bad_websocket_limit_names_its_key() -> None:
+    message = error_of('[server]\nwebsocket_max_message = "lots"\n')
+    assert message.startswith("proxy.toml: [server]: key 'websocket_max_message': ")
+    assert "key 'websocket_close_timeout'" in error_of("[server]\nwebsocket_close_timeout = 0\n")
+
+
 def test_invalid_toml_names_the_file_and_position() -> None:
     message = error_of("[server\nport = 1")
     assert message.startswith("proxy.toml: not valid TOML")
