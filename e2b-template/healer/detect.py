@@ -1,0 +1,69 @@
+"""Decides, once per check, whether the app needs healing: a crash (pm2 says errored/stopped, or the
+process is gone), two failed health checks one interval apart, a build stuck too long, or the app
+exhausting memory (share of the cgroup's limit) or CPU (sustained)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from app import App, LogWatcher
+from settings import Settings
+
+DOWN = {"errored", "stopped", "stopping", "one-launch-status"}
+
+
+def cgroup_memory_limit() -> int | None:
+    for path in (Path("/sys/fs/cgroup/memory.max"), Path("/sys/fs/cgroup/memory/memory.limit_in_bytes")):
+        try:
+            raw = path.read_text().strip()
+        except OSError:
+            continue
+        if raw.isdigit() and int(raw) < 1 << 60:
+            return int(raw)
+    return None
+
+
+class Detector:
+    def __init__(self, settings: Settings, app: App) -> None:
+        self.settings = settings
+        self.app = app
+        self.logs = LogWatcher(settings.app_log)
+        self.failed_health = 0
+        self.busy_checks = 0
+        self.memory_limit = cgroup_memory_limit()
+
+    def reset(self) -> None:
+        self.failed_health = 0
+        self.busy_checks = 0
+        self.logs.reset()
+
+    def check(self) -> tuple[str | None, bool]:
+        """(the problem, or None; whether /health answered)."""
+        self.logs.poll()
+        process = self.app.process()
+        healthy = self.app.healthy()
+        if process is None:
+            return "the app is not running under pm2", healthy
+        if process.status in DOWN or (process.status == "online" and process.pid == 0):
+            return f"the app crashed (pm2 status: {process.status})", healthy
+        stuck = self.logs.stuck_for()
+        if stuck > self.settings.build_stuck and not healthy:
+            return f"the dev build has been stuck for {stuck:.0f} s", healthy
+        if healthy:
+            self.failed_health = 0
+        elif time.time() - process.started_at > self.settings.startup_grace:
+            self.failed_health += 1
+            if self.failed_health >= 2:
+                return "GET /health failed twice in a row", healthy
+        exhausted = self._exhausted(process.memory, process.cpu)
+        return exhausted, healthy
+
+    def _exhausted(self, memory: int, cpu: float) -> str | None:
+        if self.memory_limit and memory > self.memory_limit * self.settings.memory_percent / 100:
+            return f"the app uses {memory // 2**20} MiB, over {self.settings.memory_percent:.0f} % of the memory limit"
+        self.busy_checks = self.busy_checks + 1 if cpu >= self.settings.cpu_percent else 0
+        if self.busy_checks >= self.settings.cpu_checks:
+            self.busy_checks = 0
+            return f"the app has used {cpu:.0f} % CPU for {self.settings.cpu_checks} checks in a row"
+        return None
