@@ -61,7 +61,8 @@ class Detector:
 
     def _exhausted(self, memory: int, cpu: float) -> str | None:
         if self.memory_limit and memory > self.memory_limit * self.settings.memory_percent / 100:
-            return f"the app uses {memory // 2**20} MiB, over {self.settings.memory_percent:.0f} % of the memory limit"
+            share = f"{self.settings.memory_percent:.0f} %"
+            return f"the app uses {memory // 2**20} MiB, over {share} of the memory limit"
         self.busy_checks = self.busy_checks + 1 if cpu >= self.settings.cpu_percent else 0
         if self.busy_checks >= self.settings.cpu_checks:
             self.busy_checks = 0

@@ -55,7 +55,11 @@ class Healer:
     def _report_health(self, healthy: bool) -> None:
         status = "ready" if healthy else "broken"
         if self.reporter.last is None or self.reporter.last[0] != status:
-            message = "the app answers /health" if healthy else "the app does not answer /health (the healer gave up; retry to try again)"
+            message = (
+                "the app answers /health"
+                if healthy
+                else "the app does not answer /health (the healer gave up; retry to try again)"
+            )
             self.reporter.report(status, message)
 
     def heal(self, problem: str) -> None:
@@ -68,7 +72,9 @@ class Healer:
             problem = f"{problem}; a restart did not help"
         tried: list[str] = []
         for number in range(1, self.settings.max_attempts + 1):
-            self.reporter.report("healing", f"repair attempt {number} of {self.settings.max_attempts}: {problem}")
+            self.reporter.report(
+                "healing", f"repair attempt {number} of {self.settings.max_attempts}: {problem}"
+            )
             summary = repair.attempt(self.settings, self.toolbox, problem, self.app.log_tail(), number)
             commit = gitrepo.commit(self.settings.project, f"healer: attempt {number}: {summary}"[:400])
             tried.append(f"attempt {number}: {summary}" + (f" (commit {commit[:10]})" if commit else ""))
@@ -78,7 +84,9 @@ class Healer:
                 return
             problem = f"the app is still not healthy after attempt {number}"
         self.passive = True
-        self.reporter.report("broken", "gave up after {} attempts. {}".format(self.settings.max_attempts, " | ".join(tried)))
+        self.reporter.report(
+            "broken", "gave up after {} attempts. {}".format(self.settings.max_attempts, " | ".join(tried))
+        )
 
     def _restart_and_wait(self) -> bool:
         log(self.app.restart())

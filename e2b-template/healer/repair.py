@@ -86,7 +86,13 @@ def attempt(settings: Settings, toolbox: Toolbox, problem: str, log_tail: str, n
         message = choices[0].get("message") or {}
         last_text = str(message.get("content") or "").strip()
         calls = message.get("tool_calls") or []
-        messages.append({"role": "assistant", "content": message.get("content"), **({"tool_calls": calls} if calls else {})})
+        messages.append(
+            {
+                "role": "assistant",
+                "content": message.get("content"),
+                **({"tool_calls": calls} if calls else {}),
+            }
+        )
         if not calls:
             return last_text or "the model stopped without a summary"
         for call in calls:

@@ -47,8 +47,10 @@ class Settings:
         env = os.environ
         home = Path(env.get("SANDBOX_HOME", "/home/user"))
         cloud = env.get("SHMASTRA_CLOUD_URL", "").rstrip("/")
-        base = env.get("HEALER_LLM_BASE_URL") or env.get("OPENAI_BASE_URL") or (
-            f"{cloud}/api/gateway/openai/v1" if cloud else ""
+        base = (
+            env.get("HEALER_LLM_BASE_URL")
+            or env.get("OPENAI_BASE_URL")
+            or (f"{cloud}/api/gateway/openai/v1" if cloud else "")
         )
         return cls(
             home=home,

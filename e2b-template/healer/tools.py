@@ -32,18 +32,38 @@ SCHEMAS: list[dict[str, Any]] = [
         },
     }
     for name, description, properties, required in [
-        ("list_files", "List the project's files (recursively, without node_modules/.git).",
-         {"path": {"type": "string", "description": "folder relative to the project; default ."}}, []),
+        (
+            "list_files",
+            "List the project's files (recursively, without node_modules/.git).",
+            {"path": {"type": "string", "description": "folder relative to the project; default ."}},
+            [],
+        ),
         ("read_file", "Read a text file of the project.", {"path": {"type": "string"}}, ["path"]),
-        ("write_file", "Write (create or replace) a text file of the project.",
-         {"path": {"type": "string"}, "content": {"type": "string"}}, ["path", "content"]),
-        ("run_command", "Run a shell command in the project folder and return its exit code and output.",
-         {"command": {"type": "string"}, "timeout_seconds": {"type": "number"}}, ["command"]),
+        (
+            "write_file",
+            "Write (create or replace) a text file of the project.",
+            {"path": {"type": "string"}, "content": {"type": "string"}},
+            ["path", "content"],
+        ),
+        (
+            "run_command",
+            "Run a shell command in the project folder and return its exit code and output.",
+            {"command": {"type": "string"}, "timeout_seconds": {"type": "number"}},
+            ["command"],
+        ),
         ("restart_app", "Restart the app's dev server.", {}, []),
-        ("wait", "Wait, then return whether the app answers /health and its latest log lines.",
-         {"seconds": {"type": "number"}}, ["seconds"]),
-        ("finish", "Stop working and say what you found and changed.",
-         {"summary": {"type": "string"}}, ["summary"]),
+        (
+            "wait",
+            "Wait, then return whether the app answers /health and its latest log lines.",
+            {"seconds": {"type": "number"}},
+            ["seconds"],
+        ),
+        (
+            "finish",
+            "Stop working and say what you found and changed.",
+            {"summary": {"type": "string"}},
+            ["summary"],
+        ),
     ]
 ]
 
@@ -117,8 +137,14 @@ class Toolbox:
         env = {k: v for k, v in os.environ.items() if v not in secrets and not k.endswith("_API_KEY")}
         env.pop("SHMASTRA_VIRTUAL_KEY", None)
         process = subprocess.Popen(
-            command, shell=True, cwd=self.root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            text=True, start_new_session=True,
+            command,
+            shell=True,
+            cwd=self.root,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
         )
         try:
             output, _ = process.communicate(timeout=limit)
