@@ -2,14 +2,17 @@
 project, pm2, ``start.sh``, the healer), prepared once per version for the local provider and populated
 cheaply into each user's workspace, or built into an E2B template (``shmastra-cloud template build``)."""
 
-from pathlib import Path
-
 from ..providers.base import Progress, ProgressCallback
 from .node import NodeRuntime, NodeUnavailable, node_runtime
-from .prepare import PreparedTemplate, TemplateError, prepare, template_key, template_version
+from .prepare import (
+    BUNDLED_TEMPLATE_DIR,
+    PreparedTemplate,
+    TemplateError,
+    prepare,
+    template_key,
+    template_version,
+)
 from .workspace import populate_workspace
-
-BUNDLED_TEMPLATE_DIR = Path(__file__).resolve().parents[3] / "e2b-template"
 
 __all__ = [
     "BUNDLED_TEMPLATE_DIR",

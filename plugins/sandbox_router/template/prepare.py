@@ -25,6 +25,7 @@ from pathlib import Path
 from ..providers.base import Progress, ProgressCallback
 from .node import NodeUnavailable, node_runtime
 
+BUNDLED_TEMPLATE_DIR = Path(__file__).resolve().parents[3] / "e2b-template"
 INSTALLED = ("runtime", "app")  # the template's folders whose npm dependencies are installed, in order
 SKIPPED = ("node_modules", ".git", ".mastra", "__pycache__", ".pytest_cache")
 MARKER = ".prepared"
