@@ -192,9 +192,18 @@ async def cloud() -> AsyncIterator[CloudReports]:
 
 async def wait_for(condition: Callable[[], bool], what: str, limit: float = 90.0) -> None:
     """Polls ``condition`` until it holds; fails naming ``what`` if it never does."""
+
+    async def holds() -> bool:
+        return condition()
+
+    await wait_until(holds, what, limit)
+
+
+async def wait_until(condition: Callable[[], Awaitable[bool]], what: str, limit: float = 90.0) -> None:
+    """Polls the async ``condition`` until it holds; fails naming ``what`` if it never does."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + limit
-    while not condition():
+    while not await condition():
         if loop.time() > deadline:
             raise AssertionError(f"never happened: {what}")
         await asyncio.sleep(0.2)
