@@ -24,8 +24,6 @@ class ProcessInfo:
     pid: int
     restarts: int
     started_at: float  # epoch seconds
-    memory: int  # bytes
-    cpu: float  # percent of one core
 
 
 class App:
@@ -50,14 +48,11 @@ class App:
             if entry.get("name") != self.settings.app_name:
                 continue
             env = entry.get("pm2_env") or {}
-            monit = entry.get("monit") or {}
             return ProcessInfo(
                 status=str(env.get("status", "unknown")),
                 pid=int(entry.get("pid") or 0),
                 restarts=int(env.get("restart_time") or 0),
                 started_at=float(env.get("pm_uptime") or 0) / 1000,
-                memory=int(monit.get("memory") or 0),
-                cpu=float(monit.get("cpu") or 0),
             )
         return None
 

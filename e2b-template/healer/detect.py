@@ -1,19 +1,23 @@
 """Decides, once per check, whether the app needs healing: a crash (pm2 says errored/stopped, or the
-process is gone), two failed health checks one interval apart, a build stuck too long, or the app
-exhausting memory (share of the cgroup's limit) or CPU (sustained)."""
+process is gone), two failed health checks one interval apart, a build stuck too long, or the app's
+process tree exhausting memory (a share of the cgroup's limit, or of `HEALER_MEMORY_LIMIT_MB`) or CPU
+(at least `HEALER_CPU_PERCENT` of one core for `HEALER_CPU_CHECKS` checks in a row)."""
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
 
+import usage
 from app import App, LogWatcher
 from settings import Settings
 
 DOWN = {"errored", "stopped", "stopping", "one-launch-status"}
 
 
-def cgroup_memory_limit() -> int | None:
+def memory_limit(settings: Settings) -> int | None:
+    if settings.memory_limit_mb > 0:
+        return int(settings.memory_limit_mb * 2**20)
     for path in (Path("/sys/fs/cgroup/memory.max"), Path("/sys/fs/cgroup/memory/memory.limit_in_bytes")):
         try:
             raw = path.read_text().strip()
@@ -31,11 +35,13 @@ class Detector:
         self.logs = LogWatcher(settings.app_log)
         self.failed_health = 0
         self.busy_checks = 0
-        self.memory_limit = cgroup_memory_limit()
+        self.memory_limit = memory_limit(settings)
+        self.cpu_sample: tuple[int, float, float] | None = None  # (pid, CPU seconds, at)
 
     def reset(self) -> None:
         self.failed_health = 0
         self.busy_checks = 0
+        self.cpu_sample = None
         self.logs.reset()
 
     def check(self) -> tuple[str | None, bool]:
@@ -56,10 +62,15 @@ class Detector:
             self.failed_health += 1
             if self.failed_health >= 2:
                 return "GET /health failed twice in a row", healthy
-        exhausted = self._exhausted(process.memory, process.cpu)
-        return exhausted, healthy
+        return self._exhausted(process.pid), healthy
 
-    def _exhausted(self, memory: int, cpu: float) -> str | None:
+    def _exhausted(self, pid: int) -> str | None:
+        memory, cpu_seconds = usage.usage(pid)
+        now = time.monotonic()
+        cpu = 0.0
+        if self.cpu_sample is not None and self.cpu_sample[0] == pid and now > self.cpu_sample[2]:
+            cpu = 100 * (cpu_seconds - self.cpu_sample[1]) / (now - self.cpu_sample[2])
+        self.cpu_sample = (pid, cpu_seconds, now)
         if self.memory_limit and memory > self.memory_limit * self.settings.memory_percent / 100:
             share = f"{self.settings.memory_percent:.0f} %"
             return f"the app uses {memory // 2**20} MiB, over {share} of the memory limit"

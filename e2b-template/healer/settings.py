@@ -39,6 +39,7 @@ class Settings:
     max_turns: int
     command_timeout: float
     memory_percent: float
+    memory_limit_mb: float  # 0: the cgroup's limit
     cpu_percent: float
     cpu_checks: int
 
@@ -74,6 +75,7 @@ class Settings:
             max_turns=int(_float("HEALER_MAX_TURNS", 24)),
             command_timeout=_float("HEALER_COMMAND_TIMEOUT", 120),
             memory_percent=_float("HEALER_MEMORY_PERCENT", 90),
-            cpu_percent=_float("HEALER_CPU_PERCENT", 98),
+            memory_limit_mb=_float("HEALER_MEMORY_LIMIT_MB", 0),
+            cpu_percent=_float("HEALER_CPU_PERCENT", 95),
             cpu_checks=int(_float("HEALER_CPU_CHECKS", 6)),
         )

@@ -8,6 +8,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import pytest
 from aiohttp import ClientSession
 
 from plugins.sandbox_router.template import PreparedTemplate
@@ -67,6 +68,71 @@ async def test_a_crash_is_healed_by_a_restart(
     assert next(entry["pid"] for entry in after if entry["name"] == "shmastra") != first_pid
     assert set(cloud.authorizations) == {f"Bearer {VIRTUAL_KEY}"}
     assert VIRTUAL_KEY not in sandbox.healer_log()
+
+
+@pytest.mark.parametrize(
+    ("path", "settings", "symptom"),
+    [
+        ("/spin", {"HEALER_CPU_PERCENT": "60", "HEALER_CPU_CHECKS": "3"}, "% CPU for 3 checks in a row"),
+        ("/grow", {"HEALER_MEMORY_LIMIT_MB": "200"}, "of the memory limit"),
+    ],
+)
+async def test_cpu_or_memory_exhaustion_is_healed_by_a_restart(
+    path: str,
+    settings: dict[str, str],
+    symptom: str,
+    healer_prepared: PreparedTemplate,
+    start_sandbox: StartSandbox,
+    cloud: CloudReports,
+) -> None:
+    sandbox = await start_sandbox(healer_prepared, {**sandbox_env(cloud), **settings})
+    await wait_for(lambda: reported(cloud, "ready"), "the healer reports the app ready")
+    seen = len(cloud.reports)
+
+    async with ClientSession() as session:
+        async with session.get(f"http://127.0.0.1:{sandbox.port}{path}") as response:
+            assert response.status == 200
+    await wait_for(lambda: reported(cloud, "ready", seen), "ready again after a restart")
+
+    assert cloud.statuses()[seen:] == ["healing", "ready"]
+    assert symptom in cloud.reports[seen]["message"]
+
+
+def unhanging_script(conversation: int, turn: int) -> dict[str, Any]:
+    steps: list[dict[str, Any]] = [
+        {"tool_calls": [tool_call("c0", "run_command", command="ls; rm HANG", timeout_seconds=10)]},
+        {"tool_calls": [tool_call("c1", "finish", summary="removed the HANG file that stalled the build")]},
+    ]
+    return steps[min(turn, len(steps) - 1)]
+
+
+async def test_a_stuck_build_is_detected_and_repaired_with_a_command(
+    aiohttp_server: Any, healer_prepared: PreparedTemplate, start_sandbox: StartSandbox, cloud: CloudReports
+) -> None:
+    llm = await aiohttp_server(scripted_llm_app(unhanging_script))
+    model: ScriptedModel = llm.app[MODEL]
+    sandbox = await start_sandbox(
+        healer_prepared,
+        {**sandbox_env(cloud, str(llm.make_url("/v1"))), "HEALER_BUILD_STUCK_SECONDS": "1.5"},
+        plant=lambda project: (project / "HANG").write_text("stall\n"),
+    )
+    await wait_for(lambda: reported(cloud, "ready"), "ready after the model's command", limit=120)
+
+    assert "the dev build has been stuck for" in cloud.reports[0]["message"]
+    assert (
+        cloud.reports[-1]["message"] == "repaired on attempt 1: removed the HANG file that stalled the build"
+    )
+    output = tool_results(model.requests[1])["c0"]
+    assert output.startswith("exit code 0") and "HANG" in output and "server.js" in output
+    assert not (sandbox.project / "HANG").exists()
+    log = subprocess.run(
+        ["git", "log", "--format=%s", "--name-status", "-1"],
+        cwd=sandbox.project,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert log.startswith("healer: attempt 1: removed the HANG file") and "D\tHANG" in log
 
 
 def fixing_script(conversation: int, turn: int) -> dict[str, Any]:
