@@ -15,6 +15,7 @@ from pathlib import Path
 from settings import Settings
 
 BUILD_START = re.compile(r"Preparing development environment|Bundling|Rebuilding|Restarting server|Building")
+LOOKBACK = 64 * 1024
 BUILD_END = re.compile(r"ready in|bundle complete|Server restarted|Build complete|listening", re.I)
 
 
@@ -103,7 +104,8 @@ class LogWatcher:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.offset = path.stat().st_size if path.exists() else 0
+        # the app may have started its build before the healer: read the log's recent past too
+        self.offset = max(0, path.stat().st_size - LOOKBACK) if path.exists() else 0
         self.build_started: float | None = None
 
     def poll(self) -> None:
