@@ -30,7 +30,7 @@ from plugins.sandbox_router.template import (
 
 HERE = Path(__file__).parent
 VIRTUAL_KEY = "vk_u1_" + "ab12" * 6
-SCRIPTS = ("VERSION", "start.sh", "ecosystem.config.js", "healer", "runtime")
+SCRIPTS = ("VERSION", "env.sh", "start.sh", "pm2.sh", "ecosystem.config.js", "healer", "runtime")
 
 
 def cache_dir() -> Path:
@@ -99,8 +99,13 @@ class Sandbox:
         return self.home / "shmastra"
 
     async def pm2(self, *args: str) -> str:
+        """``pm2.sh ARGS``: pm2 against this sandbox, as the cloud runs it."""
         process = await asyncio.create_subprocess_exec(
-            "pm2", *args, env=self.env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+            str(self.home / "pm2.sh"),
+            *args,
+            env=self.env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
         )
         out, _ = await process.communicate()
         return out.decode()
@@ -137,8 +142,7 @@ async def start_sandbox(short_tmp: Path) -> AsyncIterator[StartSandbox]:
             plant(home / "shmastra")
         port = free_port()
         full_env = node_runtime().env({k: v for k, v in os.environ.items() if not k.startswith("PM2")})
-        full_env.update(env, SANDBOX_HOME=str(home), PORT=str(port), PM2_HOME=str(home / ".pm2"))
-        full_env["PATH"] = f"{home / 'runtime' / 'node_modules' / '.bin'}:{full_env['PATH']}"
+        full_env.update(env, SANDBOX_HOME=str(home), PORT=str(port))
         process = await asyncio.create_subprocess_exec(
             "bash",
             str(home / "start.sh"),

@@ -46,6 +46,7 @@ async def test_the_bundled_mastra_project_serves_studio_the_api_and_an_agent(
             "SHMASTRA_CLOUD_URL": cloud.url,
             "SHMASTRA_VIRTUAL_KEY": VIRTUAL_KEY,
             "USER_ID": "u1",
+            "CORS_ORIGIN": "https://cloud.example.test",
             "HEALER_INTERVAL": "1",
         },
     )
@@ -62,6 +63,10 @@ async def test_the_bundled_mastra_project_serves_studio_the_api_and_an_agent(
             studio = await response.text()
         assert '<base href="/studio/"' in studio
         assert "window.MASTRA_API_PREFIX = '/api/mastra'" in studio
+        # the browser is sent to the cloud's public origin, not to the sandbox's own address
+        assert "window.MASTRA_SERVER_HOST = 'cloud.example.test'" in studio
+        assert "window.MASTRA_SERVER_PORT = '443'" in studio
+        assert "window.MASTRA_SERVER_PROTOCOL = 'https'" in studio
 
         async with session.get(f"{base}/api/mastra/agents") as response:
             assert response.status == 401

@@ -35,7 +35,9 @@ def test_dry_run_lists_the_steps_and_calls_nothing(
         f"RUN git clone {SHMASTRA_REPO} /home/user/shmastra",
         f"git checkout --quiet --detach {SHMASTRA_REF}",
         "RUN pnpm install",
+        "COPY env.sh /home/user/env.sh",
         "COPY start.sh /home/user/start.sh",
+        "COPY pm2.sh /home/user/pm2.sh",
         "COPY ecosystem.config.js /home/user/ecosystem.config.js",
         "COPY healer /home/user/healer",
         f"RUN echo {VERSION} > /home/user/.template-version",
@@ -88,7 +90,9 @@ async def test_the_build_uploads_the_files_and_runs_the_steps_on_e2b(
     assert set(copies) == {
         "runtime/package.json",
         "runtime/package-lock.json",
+        "env.sh",
         "start.sh",
+        "pm2.sh",
         "ecosystem.config.js",
         "healer",
     }
