@@ -73,7 +73,7 @@ async def test_a_crash_is_healed_by_a_restart(
 @pytest.mark.parametrize(
     ("path", "settings", "symptom"),
     [
-        ("/spin", {"HEALER_CPU_PERCENT": "60", "HEALER_CPU_CHECKS": "3"}, "% CPU for 3 checks in a row"),
+        ("/spin", {"HEALER_CPU_PERCENT": "30", "HEALER_CPU_CHECKS": "3"}, "% CPU for 3 checks in a row"),
         ("/grow", {"HEALER_MEMORY_LIMIT_MB": "200"}, "of the memory limit"),
     ],
 )
