@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -29,6 +30,26 @@ async def _answers(url: str) -> bool:
                 return response.status == 200
     except OSError:
         return False
+
+
+def _app_tree(listing: list[dict[str, Any]]) -> list[int]:
+    """The pids of the ``shmastra`` app's process tree (from /proc)."""
+    pending = [next(entry["pid"] for entry in listing if entry["name"] == "shmastra")]
+    found: list[int] = []
+    while pending:
+        pid = pending.pop()
+        found.append(pid)
+        for children in Path(f"/proc/{pid}/task").glob("*/children"):
+            pending.extend(int(child) for child in children.read_text().split())
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"
 
 
 async def test_the_bundled_mastra_project_serves_studio_the_api_and_an_agent(
@@ -97,6 +118,13 @@ async def test_the_bundled_mastra_project_serves_studio_the_api_and_an_agent(
     )
 
     await wait_for(lambda: "ready" in cloud.statuses(), "the healer reports the app ready")
+
+    # a restart reaches every process of the app (npm, the mastra CLI, the dev server below it)
+    before = _app_tree(json.loads(await sandbox.pm2("jlist")))
+    assert len(before) >= 2
+    await sandbox.pm2("restart", "shmastra")
+    await wait_until(lambda: _answers(f"{base}/health"), "the restarted dev server answers /health", 120)
+    assert not any(_alive(pid) for pid in before)
 
     # stopping start.sh (pm2-runtime in the foreground) stops every process it started
     listing = json.loads(await sandbox.pm2("jlist"))
