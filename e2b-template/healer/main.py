@@ -20,6 +20,7 @@ import repair
 from app import App
 from detect import Detector
 from log import log
+from redact import redact
 from report import Reporter
 from settings import Settings
 from tools import Toolbox
@@ -75,7 +76,10 @@ class Healer:
             self.reporter.report(
                 "healing", f"repair attempt {number} of {self.settings.max_attempts}: {problem}"
             )
-            summary = repair.attempt(self.settings, self.toolbox, problem, self.app.log_tail(), number)
+            tail = self.app.log_tail()
+            summary = redact(
+                repair.attempt(self.settings, self.toolbox, problem, tail, number), self.settings.virtual_key
+            )
             commit = gitrepo.commit(self.settings.project, f"healer: attempt {number}: {summary}"[:400])
             tried.append(f"attempt {number}: {summary}" + (f" (commit {commit[:10]})" if commit else ""))
             if self._restart_and_wait():

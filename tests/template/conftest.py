@@ -165,6 +165,7 @@ class CloudReports:
     reports: list[dict[str, Any]] = field(default_factory=list)
     authorizations: list[str] = field(default_factory=list)
     url: str = ""
+    refuse: int = 0  # answer this many reports 503 first (as a cloud that is briefly down)
 
     def statuses(self) -> list[str]:
         return [report["status"] for report in self.reports]
@@ -175,6 +176,9 @@ REPORTS = web.AppKey("reports", CloudReports)
 
 async def _heal(request: web.Request) -> web.Response:
     recorder = request.app[REPORTS]
+    if recorder.refuse > 0:
+        recorder.refuse -= 1
+        return web.Response(status=503, text="briefly down")
     recorder.authorizations.append(request.headers.get("Authorization", ""))
     recorder.reports.append(await request.json())
     return web.Response(status=204)

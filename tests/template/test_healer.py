@@ -70,6 +70,16 @@ async def test_a_crash_is_healed_by_a_restart(
     assert VIRTUAL_KEY not in sandbox.healer_log()
 
 
+async def test_a_report_the_cloud_did_not_take_is_sent_again(
+    healer_prepared: PreparedTemplate, start_sandbox: StartSandbox, cloud: CloudReports
+) -> None:
+    cloud.refuse = 2
+    sandbox = await start_sandbox(healer_prepared, sandbox_env(cloud))
+    await wait_for(lambda: reported(cloud, "ready"), "the ready report gets through")
+    assert cloud.refuse == 0 and cloud.statuses() == ["ready"]
+    assert sandbox.healer_log().count("the cloud refused the report: HTTP 503") == 2
+
+
 @pytest.mark.parametrize(
     ("path", "settings", "symptom"),
     [
