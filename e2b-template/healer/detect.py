@@ -53,12 +53,15 @@ class Detector:
             return "the app is not running under pm2", healthy
         if process.status in DOWN or (process.status == "online" and process.pid == 0):
             return f"the app crashed (pm2 status: {process.status})", healthy
+        uptime = time.time() - process.started_at
         stuck = self.logs.stuck_for()
-        if stuck > self.settings.build_stuck and not healthy:
-            return f"the dev build has been stuck for {stuck:.0f} s", healthy
         if healthy:
             self.failed_health = 0
-        elif time.time() - process.started_at > self.settings.startup_grace:
+        elif stuck > 0:  # a build is under way: its own limit applies, not the health checks'
+            # the first build after a start may take the start-up grace (a big project's cold bundle)
+            if stuck > self.settings.build_stuck and uptime > self.settings.startup_grace:
+                return f"the dev build has been stuck for {stuck:.0f} s", healthy
+        elif uptime > self.settings.startup_grace:
             self.failed_health += 1
             if self.failed_health >= 2:
                 return "GET /health failed twice in a row", healthy
