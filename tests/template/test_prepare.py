@@ -138,9 +138,10 @@ async def test_a_workspace_is_a_cheap_copy_sharing_the_installed_dependencies(tm
     assert not os.path.samefile(project / "src" / "index.js", prepared.root / "app" / "src" / "index.js")
     (project / "src" / "index.js").write_text("console.log('edited');\n")
     assert (prepared.root / "app" / "src" / "index.js").read_text() == "console.log('app');\n"
-    # the scripts are shared hard links, executable as in the template
-    assert os.path.samefile(workspace / "start.sh", prepared.root / "start.sh")
-    assert os.path.samefile(workspace / "healer" / "main.py", prepared.root / "healer" / "main.py")
+    # the scripts are copies (a write in one workspace reaches no other), executable as in the template
+    assert (workspace / "start.sh").read_text() == (prepared.root / "start.sh").read_text()
+    assert not os.path.samefile(workspace / "start.sh", prepared.root / "start.sh")
+    assert (workspace / "healer" / "main.py").read_text() == "print('healer')\n"
     assert os.access(workspace / "start.sh", os.X_OK)
     assert not (workspace / "VERSION").exists() and not (workspace / "app").exists()
 
@@ -150,7 +151,23 @@ async def test_a_workspace_is_a_cheap_copy_sharing_the_installed_dependencies(tm
     populate_workspace(newer, workspace)
     assert (project / "src" / "index.js").read_text() == "console.log('edited');\n"
     assert (workspace / ".template-version").read_text() == "1.2.4\n"
-    assert os.path.samefile(workspace / "start.sh", newer.root / "start.sh")
+
+
+async def test_a_template_may_ship_its_project_as_shmastra(tmp_path: Path) -> None:
+    template = make_template(tmp_path / "template")
+    shutil.rmtree(template / "app")
+    (template / "shmastra").mkdir()
+    (template / "shmastra" / "package.json").write_text('{"name": "p"}')  # not installed: not app/
+    prepared = await prepare(template, tmp_path / "cache", lambda _p: None)
+    workspace = tmp_path / "ws"
+
+    populate_workspace(prepared, workspace)
+    assert (workspace / "shmastra" / "package.json").read_text() == '{"name": "p"}'
+    assert not (workspace / "shmastra" / "node_modules").exists()
+    (workspace / "shmastra" / "package.json").write_text('{"name": "mine"}')
+    assert (prepared.root / "shmastra" / "package.json").read_text() == '{"name": "p"}'
+    populate_workspace(prepared, workspace)
+    assert (workspace / "shmastra" / "package.json").read_text() == '{"name": "mine"}'
 
 
 def test_the_node_runtime_is_new_enough_for_mastra() -> None:

@@ -1,17 +1,18 @@
 """A user's sandbox folder (``$SANDBOX_HOME`` for the local provider), made cheaply from a prepared
 template: nothing is installed per user.
 
-Layout: ``shmastra/`` (the project: its files copied, ``node_modules`` a symlink into the prepared
-copy), the template's scripts (``start.sh``, ``ecosystem.config.js``, ``healer/``: hard links where the
-file system allows, copies otherwise), ``runtime`` (a symlink: pm2, shared) and ``.template-version``.
+Layout: ``shmastra/`` (the project: the template's ``app/``, or a ``shmastra/`` it ships as is; its
+files copied, ``node_modules`` a symlink into the prepared copy), the template's scripts (``start.sh``,
+``env.sh``, ``pm2.sh``, ``ecosystem.config.js``, ``healer/``, copied), ``runtime`` (a symlink: pm2,
+shared) and ``.template-version``.
 
-The project's own files are copied, not hard-linked: the user and the healer edit them, and an in-place
-write through a hard link would change the prepared copy, and so every other user's project.
+The heavy part, the installed dependencies, is shared through symlinks; the few kilobytes of files are
+copied rather than hard-linked, because an in-place write through a hard link (the user's editor, the
+healer, a test's file browser) would change the prepared copy, and so every other user's workspace.
 """
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from .prepare import MARKER, PreparedTemplate
 
 PROJECT = "shmastra"
 VERSION_FILE = ".template-version"
-NOT_COPIED = {MARKER, "VERSION", "template.py", "README.md", "app", "runtime"}
+NOT_COPIED = {MARKER, "VERSION", "template.py", "README.md", "app", "runtime", PROJECT}
 
 
 def populate_workspace(prepared: PreparedTemplate, workspace: Path) -> None:
@@ -31,31 +32,25 @@ def populate_workspace(prepared: PreparedTemplate, workspace: Path) -> None:
             continue
         destination = workspace / entry.name
         _remove(destination)
-        if entry.is_dir():
-            shutil.copytree(entry, destination, symlinks=True, copy_function=_link_or_copy)
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.copytree(entry, destination, symlinks=True)
         else:
-            _link_or_copy(entry, destination)
+            shutil.copy2(entry, destination, follow_symlinks=False)
     runtime = workspace / "runtime"
     _remove(runtime)
     if (prepared.root / "runtime").is_dir():
         runtime.symlink_to(prepared.root / "runtime", target_is_directory=True)
     project = workspace / PROJECT
-    if not project.exists() and (prepared.root / "app").is_dir():
-        _copy_project(prepared.root / "app", project)
+    for source in (prepared.root / "app", prepared.root / PROJECT):
+        if source.is_dir() and not project.exists():
+            _copy_project(source, project)
     (workspace / VERSION_FILE).write_text(f"{prepared.version}\n", encoding="utf-8")
 
 
-def _copy_project(app: Path, project: Path) -> None:
-    shutil.copytree(app, project, symlinks=True, ignore=shutil.ignore_patterns("node_modules"))
-    if (app / "node_modules").is_dir():
-        (project / "node_modules").symlink_to(app / "node_modules", target_is_directory=True)
-
-
-def _link_or_copy(source: str | Path, destination: str | Path) -> None:
-    try:
-        os.link(source, destination)
-    except OSError:
-        shutil.copy2(source, destination)
+def _copy_project(source: Path, project: Path) -> None:
+    shutil.copytree(source, project, symlinks=True, ignore=shutil.ignore_patterns("node_modules"))
+    if (source / "node_modules").is_dir():
+        (project / "node_modules").symlink_to(source / "node_modules", target_is_directory=True)
 
 
 def _remove(path: Path) -> None:
