@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -92,6 +93,38 @@ async def test_concurrent_callers_wait_for_one_install(
     for report in reports:
         assert report[-1] == Progress("done", 100, "template 1.2.3 is ready")
     assert not list((tmp_path / "cache").glob("*.tmp"))
+
+
+async def test_callers_in_other_processes_wait_for_one_install(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    counter = tmp_path / "installs"
+    monkeypatch.setenv("INSTALL_COUNTER", str(counter))
+    script = "node -e \"require('fs').appendFileSync(process.env.INSTALL_COUNTER, 'x')\""
+    template = make_template(
+        tmp_path / "template", {"name": "app", "version": "1.0.0", "scripts": {"postinstall": script}}
+    )
+    program = (
+        "import asyncio, sys; from pathlib import Path; "
+        "from plugins.sandbox_router.template import prepare; "
+        "p = asyncio.run(prepare(Path(sys.argv[1]), Path(sys.argv[2]), lambda _p: None)); print(p.root)"
+    )
+    workers = [
+        await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-c",
+            program,
+            str(template),
+            str(tmp_path / "cache"),
+            stdout=asyncio.subprocess.PIPE,
+        )
+        for _ in range(3)
+    ]
+    roots = {(await worker.communicate())[0].decode().strip() for worker in workers}
+
+    assert [worker.returncode for worker in workers] == [0, 0, 0]
+    assert len(roots) == 1 and Path(roots.pop()).is_dir()
+    assert counter.read_text() == "x"
 
 
 async def test_a_failed_install_says_why_and_leaves_nothing_half_made(tmp_path: Path) -> None:
