@@ -9,9 +9,13 @@ IDENTITY = ["-c", "user.name=Shmastra healer", "-c", "user.email=healer@shmastra
 
 
 def _git(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["git", *IDENTITY, *args], cwd=project, capture_output=True, text=True, timeout=60, check=False
-    )
+    """``git ARGS`` in the project; a missing or hanging git is a failed command, never a crash."""
+    try:
+        return subprocess.run(
+            ["git", *IDENTITY, *args], cwd=project, capture_output=True, text=True, timeout=60, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired) as error:
+        return subprocess.CompletedProcess(["git", *args], 127, "", f"git failed: {type(error).__name__}")
 
 
 def ensure_repository(project: Path) -> None:

@@ -41,7 +41,10 @@ class Healer:
         if self.settings.project.is_dir():
             gitrepo.ensure_repository(self.settings.project)
         while True:
-            self.step()
+            try:
+                self.step()
+            except Exception as error:  # one failed check must not end the watch (or reset attempts)
+                log(f"a check failed: {type(error).__name__}: {error}")
             time.sleep(self.settings.interval)
 
     def step(self) -> None:
