@@ -74,7 +74,7 @@ async def test_the_bundled_mastra_project_serves_studio_the_api_and_an_agent(
     assert (sandbox.home / ".template-version").read_text() == f"{mastra_prepared.version}\n"
     assert os.path.islink(sandbox.project / "node_modules")
     base = f"http://127.0.0.1:{sandbox.port}"
-    await wait_until(lambda: _answers(f"{base}/health"), "the Mastra dev server answers /health", 120)
+    await wait_until(lambda: _answers(f"{base}/health"), "the Mastra dev server answers /health", 180)
 
     async with ClientSession() as session:
         async with session.get(f"{base}/health") as response:
@@ -123,7 +123,7 @@ async def test_the_bundled_mastra_project_serves_studio_the_api_and_an_agent(
     before = _app_tree(json.loads(await sandbox.pm2("jlist")))
     assert len(before) >= 2
     await sandbox.pm2("restart", "shmastra")
-    await wait_until(lambda: _answers(f"{base}/health"), "the restarted dev server answers /health", 120)
+    await wait_until(lambda: _answers(f"{base}/health"), "the restarted dev server answers /health", 180)
     assert not any(_alive(pid) for pid in before)
 
     # stopping start.sh (pm2-runtime in the foreground) stops every process it started
