@@ -16,10 +16,10 @@ from tests.standins.scripted_llm import MODEL, ScriptedModel, scripted_llm_app, 
 
 from .conftest import VIRTUAL_KEY, CloudReports, StartSandbox, wait_for
 
-FAST = {
+FAST = {  # short enough for tests, long enough for a loaded machine to start a small Node app
     "HEALER_INTERVAL": "0.5",
-    "HEALER_STARTUP_GRACE": "3",
-    "HEALER_RESTART_WAIT": "5",
+    "HEALER_STARTUP_GRACE": "10",
+    "HEALER_RESTART_WAIT": "10",
     "HEALER_STABLE_SECONDS": "30",
 }
 BROKEN_GREETING = "module.exports = 'hello' +;\n"
@@ -77,7 +77,10 @@ async def test_a_report_the_cloud_did_not_take_is_sent_again(
     sandbox = await start_sandbox(healer_prepared, sandbox_env(cloud))
     await wait_for(lambda: reported(cloud, "ready"), "the ready report gets through")
     assert cloud.refuse == 0 and cloud.statuses() == ["ready"]
-    assert sandbox.healer_log().count("the cloud refused the report: HTTP 503") == 2
+    await wait_for(
+        lambda: sandbox.healer_log().count("the cloud refused the report: HTTP 503") == 2,
+        "the healer logs both refusals",
+    )
 
 
 @pytest.mark.parametrize(
