@@ -16,3 +16,11 @@ if [ -z "${PM2_HOME:-}" ]; then
 fi
 export PM2_HOME
 export PATH="$here/runtime/node_modules/.bin:$PATH"
+
+# The pid of this sandbox's pm2-runtime if it is running (start.sh writes none of it: pm2 keeps
+# $PM2_HOME/pm2.pid while it runs and removes it on a clean stop).
+pm2_runtime_pid() {
+  local pid
+  pid="$(cat "$PM2_HOME/pm2.pid" 2>/dev/null)" || return 1
+  [ -n "$pid" ] && grep -qa "pm2" "/proc/$pid/cmdline" 2>/dev/null && echo "$pid"
+}

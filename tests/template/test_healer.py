@@ -151,6 +151,26 @@ async def test_a_stuck_build_is_detected_and_repaired_with_a_command(
     assert log.startswith("healer: attempt 1: removed the HANG file") and "D\tHANG" in log
 
 
+async def test_start_sh_runs_once_and_pm2_sh_needs_it_running(
+    healer_prepared: PreparedTemplate, start_sandbox: StartSandbox, cloud: CloudReports
+) -> None:
+    sandbox = await start_sandbox(healer_prepared, sandbox_env(cloud))
+    await wait_for(lambda: reported(cloud, "ready"), "the healer reports the app ready")
+
+    again = subprocess.run(
+        ["bash", str(sandbox.home / "start.sh")], env=sandbox.env, capture_output=True, text=True, check=False
+    )
+    assert again.returncode == 1 and "this sandbox already runs" in again.stderr
+    assert json.loads(await sandbox.pm2("jlist"))  # the first one is untouched
+
+    await sandbox.stop()
+    refused = subprocess.run(
+        [str(sandbox.home / "pm2.sh"), "jlist"], env=sandbox.env, capture_output=True, text=True, check=False
+    )
+    assert refused.returncode == 3 and "this sandbox is not running" in refused.stderr
+    assert not (sandbox.home / ".pm2" / "pm2.pid").exists()  # pm2 spawned no daemon of its own
+
+
 def fixing_script(conversation: int, turn: int) -> dict[str, Any]:
     steps: list[dict[str, Any]] = [
         {
