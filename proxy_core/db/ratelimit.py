@@ -30,7 +30,7 @@ class StoreRateLimiter:
         self._clock = clock
         self._hits = 0
 
-    async def hit(self, key: str) -> Decision:
+    async def hit(self, key: str, limit: int | None = None) -> Decision:
         digest = hashlib.sha256(key.encode()).hexdigest()
         now = self._clock()
         async with self.db.transaction() as tx:
@@ -45,7 +45,7 @@ class StoreRateLimiter:
             else:
                 hits, window_ends, wait_until = row["hits"], row["window_ends"], row["wait_until"]
             wait_left = (wait_until - now).total_seconds() if wait_until is not None else 0.0
-            decision = judge(self.policy, hits, (window_ends - now).total_seconds(), wait_left)
+            decision = judge(self.policy, limit, hits, (window_ends - now).total_seconds(), wait_left)
             if decision.allowed:
                 hits += 1
                 wait = self.policy.wait_after(hits)
