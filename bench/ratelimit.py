@@ -15,33 +15,18 @@ import statistics
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 
-import asyncpg
 import uvloop
 
 from proxy_core.db import Database, DatabaseConfig, StoreRateLimiter
 from proxy_core.ratelimit import LocalRateLimiter, Policy, RateLimiter
+from proxy_core.testing import postgres_schema
 
 from .report import table
 
 USERS = [str(uuid.uuid4()) for _ in range(50)]
 POLICY = Policy(limit=1_000_000_000, window=60.0)
-
-
-@asynccontextmanager
-async def postgres_schema(server: str) -> AsyncIterator[str]:
-    """A throw-away schema on ``server``, as a URL whose search_path points at it."""
-    schema = f"bench_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(server)
-    try:
-        await admin.execute(f"CREATE SCHEMA {schema}")
-        yield f"{server}?search_path={schema}"
-    finally:
-        await admin.execute(f"DROP SCHEMA {schema} CASCADE")
-        await admin.close()
 
 
 async def opened(url: str) -> Database:
