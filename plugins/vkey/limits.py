@@ -168,7 +168,7 @@ class Limits:
                 message = f"Daily token limit of {per_day} reached; it resets at 00:00 UTC."
                 return Refusal(402, message, _seconds_to_midnight(), False, "tokens_per_day")
         if per_minute:
-            decision = await self.rate.hit(str(record.user_id), per_minute)
+            decision = await self.rate.hit(record.user_id.hex, per_minute)
             if not decision.allowed:
                 message = f"Rate limit of {per_minute} requests per minute reached."
                 retry_after = max(1, round(decision.retry_after + 0.5))
