@@ -37,8 +37,9 @@ class Policy:
 class RateLimiter(Protocol):
     policy: Policy
 
-    async def hit(self, key: str) -> Decision:
-        """Count one hit for ``key`` when allowed; a refused hit is not counted."""
+    async def hit(self, key: str, limit: int | None = None) -> Decision:
+        """Count one hit for ``key`` when allowed; a refused hit is not counted. ``limit`` replaces
+        the policy's for this hit, for limits that vary by key (a user's own allowance, say)."""
         ...
 
 
@@ -60,10 +61,10 @@ class LocalRateLimiter:
         self._max_keys = max_keys
         self._counters: dict[str, _Counter] = {}
 
-    async def hit(self, key: str) -> Decision:
-        return self.hit_now(key)
+    async def hit(self, key: str, limit: int | None = None) -> Decision:
+        return self.hit_now(key, limit)
 
-    def hit_now(self, key: str) -> Decision:
+    def hit_now(self, key: str, limit: int | None = None) -> Decision:
         """:meth:`hit` for synchronous callers."""
         now = self._clock()
         counter = self._counters.get(key)
@@ -71,17 +72,20 @@ class LocalRateLimiter:
             if len(self._counters) >= self._max_keys:
                 self._counters = {k: c for k, c in self._counters.items() if c.window_ends > now}
             counter = self._counters[key] = _Counter(0, now + self.policy.window, now)
-        decision = judge(self.policy, counter.hits, counter.window_ends - now, counter.wait_until - now)
+        decision = judge(
+            self.policy, limit, counter.hits, counter.window_ends - now, counter.wait_until - now
+        )
         if decision.allowed:
             counter.hits += 1
             counter.wait_until = now + self.policy.wait_after(counter.hits)
         return decision
 
 
-def judge(policy: Policy, hits: int, window_left: float, wait_left: float) -> Decision:
-    """Whether one more hit is allowed, given the window's hits so far and the seconds left."""
+def judge(policy: Policy, limit: int | None, hits: int, window_left: float, wait_left: float) -> Decision:
+    """Whether one more hit is allowed, given the window's hits so far and the seconds left;
+    ``limit`` (when not ``None``) replaces the policy's."""
     if wait_left > 0:
         return Decision(False, wait_left)
-    if hits >= policy.limit:
+    if hits >= (policy.limit if limit is None else limit):
         return Decision(False, max(window_left, 0.0))
     return Decision(True)

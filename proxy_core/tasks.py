@@ -31,6 +31,10 @@ class BackgroundJobs:
         self._tasks: set[asyncio.Task[None]] = set()
         self.crashes = 0
 
+    def __len__(self) -> int:
+        """How many jobs are running (one waiting to restart after a crash counts)."""
+        return len(self._tasks)
+
     def start(self, name: str, job: Job, *, restart: bool = True) -> asyncio.Task[None]:
         """Run ``job`` in the background until it returns or the jobs stop."""
         task = asyncio.create_task(self._supervise(name, job, restart), name=f"{self.owner}:{name}")

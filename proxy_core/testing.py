@@ -10,10 +10,12 @@ upstream to forward to. Works with pytest-aiohttp's ``aiohttp_server`` / ``aioht
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
+import asyncpg
 import orjson
 from aiohttp import web
 from yarl import URL
@@ -23,7 +25,7 @@ from .config import ProxyConfig, StageSpec, parse_config
 from .server import runner_for
 from .stage import Stage, StageContext
 
-__all__ = ["config_from_toml", "echo_app", "make_app", "run_proxy", "stage"]
+__all__ = ["config_from_toml", "echo_app", "make_app", "postgres_schema", "run_proxy", "stage"]
 
 
 def config_from_toml(
@@ -90,3 +92,18 @@ def echo_app() -> web.Application:
     app = web.Application(client_max_size=1 << 30)
     app.router.add_route("*", "/{tail:.*}", echo)
     return app
+
+
+@asynccontextmanager
+async def postgres_schema(server: str) -> AsyncIterator[str]:
+    """A throw-away schema on the Postgres at ``server`` (a ``postgresql://`` URL): yields a URL whose
+    ``search_path`` points at it, for a :class:`~proxy_core.db.Database`; dropped, with everything
+    in it, afterwards."""
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(server)
+    try:
+        await admin.execute(f"CREATE SCHEMA {schema}")
+        yield f"{server}?search_path={schema}"
+    finally:
+        await admin.execute(f"DROP SCHEMA {schema} CASCADE")
+        await admin.close()

@@ -9,6 +9,7 @@ key_env = "OPENAI_API_KEY"           # the environment variable holding the real
 requests_per_minute = 120
 tokens_per_day = 2_000_000
 monthly_budget_usd = 50
+rate_limiter = "process"             # or "store": one requests-per-minute count for every replica
 [pipeline.prices."gpt-4o-mini"]      # USD per million tokens; the longest matching model prefix wins
 input = 0.15
 output = 0.60
@@ -16,6 +17,8 @@ cached_input = 0.075
 """
 
 from __future__ import annotations
+
+from typing import Literal
 
 from pydantic import AnyHttpUrl, Field
 
@@ -46,11 +49,18 @@ class PriceConfig(StageConfig):
 
 
 class LimitsConfig(StageConfig):
-    """Per-user limits; 0 means unlimited."""
+    """Per-user limits; 0 means unlimited.
+
+    ``rate_limiter`` says where requests per minute are counted: ``"process"`` (each worker and
+    replica on its own, so N of them allow up to N times the limit; free) or ``"store"`` (one count
+    for all of them, at the cost of one short transaction per request). The default is
+    ``"process"``: the limit only paces a teammate's agent, the money is guarded by the day's
+    tokens and the month's budget, which are summed in the store either way."""
 
     requests_per_minute: int = Field(0, ge=0)
     tokens_per_day: int = Field(0, ge=0)
     monthly_budget_usd: float = Field(0.0, ge=0)
+    rate_limiter: Literal["process", "store"] = "process"
 
 
 class VKeyConfig(StageConfig):

@@ -4,7 +4,10 @@ A key's own limits (its ``virtual_keys`` columns) replace the stage's ``[pipelin
 requests made with it; the amounts they are checked against are the user's, over all their keys, so
 rotating a key does not reset a budget.
 
-* Requests per minute: a token bucket per user, in memory, per process.
+* Requests per minute: at most that many requests per user in each minute-long window, counted by
+  the core's rate limiter (:mod:`proxy_core.ratelimit`) in this process, or in the store for every
+  worker and replica (``[pipeline.limits] rate_limiter = "store"``, one short transaction per
+  request). A refusal's ``Retry-After`` is the rest of the window.
 * Tokens per day and the monthly budget: sums of the user's ``usage`` rows (UTC day and month), read
   at most every ``refresh_seconds`` per user and kept current in between by this process's own
   usage as it is recorded. Requests still running count too, each at the cost of the user's latest
@@ -29,33 +32,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
 
+from proxy_core.db import Store, StoreRateLimiter
+from proxy_core.ratelimit import LocalRateLimiter, Policy, RateLimiter
+
 from .config import LimitsConfig
 from .keys import KeyRecord
-
-
-class RateLimiter:
-    """Up to ``per_minute`` requests per user per minute, with bursts up to ``per_minute``."""
-
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
-        self._clock = clock
-        self._buckets: dict[uuid.UUID, tuple[float, float]] = {}  # user → (tokens left, when)
-
-    def wait_time(self, user_id: uuid.UUID, per_minute: int) -> float:
-        """0 when the request may go now (and it is counted); otherwise seconds until it could.
-        ``per_minute`` 0 means unlimited."""
-        if not per_minute:
-            return 0.0
-        rate = per_minute / 60.0
-        now = self._clock()
-        tokens, then = self._buckets.get(user_id, (float(per_minute), now))
-        tokens = min(float(per_minute), tokens + (now - then) * rate)
-        if tokens < 1.0:
-            self._buckets[user_id] = (tokens, now)
-            return (1.0 - tokens) / rate
-        if len(self._buckets) > 100_000:
-            self._buckets.clear()  # forgetting full buckets is harmless; a flood of users must not grow it
-        self._buckets[user_id] = (tokens - 1.0, now)
-        return 0.0
 
 
 class SpendSource(Protocol):
@@ -153,12 +134,21 @@ class Refusal:
     reason: str
 
 
+def requests_per_minute(config: LimitsConfig, db: Store) -> RateLimiter:
+    """The per-minute limiter ``config.rate_limiter`` chooses; its limit is given per request (a
+    key's own or the stage's)."""
+    policy = Policy(limit=config.requests_per_minute, window=60.0)
+    if config.rate_limiter == "store":
+        return StoreRateLimiter(db, "vkey.requests_per_minute", policy)
+    return LocalRateLimiter(policy)
+
+
 class Limits:
     """All three limits together; :meth:`check` says why a request may not go, or ``None``."""
 
-    def __init__(self, config: LimitsConfig, spend: SpendTracker) -> None:
+    def __init__(self, config: LimitsConfig, spend: SpendTracker, rate: RateLimiter) -> None:
         self.config = config
-        self.rate = RateLimiter()
+        self.rate = rate
         self.spend = spend
 
     async def check(self, record: KeyRecord) -> Refusal | None:
@@ -177,10 +167,12 @@ class Limits:
             if per_day and tokens >= per_day:
                 message = f"Daily token limit of {per_day} reached; it resets at 00:00 UTC."
                 return Refusal(402, message, _seconds_to_midnight(), False, "tokens_per_day")
-        wait = self.rate.wait_time(record.user_id, per_minute)
-        if wait:
-            message = f"Rate limit of {per_minute} requests per minute reached."
-            return Refusal(429, message, max(1, round(wait + 0.5)), True, "requests_per_minute")
+        if per_minute:
+            decision = await self.rate.hit(record.user_id.hex, per_minute)
+            if not decision.allowed:
+                message = f"Rate limit of {per_minute} requests per minute reached."
+                retry_after = max(1, round(decision.retry_after + 0.5))
+                return Refusal(429, message, retry_after, True, "requests_per_minute")
         self.spend.started(record.user_id)
         return None
 

@@ -39,7 +39,7 @@ from .errors import Shape, provider_error
 from .estimate import billable, completed
 from .keys import KeyRecord, KeyRejected
 from .ledger import COLUMNS, USAGE_WRITER, UsageLedger, UsageRow
-from .limits import Limits, SpendTracker
+from .limits import Limits, SpendTracker, requests_per_minute
 from .operations import MAX_BODY, operation, reads_body, tool_of
 from .pricing import PriceTable
 from .providers import Provider, load_providers
@@ -63,7 +63,8 @@ class VKeyStage(Stage[VKeyConfig]):
         users = user_directory(context)
         users.subscribe(lambda changed: cache.forget_user(changed.user.id))
         self.keys = KeyChecker(db, cache, config.key_cache_seconds, users)
-        self.limits = Limits(config.limits, SpendTracker(self.ledger, config.spend_refresh_seconds))
+        spend = SpendTracker(self.ledger, config.spend_refresh_seconds)
+        self.limits = Limits(config.limits, spend, requests_per_minute(config.limits, db))
         self.prices = PriceTable(config.prices)
         self.activity = Activity(config.activity_flush_seconds)
         self.forwarder = context.forwarder

@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ..stage import Readiness
+from ..tasks import BackgroundJobs, every
 from .base import Connection, Transaction
 from .database import Database
 from .errors import StoreError
@@ -70,20 +71,18 @@ class _Writer(ABC):
         self.dropped = 0
         self.failures = 0
         self._flushing = asyncio.Lock()
-        self._task: asyncio.Task[None] | None = None
+        self._jobs = BackgroundJobs(self.name)  # the interval flushes
 
     @abstractmethod
     def __len__(self) -> int: ...
 
     async def open(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name=f"batch-{self.name}")
+        if not len(self._jobs):
+            self._jobs.start("flush", every(self.interval, self._flush_or_keep))
 
     async def close(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+        """Stop the interval flushes (one cut short gives its rows back), then write what is left."""
+        await self._jobs.stop()
         try:
             await self.flush()
         except StoreError as exc:
@@ -109,13 +108,11 @@ class _Writer(ABC):
                 raise
             return len(batch)
 
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self.interval)
-            try:
-                await self.flush()
-            except StoreError as exc:
-                log.warning("%s: flush failed, %d rows kept for the next try: %s", self.name, len(self), exc)
+    async def _flush_or_keep(self) -> None:
+        try:
+            await self.flush()
+        except StoreError as exc:
+            log.warning("%s: flush failed, %d rows kept for the next try: %s", self.name, len(self), exc)
 
     @abstractmethod
     def _take(self) -> Any: ...

@@ -16,6 +16,7 @@ from typing import Any
 from aiohttp import web
 
 from ..stage import Readiness, StageContext
+from ..tasks import BackgroundJobs
 from . import migrations
 from .base import Backend, Leadership, Row, Transaction
 from .config import DatabaseConfig, Dialect, target
@@ -54,7 +55,7 @@ class Database:
             )
         self._connected = False
         self._problem = f"connecting to the database at {self.where}"
-        self._retry: asyncio.Task[None] | None = None
+        self._jobs = BackgroundJobs("database")  # the reconnect loop while the database is away
 
     @property
     def dialect(self) -> Dialect:
@@ -62,10 +63,10 @@ class Database:
 
     async def open(self) -> None:
         """Connect (and migrate when configured); on failure, retry in the background."""
-        if self._connected or self._retry is not None:
+        if self._connected or len(self._jobs):
             return
         if not await self._attempt():
-            self._retry = asyncio.create_task(self._keep_trying(), name="database-reconnect")
+            self._jobs.start("reconnect", self._keep_trying)
 
     async def connect(self) -> None:
         """Connect once, raising :class:`Unavailable` on failure (the CLI's way in)."""
@@ -73,10 +74,7 @@ class Database:
         self._connected = True
 
     async def close(self) -> None:
-        retry, self._retry = self._retry, None
-        if retry is not None:
-            retry.cancel()
-            await asyncio.gather(retry, return_exceptions=True)
+        await self._jobs.stop()
         self._connected = False
         await self._backend.close()
 
@@ -118,7 +116,6 @@ class Database:
             log.warning("database: %s; retrying in %.1f s", self._problem, delay)
             await asyncio.sleep(delay)
             if await self._attempt():
-                self._retry = None
                 return
             delay = min(delay * 2, self.config.retry_max)
 

@@ -78,6 +78,16 @@ async def test_the_local_limiter_counts_a_window_and_backs_off() -> None:
     assert (await limited.hit("k")).retry_after == 45.0  # the limit, till the window ends
 
 
+async def test_a_limit_given_with_the_hit_replaces_the_policys() -> None:
+    clock = Clock()
+    limiter = LocalRateLimiter(Policy(limit=5, window=60.0), clock)
+    assert [(await limiter.hit("small", 2)).allowed for _ in range(3)] == [True, True, False]
+    clock.now += 20
+    assert (await limiter.hit("small", 2)).retry_after == 40.0  # refused till its window ends
+    assert (await limiter.hit("small")).allowed  # the policy's 5 when none is given
+    assert [(await limiter.hit("big", 7)).allowed for _ in range(8)] == [True] * 7 + [False]
+
+
 async def test_a_crashing_job_is_logged_and_restarted_with_back_off(caplog: pytest.LogCaptureFixture) -> None:
     runs: list[float] = []
     loop = asyncio.get_running_loop()
@@ -92,8 +102,9 @@ async def test_a_crashing_job_is_logged_and_restarted_with_back_off(caplog: pyte
         task = jobs.start("flaky", flaky)
         while len(runs) < 3:
             await asyncio.sleep(0.005)
-        assert jobs.crashes == 2 and not task.done()
+        assert jobs.crashes == 2 and not task.done() and len(jobs) == 1
     assert task.cancelled() or task.done()
+    assert len(jobs) == 0
     assert runs[2] - runs[1] >= runs[1] - runs[0]  # the second wait is the doubled one
     assert caplog.text.count("test: background job 'flaky' crashed; restarting") == 2
 

@@ -6,15 +6,14 @@ Postgres is 127.0.0.1:5432 (trust auth). Each test gets a fresh schema reached t
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import pytest
 
 from proxy_core.db import Database, DatabaseConfig
+from proxy_core.testing import postgres_schema
 
 PG_SERVER = "postgresql://postgres@127.0.0.1:5432/test"
 
@@ -23,14 +22,8 @@ MakeDatabase = Callable[..., Database]
 
 @pytest.fixture
 async def pg_url() -> AsyncIterator[str]:
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(PG_SERVER)
-    try:
-        await admin.execute(f"CREATE SCHEMA {schema}")
-        yield f"{PG_SERVER}?search_path={schema}"
-    finally:
-        await admin.execute(f"DROP SCHEMA {schema} CASCADE")
-        await admin.close()
+    async with postgres_schema(PG_SERVER) as url:
+        yield url
 
 
 @pytest.fixture

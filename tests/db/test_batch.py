@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
-from proxy_core.db import ActivityWriter, BatchWriter, Database, QueryError
+from proxy_core.db import ActivityWriter, BatchWriter, Database, QueryError, Transaction
 
 USAGE_COLUMNS = (
     "user_id",
@@ -68,6 +69,34 @@ async def test_a_failed_flush_keeps_its_rows_for_the_next(db: Database) -> None:
         {"id": 1, "note": "a"},
         {"id": 2, "note": "b"},
     ]
+
+
+class BuggyOnce(BatchWriter):
+    """A writer whose first write fails with an error that is not the store's (a bug, say)."""
+
+    failed = False
+
+    async def _write(self, tx: Transaction, batch: list[tuple[Any, ...]]) -> None:
+        if not self.failed:
+            self.failed = True
+            raise RuntimeError("a bug in the writer")
+        await super()._write(tx, batch)
+
+
+async def test_an_interval_flush_that_crashes_is_logged_and_the_flushes_go_on(
+    db: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    writer = BuggyOnce(db, "usage", USAGE_COLUMNS, interval=0.02)
+    await writer.open()
+    writer.add(usage_row(uuid.uuid4(), 1))
+    for _ in range(300):  # the flushes restart after a back-off of a second
+        await asyncio.sleep(0.02)
+        if await db.fetchval("SELECT count(*) FROM usage") == 1:
+            break
+    assert await db.fetchval("SELECT count(*) FROM usage") == 1  # the rows survived the crash
+    assert "batch usage: background job 'flush' crashed; restarting" in caplog.text
+    assert "RuntimeError: a bug in the writer" in caplog.text
+    await writer.close()
 
 
 async def test_a_full_buffer_drops_the_oldest_rows(db: Database) -> None:

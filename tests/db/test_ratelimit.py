@@ -54,6 +54,20 @@ async def test_concurrent_hits_in_two_processes_never_exceed_the_limit(make_db: 
     assert sum(d.allowed for d in decisions) == 5
 
 
+async def test_a_limit_given_with_the_hit_replaces_the_policys(make_db: MakeDatabase) -> None:
+    clock = Clock()
+    one, two = [
+        StoreRateLimiter(await opened(make_db), "per-call", Policy(limit=5, window=60), clock)
+        for _ in range(2)
+    ]
+    assert [(await limiter.hit("user", 2)).allowed for limiter in (one, two, one)] == [True, True, False]
+    clock.at += timedelta(seconds=20)
+    assert (await two.hit("user", 2)).retry_after == 40.0
+    assert (await two.hit("user", 3)).allowed  # a raised limit counts the same window on
+    assert not (await one.hit("user", 3)).allowed
+    assert (await one.hit("user")).allowed  # the policy's 5 when none is given
+
+
 async def test_old_counters_are_purged(make_db: MakeDatabase) -> None:
     clock = Clock()
     limiter = StoreRateLimiter(await opened(make_db), "purge", Policy(limit=1, window=60), clock)

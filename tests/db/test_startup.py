@@ -99,5 +99,7 @@ async def test_close_stops_retrying() -> None:
         DatabaseConfig(url=f"postgresql://postgres@127.0.0.1:{free_port()}/test", retry_initial=0.05)
     )
     await db.open()
+    assert [task.get_name() for task in asyncio.all_tasks()].count("database:reconnect") == 1
     await db.close()
     assert not (await db.readiness()).ready
+    assert "database:reconnect" not in [task.get_name() for task in asyncio.all_tasks()]

@@ -31,7 +31,7 @@ from typing import Any
 import orjson
 from yarl import URL
 
-from . import _prepare as template
+from .. import template
 from .base import (
     CommandResult,
     Endpoint,

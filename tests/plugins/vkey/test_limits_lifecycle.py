@@ -38,6 +38,32 @@ async def test_requests_per_minute_is_429_with_retry_after(make_gateway: Gateway
     await other.close()
 
 
+@pytest.mark.parametrize("rate_limiter", ["process", "store"])
+async def test_requests_per_minute_counted_in_the_store_hold_across_replicas(
+    make_gateway: GatewayFactory, pg_url: str, rate_limiter: str
+) -> None:
+    limits = {"requests_per_minute": 3, "rate_limiter": rate_limiter}
+    one, two = [await make_gateway(database=pg_url, limits=limits) for _ in range(2)]  # one Postgres
+    ada = await one.issue("ada@example.com", limits=KeyLimits(requests_per_minute=2))  # the key's own wins
+    first, second = [
+        openai.AsyncOpenAI(api_key=ada.key, base_url=replica.base("openai"), max_retries=0)
+        for replica in (one, two)
+    ]
+    await first.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)  # type: ignore[arg-type]
+    await second.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)  # type: ignore[arg-type]
+    counters = await one.db.fetch("SELECT hits FROM rate_limits WHERE name = 'vkey.requests_per_minute'")
+    if rate_limiter == "store":
+        assert [row["hits"] for row in counters] == [2]
+        with pytest.raises(openai.RateLimitError) as caught:
+            await first.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)  # type: ignore[arg-type]
+        assert 1 <= int(caught.value.response.headers["Retry-After"]) <= 61
+    else:  # each replica counts on its own: the first has seen one request of two
+        assert counters == []
+        await first.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)  # type: ignore[arg-type]
+    await first.close()
+    await second.close()
+
+
 async def test_tokens_per_day_and_monthly_budget(make_gateway: GatewayFactory) -> None:
     gateway = await make_gateway(
         limits={"tokens_per_day": 20, "monthly_budget_usd": 0.01},
