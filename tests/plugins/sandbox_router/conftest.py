@@ -156,7 +156,7 @@ def cloud_app(
                 public_paths=["/api/sandbox/heal"],
                 session_cache_seconds=0.1,
             ),
-            stage(SandboxRouterStage, template_dir=str(template), local=local, **router),
+            stage(SandboxRouterStage, local=local, **{"template_dir": str(template), **router}),
         ],
         f'[server]\naccess_log = false\n{server}\n[database]\nurl = "{database}"\nretry_initial = 0.05\n'
         "batch_interval = 0.05\n",
