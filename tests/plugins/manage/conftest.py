@@ -1,0 +1,19 @@
+"""Fixtures for the Manage tests."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestServer
+
+from proxy_core.testing import echo_app
+from tests.db.backends import db_url, pg_url, sqlite_url
+
+__all__ = ["db_url", "pg_url", "sqlite_url"]
+
+
+@pytest.fixture
+async def upstream(aiohttp_server: Any) -> TestServer:
+    server: TestServer = await aiohttp_server(echo_app())
+    return server
