@@ -60,7 +60,12 @@ class Guard:
                     request, 403, "The form expired or did not come from this site; reload and retry."
                 )
             request[ADMIN] = found
-            return await handler(request)
+            try:
+                return await handler(request)
+            except web.HTTPException as exc:
+                if exc.status < 400:
+                    raise
+                return refuse(request, exc.status, exc.text or exc.reason)
 
         return guarded
 

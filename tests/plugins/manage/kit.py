@@ -17,6 +17,7 @@ from yarl import URL
 
 from plugins.auth import AuthStage, User, UserDirectory
 from plugins.manage import ManageStage
+from plugins.vkey import VKeyStage
 from proxy_core.db import DATABASE, Database
 from proxy_core.stages.upstream import UpstreamStage
 from proxy_core.testing import make_app, run_proxy, stage
@@ -34,6 +35,13 @@ class Cloud:
     @property
     def db(self) -> Database:
         return self.app[DATABASE]
+
+    async def gateway_status(self, key: str) -> int:
+        """What the LLM gateway answers a sandbox holding ``key``."""
+        async with aiohttp.ClientSession() as sandbox:
+            headers = {"Authorization": f"Bearer {key}"}
+            async with sandbox.get(self.at("/api/gateway/openai/v1/models"), headers=headers) as response:
+                return response.status
 
     def at(self, path: str) -> URL:
         return URL(str(self.url) + path)
@@ -70,8 +78,13 @@ async def cloud(
         "session_cache_seconds": 30,
         "data_dir": str(tmp_path),
     } | auth
-    stages = [stage(AuthStage, **auth), stage(UpstreamStage, url=str(upstream.make_url("/")))]
-    stages.insert(0 if manage_first else 1, stage(ManageStage))
+    gateway = {"openai": {"url": str(upstream.make_url("/v1"))}}
+    stages = [
+        stage(VKeyStage, providers=gateway),
+        stage(AuthStage, **auth),
+        stage(UpstreamStage, url=str(upstream.make_url("/"))),
+    ]
+    stages.insert(1 if manage_first else 2, stage(ManageStage))
     app = make_app(
         stages, f'[server]\naccess_log = false\n[database]\nurl = "{db_url}"\nretry_initial = 0.05\n'
     )
