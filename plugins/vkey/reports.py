@@ -64,9 +64,15 @@ class UsageReports:
         }
 
     async def summary(
-        self, *, by: Grouping, since: datetime, user_id: uuid.UUID | None = None
+        self,
+        *,
+        by: Grouping,
+        since: datetime,
+        user_id: uuid.UUID | None = None,
+        until: datetime | None = None,
     ) -> list[UsageLine]:
-        """Usage since ``since`` per user and ``by``, the biggest spender first within each group."""
+        """Usage since ``since`` (and before ``until``, when given) per user and ``by``, the biggest
+        spender first within each group."""
         group = {
             "provider": "provider",
             "model": "model",
@@ -77,8 +83,11 @@ class UsageReports:
         where = "created_at >= $1"
         args: list[object] = [since]
         if user_id is not None:
-            where += " AND user_id = $2"
             args.append(user_id)
+            where += f" AND user_id = ${len(args)}"
+        if until is not None:
+            args.append(until)
+            where += f" AND created_at < ${len(args)}"
         rows = await self.db.fetch(
             f"SELECT user_id, {group} AS grp, COUNT(*) AS requests,"
             " COALESCE(SUM(tokens_in), 0) AS tokens_in, COALESCE(SUM(tokens_out), 0) AS tokens_out,"

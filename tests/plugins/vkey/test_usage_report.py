@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from plugins.vkey import UsageReports
 from plugins.vkey.reports import month_start
 from proxy_core.cli import main
 from proxy_core.db import Database, DatabaseConfig
@@ -144,3 +145,27 @@ def test_usage_errors_are_readable(
     with pytest.raises(SystemExit):
         main(["usage", "--since", "last tuesday", "-c", config])
     assert "expected a date as YYYY-MM-DD" in capsys.readouterr().err
+
+
+async def test_summary_until_leaves_out_later_usage(db_url: str) -> None:
+    db = Database(DatabaseConfig(url=db_url))
+    await db.connect()
+    try:
+        await db.migrate()
+        user = uuid.uuid4()
+        await db.execute("INSERT INTO users (id, email, role) VALUES ($1, 'u@example.com', 'member')", user)
+        early, late = NOW - timedelta(days=3), NOW - timedelta(hours=1)
+        await db.executemany(
+            "INSERT INTO usage (user_id, provider, model, tokens_in, tokens_out, cost_usd, status, created_at)"
+            " VALUES ($1, 'openai', 'gpt-4o', $2, 0, $3, 200, $4)",
+            [(user, 10, 1.0, early), (user, 20, 2.0, late)],
+        )
+        reports = UsageReports(db)
+        (all_of_it,) = await reports.summary(by="provider", since=NOW - timedelta(days=7))
+        (before,) = await reports.summary(
+            by="provider", since=NOW - timedelta(days=7), until=NOW - timedelta(days=1)
+        )
+        assert (all_of_it.tokens_in, all_of_it.cost_usd) == (30, 3.0)
+        assert (before.tokens_in, before.cost_usd, before.requests) == (10, 1.0, 1)
+    finally:
+        await db.close()
