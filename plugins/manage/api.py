@@ -17,6 +17,7 @@ from .actions import Outcome
 from .audit import entries_csv
 from .filters import audit_filter
 from .guard import ADMIN, Guard
+from .usage import grouping, period_from, usage_csv
 
 if TYPE_CHECKING:
     from .stage import ManageStage
@@ -53,6 +54,7 @@ class Api:
             ("POST", f"{user}/key/rotate", self.rotate_key),
             ("POST", f"{user}/key/revoke", self.revoke_keys),
             ("GET", f"{base}/audit", self.audit),
+            ("GET", f"{base}/usage", self.usage),
             ("GET", f"{base}/tokens", self.tokens),
             ("POST", f"{base}/tokens", self.create_token),
             ("POST", f"{base}/tokens/{{token_id}}/revoke", self.revoke_token),
@@ -173,6 +175,54 @@ class Api:
                     }
                     for e in entries
                 ]
+            }
+        )
+
+    async def usage(self, request: web.Request) -> web.StreamResponse:
+        try:
+            period = period_from(request.query)
+        except ValueError as exc:
+            return json_error(request, 400, str(exc))
+        view = await self.stage.usage(request.app, period, grouping(request.query))
+        emails = await self.stage.people(request.app).emails()
+        if request.query.get("format") == "csv":
+            return web.Response(
+                text=usage_csv(view, emails),
+                content_type="text/csv",
+                headers={"Content-Disposition": 'attachment; filename="usage.csv"'},
+            )
+        return web.json_response(
+            {
+                "since": view.period.since.isoformat(),
+                "until": view.period.until.isoformat(),
+                "by": view.by,
+                "users": [
+                    {
+                        "email": u.email,
+                        "requests": u.requests,
+                        "tokens_in": u.tokens_in,
+                        "tokens_out": u.tokens_out,
+                        "cost_usd": round(u.cost_usd, 6),
+                        "unpriced_requests": u.unpriced,
+                        "budget_usd": u.budget.limit_usd,
+                        "spent_this_month_usd": round(u.budget.spent_usd, 6),
+                        "budget_status": u.budget.status,
+                        "sandbox_hours": None if u.hours is None else round(u.hours, 3),
+                    }
+                    for u in view.users
+                ],
+                "lines": [
+                    {
+                        "email": emails.get(line.user_id, str(line.user_id)),
+                        view.by: line.group,
+                        "requests": line.requests,
+                        "tokens_in": line.tokens_in,
+                        "tokens_out": line.tokens_out,
+                        "cost_usd": round(line.cost_usd, 6),
+                    }
+                    for line in view.lines
+                ],
+                "daily_cost_usd": dict(view.daily_cost),
             }
         )
 

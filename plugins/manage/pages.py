@@ -15,9 +15,11 @@ from plugins.auth import ROLES, auth_stage
 
 from .actions import Outcome
 from .audit import entries_csv
+from .chart import bar_chart
 from .filters import audit_filter
 from .guard import ADMIN, Guard
 from .templates import TEMPLATES
+from .usage import GROUPINGS, PRESETS, grouping, period_from, usage_csv
 
 if TYPE_CHECKING:
     from .stage import ManageStage
@@ -53,6 +55,8 @@ class Pages:
             ("POST", f"{user}/key/revoke", self.revoke_keys),
             ("GET", f"{prefix}/audit", self.audit),
             ("GET", f"{prefix}/audit.csv", self.audit_csv),
+            ("GET", f"{prefix}/usage", self.usage),
+            ("GET", f"{prefix}/usage.csv", self.usage_csv),
             ("GET", f"{prefix}/tokens", self.tokens),
             ("POST", f"{prefix}/tokens", self.create_token),
             ("POST", f"{prefix}/tokens/{{token_id}}/revoke", self.revoke_token),
@@ -152,6 +156,48 @@ class Pages:
             text=entries_csv(entries, emails),
             content_type="text/csv",
             headers={"Content-Disposition": 'attachment; filename="audit.csv"', **NO_STORE},
+        )
+
+    async def usage(self, request: web.Request) -> web.Response:
+        try:
+            period = period_from(request.query)
+        except ValueError as exc:
+            raise web.HTTPBadRequest(text=str(exc)) from None
+        by = grouping(request.query)
+        view = await self.stage.usage(request.app, period, by)
+        emails = await self.stage.people(request.app).emails()
+        top = view.users[:20]
+        return self.render(
+            request,
+            "usage.html",
+            {
+                "view": view,
+                "emails": emails,
+                "query": request.query,
+                "groupings": GROUPINGS,
+                "presets": ["month", *PRESETS],
+                "cost_chart": bar_chart(
+                    [(day[5:], cost) for day, cost in view.daily_cost], title="Cost per day (USD)", unit="$"
+                ),
+                "tokens_chart": bar_chart(
+                    [(u.email.split("@")[0], float(u.tokens_in + u.tokens_out)) for u in top],
+                    title="Tokens per user in the period",
+                ),
+                "csv_url": URL(f"{self.prefix}/usage.csv").with_query(request.query),
+            },
+        )
+
+    async def usage_csv(self, request: web.Request) -> web.Response:
+        try:
+            period = period_from(request.query)
+        except ValueError as exc:
+            raise web.HTTPBadRequest(text=str(exc)) from None
+        view = await self.stage.usage(request.app, period, grouping(request.query))
+        emails = await self.stage.people(request.app).emails()
+        return web.Response(
+            text=usage_csv(view, emails),
+            content_type="text/csv",
+            headers={"Content-Disposition": 'attachment; filename="usage.csv"', **NO_STORE},
         )
 
     async def tokens(self, request: web.Request, extra: Mapping[str, Any] | None = None) -> web.Response:

@@ -4,14 +4,15 @@ so it works before or after ``auth`` in the pipeline."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
 from aiohttp import web
 
 from plugins.auth import user_directory
-from plugins.vkey import key_service
-from proxy_core import Next, Stage, StageContext
+from plugins.vkey import VKeyStage, key_service
+from proxy_core import STAGES, Next, Stage, StageContext
 from proxy_core.db import database
 
 from .actions import Actions
@@ -23,6 +24,7 @@ from .pages import Pages, not_allowed
 from .people import People
 from .templates import TEMPLATES, Templates
 from .tokens import AdminTokens
+from .usage import Grouping, Period, UsageView, usage_view
 
 STATIC = Path(__file__).parent / "static"
 
@@ -59,6 +61,28 @@ class ManageStage(Stage[ManageConfig]):
             web.route("*", f"{prefix}/api/{{tail:.*}}", guard.protect(_nothing, json_error)),
             web.route("*", f"{prefix}/{{tail:.*}}", guard.protect(_nothing, not_allowed)),
         ]
+
+    def default_budget(self, app: web.Application) -> float:
+        """The gateway's monthly budget per user (0: none), when this cloud has a ``vkey`` stage."""
+        for stage in app[STAGES]:
+            if isinstance(stage, VKeyStage):
+                return stage.config.limits.monthly_budget_usd
+        return 0.0
+
+    async def running_hours(self, app: web.Application, period: Period) -> dict[uuid.UUID, float] | None:
+        """Sandbox running hours per user in ``period`` (``None``: this cloud has no sandboxes)."""
+        return None
+
+    async def usage(self, app: web.Application, period: Period, by: Grouping) -> UsageView:
+        return await usage_view(
+            self.db,
+            await self.people(app).emails(),
+            await self.keys.list(),
+            self.default_budget(app),
+            period,
+            by,
+            await self.running_hours(app, period),
+        )
 
     def actions(self, app: web.Application) -> Actions:
         return Actions(self.audit, self.people(app), self.tokens)
