@@ -13,6 +13,7 @@ For later stages and other plugins (the only names they may import from here):
   view): ``IdentityLinks(db).list(user_id)``.
 * :func:`identity_headers` — the ``X-Shmastra-*`` headers a forwarding stage adds to pass the user on
   to an upstream (clients can never send them: every header under that prefix is stripped).
+* :class:`MenuEntry` — a link for the cloud menu: ``auth_stage(app).menu.add(MenuEntry(...))``.
 * :class:`AuthStage` — the stage; :func:`auth_stage` finds it in an app.
 """
 
@@ -24,6 +25,7 @@ from .csrf import check_csrf, csrf_token, require_csrf
 from .directory import USER_DIRECTORY, UserChanged, UserDirectory, UserRef, user_directory
 from .identity import IDENTITY, IDENTITY_HEADER_PREFIX, Identity, identity_headers
 from .linking import IdentityLink, IdentityLinks
+from .menu import MenuEntry
 from .stage import AuthStage
 from .users import ROLES, Role, User
 
@@ -42,6 +44,7 @@ __all__ = [
     "Identity",
     "IdentityLink",
     "IdentityLinks",
+    "MenuEntry",
     "Role",
     "User",
     "UserChanged",

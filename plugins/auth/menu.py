@@ -12,6 +12,7 @@ way), and "Sign out" opens the sign-out page, which asks for the POST with its C
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 
 from aiohttp import web
 
@@ -23,7 +24,7 @@ from .resolver import SessionResolver
 _SCRIPT = """(() => {
   try {
     if (window.top !== window || document.getElementById("shmastra-cloud-menu")) return;
-    const who = %(who)s, signOut = %(sign_out)s;
+    const who = %(who)s, signOut = %(sign_out)s, entries = %(entries)s;
     const host = document.createElement("div");
     host.id = "shmastra-cloud-menu";
     const root = host.attachShadow({ mode: "open" });
@@ -56,7 +57,17 @@ _SCRIPT = """(() => {
     link.setAttribute("role", "menuitem");
     link.href = signOut;
     link.textContent = "Sign out";
-    menu.append(email, link);
+    menu.append(email);
+    for (const entry of entries) {
+      const item = document.createElement("a");
+      item.setAttribute("role", "menuitem");
+      item.href = entry.href;
+      item.textContent = entry.label;
+      const line = document.createElement("p");
+      line.append(item);
+      menu.append(line);
+    }
+    menu.append(link);
     toggle.addEventListener("click", () => {
       menu.hidden = !menu.hidden;
       toggle.setAttribute("aria-expanded", String(!menu.hidden));
@@ -76,11 +87,26 @@ _HEADERS = {
 }
 
 
+@dataclass(frozen=True, slots=True)
+class MenuEntry:
+    """A link other stages add to the menu (``admins_only``: shown to admins alone)."""
+
+    label: str
+    href: str
+    admins_only: bool = False
+
+
 class CloudMenu:
     def __init__(self, resolver: SessionResolver, prefix: str) -> None:
         self.resolver = resolver
         self.prefix = prefix
         self.path = f"{prefix}/menu.js"
+        self.entries: list[MenuEntry] = []
+
+    def add(self, entry: MenuEntry) -> None:
+        """Show ``entry`` above "Sign out" (the Manage stage adds its own for admins)."""
+        if entry not in self.entries:
+            self.entries.append(entry)
 
     def routes(self) -> list[web.RouteDef]:
         return [web.get(self.path, self.script)]
@@ -94,13 +120,24 @@ class CloudMenu:
         if not isinstance(found, Identity):
             body = "/* not signed in */\n"
         else:
+            entries = [
+                {"label": e.label, "href": e.href}
+                for e in self.entries
+                if found.is_admin or not e.admins_only
+            ]
             body = _SCRIPT % {
                 "who": _js(found.email),
                 "sign_out": _js(f"{self.prefix}/sign-out"),
+                "entries": _js_value(entries),
             }
         return web.Response(text=body, content_type="text/javascript", headers=_HEADERS)
 
 
 def _js(value: str) -> str:
     """A JavaScript string literal that cannot end the script element it sits in."""
+    return _js_value(value)
+
+
+def _js_value(value: object) -> str:
+    """A JavaScript literal (JSON) that cannot end the script element it sits in."""
     return json.dumps(value).replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
