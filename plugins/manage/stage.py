@@ -4,13 +4,14 @@ so it works before or after ``auth`` in the pipeline."""
 
 from __future__ import annotations
 
+import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 from aiohttp import web
 
-from plugins.auth import user_directory
+from plugins.auth import MenuEntry, auth_stage, user_directory
 from plugins.vkey import VKeyStage, key_service
 from proxy_core import STAGES, Next, Stage, StageContext
 from proxy_core.db import database
@@ -27,6 +28,7 @@ from .tokens import AdminTokens
 from .usage import Grouping, Period, UsageView, usage_view
 
 STATIC = Path(__file__).parent / "static"
+log = logging.getLogger(__name__)
 
 
 class ManageStage(Stage[ManageConfig]):
@@ -44,6 +46,13 @@ class ManageStage(Stage[ManageConfig]):
 
     async def __call__(self, request: web.Request, next: Next) -> web.StreamResponse:
         return await next(request)
+
+    async def lifespan(self, app: web.Application) -> AsyncIterator[None]:
+        try:
+            auth_stage(app).menu.add(MenuEntry("Manage", self.config.path_prefix, admins_only=True))
+        except LookupError:
+            log.info("manage: no auth stage; no cloud menu entry")
+        yield
 
     def people(self, app: web.Application) -> People:
         return People(self.users, self.keys, app)

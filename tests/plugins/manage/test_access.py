@@ -192,3 +192,18 @@ async def test_admin_token_from_the_ui_is_shown_once(
                     assert response.status == 200
                     (listed,) = (await response.json())["tokens"]
                     assert listed["name"] == "ci" and "token" not in listed
+
+
+async def test_the_cloud_menu_offers_manage_to_admins_only(
+    upstream: TestServer, db_url: str, tmp_path: Path
+) -> None:
+    async with cloud(upstream, db_url, tmp_path) as c:
+        await c.user("ada@example.com", "admin")
+        await c.user("mia@example.com")
+        async with await c.browser("ada@example.com") as admin, await c.browser("mia@example.com") as member:
+            async with admin.get(c.at("/auth/menu.js")) as response:
+                script = await response.text()
+            assert '{"label": "Manage", "href": "/manage"}' in script
+            async with member.get(c.at("/auth/menu.js")) as response:
+                script = await response.text()
+            assert "entries = []" in script and "Manage" not in script
