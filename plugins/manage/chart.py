@@ -58,7 +58,7 @@ def bar_chart(points: list[tuple[str, float]], *, title: str, unit: str = "") ->
     return Markup("".join(parts))
 
 
-def _fmt(value: float, unit: str) -> str:
+def _fmt(value: float, unit: str, *, fine: bool = True) -> str:
     if unit == "$":
         return f"${value:,.2f}"
-    return f"{value:,.0f}{unit}"
+    return f"{value:,.2f}{unit}" if fine and value != int(value) else f"{value:,.0f}{unit}"

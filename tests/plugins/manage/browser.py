@@ -1,0 +1,54 @@
+"""Driving Manage in a real browser: Debian's Chromium through Playwright (never a browser download),
+signed in through the email-code pages like a person."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from playwright.async_api import Browser, Page, async_playwright
+
+from tests.plugins.auth.kit import mailbox_code
+
+CHROMIUM = "/usr/bin/chromium"
+DOCS = Path(__file__).parents[3] / "docs"
+LAPTOP = {"width": 1366, "height": 768}
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    async with async_playwright() as playwright:
+        launched = await playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        try:
+            yield launched
+        finally:
+            await launched.close()
+
+
+async def sign_in(browser: Browser, base: str, mailbox: Path, email: str, path: str) -> Page:
+    """A new laptop-sized page signed in as ``email``, at ``path``; script errors fail the test."""
+    page = await browser.new_page(viewport=LAPTOP)
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.on("dialog", lambda dialog: dialog.accept())
+    await page.goto(base + path)
+    await page.get_by_label("Email address").fill(email)
+    await page.get_by_role("button", name="Email me a sign-in code").click()
+    await page.get_by_label("Sign-in code").fill(mailbox_code(mailbox, email))
+    await page.get_by_role("button", name="Sign in").click()
+    await page.wait_for_url(base + path)
+    page.errors = errors  # type: ignore[attr-defined]
+    return page
+
+
+async def shoot(page: Page, name: str) -> None:
+    """A screenshot of the page for the README (``docs/manage-<name>.png``)."""
+    DOCS.mkdir(exist_ok=True)
+    await page.screenshot(path=str(DOCS / f"manage-{name}.png"), full_page=False)
+
+
+async def no_horizontal_scroll(page: Page) -> bool:
+    """Whether the page fits the laptop's width."""
+    fits: bool = await page.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1")
+    return fits
