@@ -10,7 +10,7 @@ Public API:
 
 from aiohttp import web
 
-from proxy_core import STAGES
+from proxy_core import find_stage
 
 from .audit import AuditEntry, AuditFilter, AuditLog
 from .stage import ManageStage
@@ -19,10 +19,7 @@ from .tokens import AdminToken, AdminTokens, CreatedToken
 
 def manage_stage(app: web.Application) -> ManageStage:
     """The app's ``manage`` stage."""
-    for stage in app[STAGES]:
-        if isinstance(stage, ManageStage):
-            return stage
-    raise LookupError("this app has no manage stage")
+    return find_stage(app, ManageStage)
 
 
 __all__ = [

@@ -7,7 +7,7 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime
 from http import HTTPStatus
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiohttp import web
 
@@ -17,10 +17,8 @@ from .actions import Outcome
 from .audit import entries_csv
 from .filters import audit_filter
 from .guard import ADMIN, Guard
+from .services import Manage
 from .usage import grouping, period_from, usage_csv
-
-if TYPE_CHECKING:
-    from .stage import ManageStage
 
 
 def json_error(request: web.Request, status: int, message: str) -> web.Response:
@@ -36,8 +34,8 @@ def _iso(value: datetime | None) -> str | None:
 
 
 class Api:
-    def __init__(self, stage: ManageStage, guard: Guard) -> None:
-        self.stage = stage
+    def __init__(self, manage: Manage, guard: Guard) -> None:
+        self.manage = manage
         self.guard = guard
 
     def routes(self, base: str) -> Sequence[web.RouteDef]:
@@ -87,7 +85,7 @@ class Api:
         )
 
     async def users(self, request: web.Request) -> web.Response:
-        people = await self.stage.people(request.app).list()
+        people = await self.manage.people(request.app).list()
         return web.json_response(
             {
                 "users": [
@@ -123,7 +121,7 @@ class Api:
         if not isinstance(email, str) or not email.strip():
             return json_error(request, 400, 'Give the email to invite: {"email": "..."}.')
         provider = auth_stage(request.app).config.provider
-        return self.answer(await self.stage.actions(request.app).invite(request[ADMIN], email, provider))
+        return self.answer(await self.manage.actions(request.app).invite(request[ADMIN], email, provider))
 
     async def set_role(self, request: web.Request) -> web.Response:
         body = await self._body(request)
@@ -131,31 +129,31 @@ class Api:
         if not isinstance(role, str):
             return json_error(request, 400, 'Give the role: {"role": "member" or "admin"}.')
         target = _user_id(request)
-        return self.answer(await self.stage.actions(request.app).set_role(request[ADMIN], target, role))
+        return self.answer(await self.manage.actions(request.app).set_role(request[ADMIN], target, role))
 
     async def disable(self, request: web.Request) -> web.Response:
-        actions = self.stage.actions(request.app)
+        actions = self.manage.actions(request.app)
         return self.answer(await actions.set_disabled(request[ADMIN], _user_id(request), True))
 
     async def enable(self, request: web.Request) -> web.Response:
-        actions = self.stage.actions(request.app)
+        actions = self.manage.actions(request.app)
         return self.answer(await actions.set_disabled(request[ADMIN], _user_id(request), False))
 
     async def sign_out(self, request: web.Request) -> web.Response:
-        return self.answer(await self.stage.actions(request.app).sign_out(request[ADMIN], _user_id(request)))
+        return self.answer(await self.manage.actions(request.app).sign_out(request[ADMIN], _user_id(request)))
 
     async def rotate_key(self, request: web.Request) -> web.Response:
         return self.answer(
-            await self.stage.actions(request.app).rotate_key(request[ADMIN], _user_id(request))
+            await self.manage.actions(request.app).rotate_key(request[ADMIN], _user_id(request))
         )
 
     async def revoke_keys(self, request: web.Request) -> web.Response:
-        actions = self.stage.actions(request.app)
+        actions = self.manage.actions(request.app)
         return self.answer(await actions.revoke_keys(request[ADMIN], _user_id(request)))
 
     async def audit(self, request: web.Request) -> web.StreamResponse:
-        entries = await self.stage.audit.entries(audit_filter(request.query))
-        emails = await self.stage.people(request.app).emails()
+        entries = await self.manage.audit.entries(audit_filter(request.query))
+        emails = await self.manage.people(request.app).emails()
         if request.query.get("format") == "csv":
             return web.Response(
                 text=entries_csv(entries, emails),
@@ -183,8 +181,8 @@ class Api:
             period = period_from(request.query)
         except ValueError as exc:
             return json_error(request, 400, str(exc))
-        view = await self.stage.usage(request.app, period, grouping(request.query))
-        emails = await self.stage.people(request.app).emails()
+        view = await self.manage.usage(request.app, period, grouping(request.query))
+        emails = await self.manage.people(request.app).emails()
         if request.query.get("format") == "csv":
             return web.Response(
                 text=usage_csv(view, emails),
@@ -227,7 +225,7 @@ class Api:
         )
 
     async def tokens(self, request: web.Request) -> web.Response:
-        emails = await self.stage.people(request.app).emails()
+        emails = await self.manage.people(request.app).emails()
         return web.json_response(
             {
                 "tokens": [
@@ -240,7 +238,7 @@ class Api:
                         "last_used_at": _iso(t.last_used_at),
                         "revoked_at": _iso(t.revoked_at),
                     }
-                    for t in await self.stage.tokens.list()
+                    for t in await self.manage.tokens.list()
                 ]
             }
         )
@@ -249,11 +247,11 @@ class Api:
         name = (await self._body(request)).get("name")
         if not isinstance(name, str) or not name.strip():
             return json_error(request, 400, 'Name the token: {"name": "deploy script"}.')
-        return self.answer(await self.stage.actions(request.app).create_token(request[ADMIN], name))
+        return self.answer(await self.manage.actions(request.app).create_token(request[ADMIN], name))
 
     async def revoke_token(self, request: web.Request) -> web.Response:
         token_id = _uuid(request.match_info["token_id"])
-        return self.answer(await self.stage.actions(request.app).revoke_token(request[ADMIN], token_id))
+        return self.answer(await self.manage.actions(request.app).revoke_token(request[ADMIN], token_id))
 
 
 def _uuid(text: str) -> uuid.UUID:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import aiohttp_jinja2
 from aiohttp import web
@@ -18,11 +18,9 @@ from .audit import entries_csv
 from .chart import bar_chart
 from .filters import audit_filter
 from .guard import ADMIN, Guard
+from .services import Manage
 from .templates import TEMPLATES
 from .usage import GROUPINGS, PRESETS, grouping, period_from, usage_csv
-
-if TYPE_CHECKING:
-    from .stage import ManageStage
 
 NO_STORE = {"Cache-Control": "no-store"}
 
@@ -36,10 +34,10 @@ def not_allowed(request: web.Request, status: int, message: str) -> web.Response
 
 
 class Pages:
-    def __init__(self, stage: ManageStage, guard: Guard) -> None:
-        self.stage = stage
+    def __init__(self, manage: Manage, guard: Guard) -> None:
+        self.manage = manage
         self.guard = guard
-        self.prefix = stage.config.path_prefix
+        self.prefix = manage.config.path_prefix
 
     def routes(self, prefix: str) -> Sequence[web.RouteDef]:
         user = f"{prefix}/users/{{user_id}}"
@@ -89,7 +87,7 @@ class Pages:
         raise web.HTTPFound(f"{self.prefix}/users")
 
     async def users(self, request: web.Request, extra: Mapping[str, Any] | None = None) -> web.Response:
-        people = await self.stage.people(request.app).list()
+        people = await self.manage.people(request.app).list()
         provider = auth_stage(request.app).config.provider
         context = {"people": people, "roles": ROLES, "can_invite": provider == "email_code", "secret": None}
         return self.render(request, "users.html", {**context, **(extra or {})})
@@ -102,29 +100,32 @@ class Pages:
         email = (await self._form(request)).get("email", "")
         provider = auth_stage(request.app).config.provider
         return self.back(
-            "users", await self.stage.actions(request.app).invite(request[ADMIN], email, provider)
+            "users", await self.manage.actions(request.app).invite(request[ADMIN], email, provider)
         )
 
     async def set_role(self, request: web.Request) -> web.Response:
         role = (await self._form(request)).get("role", "")
-        outcome = await self.stage.actions(request.app).set_role(request[ADMIN], _user_id(request), role)
+        outcome = await self.manage.actions(request.app).set_role(request[ADMIN], _user_id(request), role)
         return self.back("users", outcome)
 
     async def disable(self, request: web.Request) -> web.Response:
-        outcome = await self.stage.actions(request.app).set_disabled(request[ADMIN], _user_id(request), True)
+        actions = self.manage.actions(request.app)
+        outcome = await actions.set_disabled(request[ADMIN], _user_id(request), True)
         return self.back("users", outcome)
 
     async def enable(self, request: web.Request) -> web.Response:
-        outcome = await self.stage.actions(request.app).set_disabled(request[ADMIN], _user_id(request), False)
+        outcome = await self.manage.actions(request.app).set_disabled(
+            request[ADMIN], _user_id(request), False
+        )
         return self.back("users", outcome)
 
     async def sign_out(self, request: web.Request) -> web.Response:
         return self.back(
-            "users", await self.stage.actions(request.app).sign_out(request[ADMIN], _user_id(request))
+            "users", await self.manage.actions(request.app).sign_out(request[ADMIN], _user_id(request))
         )
 
     async def rotate_key(self, request: web.Request) -> web.Response:
-        outcome = await self.stage.actions(request.app).rotate_key(request[ADMIN], _user_id(request))
+        outcome = await self.manage.actions(request.app).rotate_key(request[ADMIN], _user_id(request))
         if not outcome.ok:
             return self.back("users", outcome)
         return await self.users(
@@ -132,26 +133,26 @@ class Pages:
         )
 
     async def revoke_keys(self, request: web.Request) -> web.Response:
-        outcome = await self.stage.actions(request.app).revoke_keys(request[ADMIN], _user_id(request))
+        outcome = await self.manage.actions(request.app).revoke_keys(request[ADMIN], _user_id(request))
         return self.back("users", outcome)
 
     async def audit(self, request: web.Request) -> web.Response:
-        entries = await self.stage.audit.entries(audit_filter(request.query))
+        entries = await self.manage.audit.entries(audit_filter(request.query))
         return self.render(
             request,
             "audit.html",
             {
                 "entries": entries,
-                "emails": await self.stage.people(request.app).emails(),
-                "actions": await self.stage.audit.actions(),
+                "emails": await self.manage.people(request.app).emails(),
+                "actions": await self.manage.audit.actions(),
                 "query": request.query,
                 "csv_url": URL(f"{self.prefix}/audit.csv").with_query(request.query),
             },
         )
 
     async def audit_csv(self, request: web.Request) -> web.Response:
-        entries = await self.stage.audit.entries(audit_filter(request.query))
-        emails = await self.stage.people(request.app).emails()
+        entries = await self.manage.audit.entries(audit_filter(request.query))
+        emails = await self.manage.people(request.app).emails()
         return web.Response(
             text=entries_csv(entries, emails),
             content_type="text/csv",
@@ -164,8 +165,8 @@ class Pages:
         except ValueError as exc:
             raise web.HTTPBadRequest(text=str(exc)) from None
         by = grouping(request.query)
-        view = await self.stage.usage(request.app, period, by)
-        emails = await self.stage.people(request.app).emails()
+        view = await self.manage.usage(request.app, period, by)
+        emails = await self.manage.people(request.app).emails()
         top = view.users[:20]
         return self.render(
             request,
@@ -192,8 +193,8 @@ class Pages:
             period = period_from(request.query)
         except ValueError as exc:
             raise web.HTTPBadRequest(text=str(exc)) from None
-        view = await self.stage.usage(request.app, period, grouping(request.query))
-        emails = await self.stage.people(request.app).emails()
+        view = await self.manage.usage(request.app, period, grouping(request.query))
+        emails = await self.manage.people(request.app).emails()
         return web.Response(
             text=usage_csv(view, emails),
             content_type="text/csv",
@@ -202,15 +203,15 @@ class Pages:
 
     async def tokens(self, request: web.Request, extra: Mapping[str, Any] | None = None) -> web.Response:
         context = {
-            "tokens": await self.stage.tokens.list(),
-            "emails": await self.stage.people(request.app).emails(),
+            "tokens": await self.manage.tokens.list(),
+            "emails": await self.manage.people(request.app).emails(),
             "secret": None,
         }
         return self.render(request, "tokens.html", {**context, **(extra or {})})
 
     async def create_token(self, request: web.Request) -> web.Response:
         name = (await self._form(request)).get("name", "")
-        outcome = await self.stage.actions(request.app).create_token(request[ADMIN], name)
+        outcome = await self.manage.actions(request.app).create_token(request[ADMIN], name)
         if not outcome.ok:
             return self.back("tokens", outcome)
         return await self.tokens(
@@ -220,7 +221,7 @@ class Pages:
     async def revoke_token(self, request: web.Request) -> web.Response:
         token_id = _uuid(request.match_info["token_id"])
         return self.back(
-            "tokens", await self.stage.actions(request.app).revoke_token(request[ADMIN], token_id)
+            "tokens", await self.manage.actions(request.app).revoke_token(request[ADMIN], token_id)
         )
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from aiohttp.test_utils import TestServer
 from playwright.async_api import Browser
 
-from plugins.auth import Users
+from plugins.auth import UserDirectory
 from plugins.vkey import USAGE_WRITER, KeyService, UsageRow
 
 from .browser import browser, no_horizontal_scroll, shoot, sign_in
@@ -62,7 +62,7 @@ async def test_admin_works_the_users_page_and_a_member_is_refused(
         row = page.locator('tr[data-user="mia@example.com"]')
         await row.get_by_role("button", name="Set").click()
         await page.get_by_role("status").filter(has_text="mia@example.com is now admin.").wait_for()
-        assert (await Users(c.db).get(mia.id)).role == "admin"
+        assert (await UserDirectory(c.db).get(mia.id)).role == "admin"
         await shoot(page, "users")
 
         await page.get_by_role("button", name="Rotate key: mia@example.com").click()
@@ -73,7 +73,7 @@ async def test_admin_works_the_users_page_and_a_member_is_refused(
 
         await page.get_by_role("button", name="Disable: mia@example.com").click()  # the dialog is accepted
         await page.get_by_role("status").filter(has_text="is disabled").wait_for()
-        assert (await Users(c.db).get(mia.id)).disabled
+        assert (await UserDirectory(c.db).get(mia.id)).disabled
         assert await c.gateway_status(key) == 401
 
         # keyboard: the skip link comes first and shows where focus is
