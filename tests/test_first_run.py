@@ -60,7 +60,7 @@ def test_check_from_another_folder_writes_nothing(tmp_path: Path, unused_tcp_por
         timeout=60,
     )
     assert done.returncode == 0, done.stderr
-    assert "OK (3 stages: vkey, auth, sandbox_router)" in done.stdout
+    assert "OK (4 stages: vkey, manage, auth, sandbox_router)" in done.stdout
     assert _files(elsewhere) == set()
     assert _files(tmp_path / "deploy") == {"proxy.toml"}
 

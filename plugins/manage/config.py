@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field, field_validator
+from pydantic import field_validator
 
 from proxy_core import StageConfig
 
@@ -10,8 +10,6 @@ from proxy_core import StageConfig
 class ManageConfig(StageConfig):
     path_prefix: str = "/manage"
     """Where the pages (``<prefix>``) and the JSON API (``<prefix>/api``) live."""
-    rollout_concurrency: int = Field(5, ge=1, le=100)
-    """How many sandboxes an update rollout works on at once."""
 
     @field_validator("path_prefix")
     @classmethod

@@ -21,6 +21,8 @@ from .usage import Grouping, Period, UsageView, usage_view
 
 
 class Manage:
+    """One per stage; the pages and the API get it instead of the stage (no import cycle)."""
+
     def __init__(self, config: ManageConfig, db: Database, keys: KeyService, users: UserDirectory) -> None:
         self.config = config
         self.db = db

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from playwright.async_api import Browser, Page, async_playwright
+from playwright.async_api import Error as PlaywrightError
 
 from tests.plugins.auth.kit import mailbox_code
 
@@ -45,7 +46,14 @@ async def sign_in(browser: Browser, base: str, mailbox: Path, email: str, path: 
 async def shoot(page: Page, name: str) -> None:
     """A screenshot of the page for the README (``docs/manage-<name>.png``)."""
     DOCS.mkdir(exist_ok=True)
-    await page.screenshot(path=str(DOCS / f"manage-{name}.png"), full_page=False)
+    for attempt in range(3):  # Chromium on a loaded machine sometimes misses a frame
+        try:
+            await page.screenshot(path=str(DOCS / f"manage-{name}.png"), full_page=False, timeout=20_000)
+            return
+        except PlaywrightError:
+            if attempt == 2:
+                raise
+            await page.wait_for_timeout(500)
 
 
 async def no_horizontal_scroll(page: Page) -> bool:
