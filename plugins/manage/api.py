@@ -152,7 +152,7 @@ class Api:
         return self.answer(await actions.revoke_keys(request[ADMIN], _user_id(request)))
 
     async def audit(self, request: web.Request) -> web.StreamResponse:
-        entries = await self.manage.audit.entries(audit_filter(request.query))
+        entries = await self.manage.audit.entries(audit_filter(request.query), self.manage.config.audit_limit)
         emails = await self.manage.people(request.app).emails()
         if request.query.get("format") == "csv":
             return web.Response(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import field_validator
+from pydantic import Field, field_validator
 
 from proxy_core import StageConfig
 
@@ -10,6 +10,8 @@ from proxy_core import StageConfig
 class ManageConfig(StageConfig):
     path_prefix: str = "/manage"
     """Where the pages (``<prefix>``) and the JSON API (``<prefix>/api``) live."""
+    audit_limit: int = Field(500, ge=1, le=100_000)
+    """The most audit entries a view or export shows (newest first)."""
 
     @field_validator("path_prefix")
     @classmethod

@@ -137,7 +137,7 @@ class Pages:
         return self.back("users", outcome)
 
     async def audit(self, request: web.Request) -> web.Response:
-        entries = await self.manage.audit.entries(audit_filter(request.query))
+        entries = await self.manage.audit.entries(audit_filter(request.query), self.manage.config.audit_limit)
         return self.render(
             request,
             "audit.html",
@@ -151,7 +151,7 @@ class Pages:
         )
 
     async def audit_csv(self, request: web.Request) -> web.Response:
-        entries = await self.manage.audit.entries(audit_filter(request.query))
+        entries = await self.manage.audit.entries(audit_filter(request.query), self.manage.config.audit_limit)
         emails = await self.manage.people(request.app).emails()
         return web.Response(
             text=entries_csv(entries, emails),

@@ -68,7 +68,13 @@ class Cloud:
 
 @asynccontextmanager
 async def cloud(
-    upstream: TestServer, db_url: str, tmp_path: Path, *, manage_first: bool = True, **auth: Any
+    upstream: TestServer,
+    db_url: str,
+    tmp_path: Path,
+    *,
+    manage_first: bool = True,
+    manage: dict[str, Any] | None = None,
+    **auth: Any,
 ) -> AsyncIterator[Cloud]:
     mailbox = tmp_path / "mail"
     auth = {
@@ -84,7 +90,7 @@ async def cloud(
         stage(AuthStage, **auth),
         stage(UpstreamStage, url=str(upstream.make_url("/"))),
     ]
-    stages.insert(1 if manage_first else 2, stage(ManageStage))
+    stages.insert(1 if manage_first else 2, stage(ManageStage, **(manage or {})))
     app = make_app(
         stages, f'[server]\naccess_log = false\n[database]\nurl = "{db_url}"\nretry_initial = 0.05\n'
     )

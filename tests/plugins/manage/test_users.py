@@ -198,3 +198,17 @@ async def test_audit_log_filters_and_exports_csv(upstream: TestServer, db_url: s
             async with browser.get(c.at("/manage/audit?failed=1")) as response:
                 page = await response.text()
             assert "failed: role must be one of member, admin" in page and "user.sign_out</code>" not in page
+
+
+async def test_audit_views_show_at_most_audit_limit_entries(
+    upstream: TestServer, db_url: str, tmp_path: Path
+) -> None:
+    async with cloud(upstream, db_url, tmp_path, manage={"audit_limit": 2}) as c:
+        await c.user("ada@example.com", "admin")
+        mia = await c.user("mia@example.com")
+        admin = await token_for(c, "ada@example.com")
+        for role in ("admin", "member", "admin"):
+            assert (await call(c, admin, "POST", f"/users/{mia.id}/role", {"role": role}))[0] == 200
+        status, body = await call(c, admin, "GET", "/audit")
+        assert status == 200
+        assert [e["detail"]["role"] for e in body["entries"]] == ["admin", "member"]  # newest first
