@@ -29,19 +29,20 @@ async def seed_usage(c: Cloud, user_id: uuid.UUID) -> None:
     ):
         c.app[USAGE_WRITER].add(
             UsageRow(
-                user_id,
-                key.id,
-                "openai",
-                model,
-                tokens,
-                tokens // 3,
-                0,
-                0,
-                True,
-                cost,
-                200,
-                9,
-                now - timedelta(days=days),
+                user_id=user_id,
+                key_id=key.id,
+                provider="openai",
+                model=model,
+                tokens_in=tokens,
+                tokens_out=tokens // 3,
+                cached_tokens=0,
+                cache_write_tokens=0,
+                reported=True,
+                estimated=False,
+                cost_usd=cost,
+                status=200,
+                latency_ms=9,
+                created_at=now - timedelta(days=days),
             ).values()
         )
     await c.app[USAGE_WRITER].flush()

@@ -27,7 +27,22 @@ async def record(
 ) -> None:
     key = (await KeyService(c.db).keys_of(user_id))[-1]
     c.app[USAGE_WRITER].add(
-        UsageRow(user_id, key.id, provider, model, tokens, tokens // 2, 0, 0, True, cost, 200, 5, at).values()
+        UsageRow(
+            user_id=user_id,
+            key_id=key.id,
+            provider=provider,
+            model=model,
+            tokens_in=tokens,
+            tokens_out=tokens // 2,
+            cached_tokens=0,
+            cache_write_tokens=0,
+            reported=True,
+            estimated=False,
+            cost_usd=cost,
+            status=200,
+            latency_ms=5,
+            created_at=at,
+        ).values()
     )
 
 
