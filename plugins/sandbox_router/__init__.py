@@ -9,6 +9,8 @@ Public API (for the Manage UI and other plugins):
   message, activity) and the queries on it; ``Sandboxes.events`` is its state history and
   ``Sandboxes.running_seconds`` its running time over a period.
 * :func:`export_project` — a project's ``.tar.gz``.
+* :class:`SandboxProvider`, :class:`Handle`, :class:`CommandResult`, :class:`ProviderError` — the
+  provider interface the stage's ``provider`` implements (commands, files, endpoint) and its errors.
 """
 
 from aiohttp import web
@@ -17,6 +19,7 @@ from proxy_core import find_stage
 
 from .export import export_project
 from .lifecycle import Lifecycle
+from .providers.base import CommandResult, Handle, ProviderError, SandboxProvider
 from .stage import SandboxRouterStage
 from .store import HEALER_STATUSES, STATES, HealerStatus, Sandbox, Sandboxes, State
 
@@ -29,9 +32,13 @@ def sandbox_router(app: web.Application) -> SandboxRouterStage:
 __all__ = [
     "HEALER_STATUSES",
     "STATES",
+    "CommandResult",
+    "Handle",
     "HealerStatus",
     "Lifecycle",
+    "ProviderError",
     "Sandbox",
+    "SandboxProvider",
     "SandboxRouterStage",
     "Sandboxes",
     "State",
