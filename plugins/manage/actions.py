@@ -9,11 +9,15 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from plugins.sandbox_router import ProviderError
 from proxy_core.db import CheckViolation, NotFound, StoreError, UniqueViolation
 
 from .audit import AuditLog
+from .driver import RolloutDriver
 from .guard import Admin
 from .people import People
+from .rollouts import Rollouts
+from .sandboxes import NoSandbox, SandboxDesk
 from .tokens import AdminTokens
 
 log = logging.getLogger(__name__)
@@ -32,10 +36,19 @@ class Outcome:
 
 
 class Actions:
-    def __init__(self, audit: AuditLog, people: People, tokens: AdminTokens) -> None:
+    def __init__(
+        self,
+        audit: AuditLog,
+        people: People,
+        tokens: AdminTokens,
+        desk: SandboxDesk | None = None,
+        driver: RolloutDriver | None = None,
+    ) -> None:
         self.audit = audit
         self.people = people
         self.tokens = tokens
+        self.desk = desk
+        self.driver = driver
 
     async def _run(
         self,
@@ -49,6 +62,10 @@ class Actions:
             outcome = await work()
         except NotFound as exc:
             outcome = Outcome(False, str(exc.message), 404)
+        except (NoSandbox, ConflictError) as exc:
+            outcome = Outcome(False, str(exc), 409)
+        except ProviderError as exc:
+            outcome = Outcome(False, f"The sandbox provider said: {exc}", 502)
         except UniqueViolation:
             outcome = Outcome(False, "That already exists.", 409)
         except CheckViolation as exc:
@@ -147,3 +164,165 @@ class Actions:
             return Outcome(True, "Token revoked.")
 
         return await self._run(admin, "token.revoke", None, work, token_id=str(token_id))
+
+    # sandboxes -------------------------------------------------------------------------------------
+
+    def _desk(self) -> SandboxDesk:
+        if self.desk is None:
+            raise ValueError("This cloud has no sandbox_router stage.")
+        return self.desk
+
+    async def sandbox(self, admin: Admin, user_id: uuid.UUID, action: str, **detail: Any) -> Outcome:
+        """``action``: resume, pause, restart-app, rerun-healer, reprovision, delete or logs."""
+
+        async def work() -> Outcome:
+            desk = self._desk()
+            if action == "resume":
+                return Outcome(True, await desk.resume(user_id))
+            if action == "pause":
+                return Outcome(True, await desk.pause(user_id))
+            if action == "reprovision":
+                return Outcome(True, await desk.reprovision(user_id))
+            if action == "delete":
+                return Outcome(True, await desk.delete(user_id))
+            if action == "logs":
+                return Outcome(True, "Recent logs.", data={"logs": await desk.logs(user_id)})
+            if action in ("restart-app", "rerun-healer"):
+                done = await (
+                    desk.restart_app(user_id) if action == "restart-app" else desk.rerun_healer(user_id)
+                )
+                return _command_outcome(
+                    done, "Restarted." if action == "restart-app" else "Healer started again."
+                )
+            raise NotFound(f"no sandbox action {action!r}")
+
+        return await self._run(admin, f"sandbox.{action}", user_id, work, **detail)
+
+    async def run_command(self, admin: Admin, user_id: uuid.UUID, command: str) -> Outcome:
+        async def work() -> Outcome:
+            if not command.strip():
+                raise ValueError("Give a command to run.")
+            done = await self._desk().run(user_id, command)
+            return _command_outcome(done, f"Exited with {done.exit_code}.", fail_on_exit=False)
+
+        return await self._run(admin, "sandbox.run", user_id, work, command=command[:200])
+
+    async def restart_failed(self, admin: Admin, targets: list[tuple[uuid.UUID, str]]) -> Outcome:
+        """Restart every sandbox in ``targets`` (user id, state): a failed start is started again,
+        a broken app restarted. One audit entry per sandbox, and one for the whole."""
+        results = {}
+        for user_id, state in targets:
+            outcome = await self.sandbox(admin, user_id, "resume" if state == "error" else "restart-app")
+            results[str(user_id)] = "ok" if outcome.ok else outcome.message
+
+        async def work() -> Outcome:
+            failed = sum(1 for r in results.values() if r != "ok")
+            message = f"Restarted {len(results) - failed} of {len(results)} sandbox(es)."
+            return Outcome(failed == 0, message, 200 if failed == 0 else 502, data={"results": results})
+
+        return await self._run(admin, "sandbox.restart_failed", None, work, count=len(targets))
+
+    # rollouts ---------------------------------------------------------------------------------------
+
+    def _driver(self) -> RolloutDriver:
+        if self.driver is None:
+            raise ValueError("This cloud has no sandbox_router stage: nothing to roll out.")
+        return self.driver
+
+    async def set_target(self, admin: Admin, version: str) -> Outcome:
+        async def work() -> Outcome:
+            version_ = version.strip()
+            if not version_ or len(version_) > 100 or any(c.isspace() for c in version_):
+                raise ValueError("A version is one word, e.g. 0.3.1.")
+            await Rollouts(self._driver().db).set_target(version_)
+            return Outcome(
+                True, f"Target template version is now {version_}.", data={"target_version": version_}
+            )
+
+        return await self._run(admin, "rollout.set_target", None, work, version=version.strip()[:100])
+
+    async def start_rollout(
+        self,
+        admin: Admin,
+        target: str | None,
+        available: str | None,
+        outdated: list[uuid.UUID],
+        concurrency: int,
+        wake_paused: bool,
+    ) -> Outcome:
+        async def work() -> Outcome:
+            driver = self._driver()
+            if not target:
+                raise ValueError("Set a target template version first.")
+            if target != available:
+                raise ConflictError(
+                    f"This cloud's template is version {available or 'unknown'}: only it can be rolled out "
+                    f"(the target is {target})."
+                )
+            if not outdated:
+                raise ConflictError("No sandbox is outdated.")
+            if not 1 <= concurrency <= 100:
+                raise ValueError("Concurrency is between 1 and 100.")
+            rollout = await Rollouts(driver.db).create(target, concurrency, wake_paused, admin.id, outdated)
+            driver.wake.set()
+            return Outcome(
+                True,
+                f"Rolling {target} out to {len(outdated)} sandbox(es), {concurrency} at a time.",
+                201,
+                data={"id": str(rollout.id), "sandboxes": len(outdated)},
+            )
+
+        return await self._run(
+            admin, "rollout.start", None, work, version=target, count=len(outdated), concurrency=concurrency
+        )
+
+    async def control_rollout(self, admin: Admin, rollout_id: uuid.UUID, command: str) -> Outcome:
+        """``pause``, ``resume`` or ``cancel`` (in-flight updates finish; waiting ones are skipped)."""
+        moves = {
+            "pause": ("paused", ("running",)),
+            "resume": ("running", ("paused",)),
+            "cancel": ("cancelled", ("running", "paused")),
+        }
+
+        async def work() -> Outcome:
+            driver = self._driver()
+            if command not in moves:
+                raise NotFound(f"no rollout command {command!r}")
+            state, only_from = moves[command]
+            store = Rollouts(driver.db)
+            if await store.get(rollout_id) is None:
+                raise NotFound(f"no rollout with id {rollout_id}")
+            if not await store.set_state(rollout_id, state, only_from=only_from):  # type: ignore[arg-type]
+                raise ConflictError(f"The rollout cannot {command} now.")
+            if command == "cancel":
+                await store.set_items(rollout_id, "skipped", where_state=("pending", "deferred"))
+            driver.wake.set()
+            return Outcome(True, f"Rollout {state}.", data={"state": state})
+
+        return await self._run(admin, f"rollout.{command}", None, work, rollout=str(rollout_id))
+
+    async def roll_back(self, admin: Admin, user_id: uuid.UUID) -> Outcome:
+        async def work() -> Outcome:
+            desk, driver = self._desk(), self._driver()
+            row = await desk.row(user_id)
+
+            async def report(step: str, percent: int) -> None:
+                return None
+
+            result = await driver.updater().roll_back(row, report)
+            if result.state != "rolled_back":
+                return Outcome(False, result.message, 502)
+            return Outcome(True, result.message)
+
+        return await self._run(admin, "sandbox.rollback", user_id, work)
+
+
+class ConflictError(Exception):
+    """The action does not fit the current state (answered 409)."""
+
+
+def _command_outcome(done: Any, message: str, *, fail_on_exit: bool = True) -> Outcome:
+    output = (done.stdout + done.stderr)[-4000:]
+    if fail_on_exit and done.exit_code != 0:
+        return Outcome(False, f"The command exited with {done.exit_code}: {output[-300:]}", 502)
+    return Outcome(True, message, data={"exit_code": done.exit_code, "output": output})

@@ -3,12 +3,15 @@ Errors come back as ``{"error": {"status", "title", "message"}}``."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
 from http import HTTPStatus
 from typing import Any
 
+import aiohttp_jinja2
+import orjson
 from aiohttp import web
 
 from plugins.auth import auth_stage
@@ -17,7 +20,11 @@ from .actions import Outcome
 from .audit import entries_csv
 from .filters import audit_filter
 from .guard import ADMIN, Guard
+from .listing import select
+from .rollouts import Rollout, Rollouts
+from .sandboxes import SandboxView
 from .services import Manage
+from .templates import TEMPLATES
 from .usage import grouping, period_from, usage_csv
 
 
@@ -56,6 +63,19 @@ class Api:
             ("GET", f"{base}/tokens", self.tokens),
             ("POST", f"{base}/tokens", self.create_token),
             ("POST", f"{base}/tokens/{{token_id}}/revoke", self.revoke_token),
+            ("GET", f"{base}/sandboxes", self.sandboxes),
+            ("GET", f"{base}/sandboxes/stream", self.stream),
+            ("POST", f"{base}/sandboxes/restart-failed", self.restart_failed),
+            ("GET", f"{base}/sandboxes/{{user_id}}/logs", self.logs),
+            ("POST", f"{base}/sandboxes/{{user_id}}/run", self.run_command),
+            ("POST", f"{base}/sandboxes/{{user_id}}/rollback", self.roll_back),
+            ("POST", f"{base}/sandboxes/{{user_id}}/{{action}}", self.sandbox_action),
+            ("GET", f"{base}/updates", self.updates),
+            ("POST", f"{base}/updates/target", self.set_target),
+            ("POST", f"{base}/rollouts", self.start_rollout),
+            ("GET", f"{base}/rollouts/{{rollout_id}}", self.rollout),
+            ("GET", f"{base}/rollouts/{{rollout_id}}/stream", self.rollout_stream),
+            ("POST", f"{base}/rollouts/{{rollout_id}}/{{command}}", self.control_rollout),
         ]
         return [web.route(method, path, protect(handler, json_error)) for method, path, handler in table]
 
@@ -205,7 +225,7 @@ class Api:
                         "budget_usd": u.budget.limit_usd,
                         "spent_this_month_usd": round(u.budget.spent_usd, 6),
                         "budget_status": u.budget.status,
-                        "sandbox_hours": None if u.hours is None else round(u.hours, 3),
+                        "sandbox_hours": None if u.hours is None else round(u.hours, 6),
                     }
                     for u in view.users
                 ],
@@ -223,6 +243,160 @@ class Api:
                 "daily_cost_usd": dict(view.daily_cost),
             }
         )
+
+    async def sandboxes(self, request: web.Request) -> web.Response:
+        views = select(await self.manage.sandbox_views(request.app), request.query)
+        target = await self.manage.target(request.app)
+        return web.json_response({"target_version": target, "sandboxes": [v.as_json() for v in views]})
+
+    async def stream(self, request: web.Request) -> web.StreamResponse:
+        """The sandbox list (filtered like ``GET sandboxes``) as server-sent events: an
+        ``event: sandboxes`` with the whole list whenever it changes. The admin's role is checked
+        again every round: a demoted admin's stream ends."""
+        admin = request[ADMIN]
+        response = web.StreamResponse(
+            headers={
+                "Content-Type": "text/event-stream",
+                "Cache-Control": "no-store",
+                "X-Accel-Buffering": "no",
+            }
+        )
+        await response.prepare(request)
+        last = b""
+        quiet = 0.0
+        html = request.query.get("rows") == "html"
+        interval = self.manage.config.live_interval
+        while await self.guard.still_admin(admin):
+            views = select(await self.manage.sandbox_views(request.app), request.query)
+            body = orjson.dumps(self._rows(request, views) if html else [v.as_json() for v in views])
+            if body != last:
+                await response.write(b"event: sandboxes\ndata: " + body + b"\n\n")
+                last, quiet = body, 0.0
+            elif quiet >= 15:
+                await response.write(b": keep-alive\n\n")
+                quiet = 0.0
+            await asyncio.sleep(interval)
+            quiet += interval
+        return response
+
+    def _rows(self, request: web.Request, views: list[SandboxView]) -> dict[str, Any]:
+        """The rows as the page renders them (for the page's own live table)."""
+        back = request.query.get("back", "sandboxes")
+        context = {
+            "views": views,
+            "prefix": self.manage.config.path_prefix,
+            "csrf_token": request[ADMIN].csrf_token,
+            "back": back if back in ("sandboxes", "recovery") else "sandboxes",
+            "empty": "Nothing needs attention." if back == "recovery" else "No sandbox matches.",
+        }
+        html = aiohttp_jinja2.render_string("sandbox_rows.html", request, context, app_key=TEMPLATES)
+        return {"count": len(views), "html": html}
+
+    async def sandbox_action(self, request: web.Request) -> web.Response:
+        action = request.match_info["action"]
+        if action not in SANDBOX_ACTIONS:
+            return json_error(request, 404, f"No sandbox action {action!r}.")
+        actions = self.manage.actions(request.app)
+        return self.answer(await actions.sandbox(request[ADMIN], _user_id(request), action))
+
+    async def logs(self, request: web.Request) -> web.Response:
+        actions = self.manage.actions(request.app)
+        return self.answer(await actions.sandbox(request[ADMIN], _user_id(request), "logs"))
+
+    async def run_command(self, request: web.Request) -> web.Response:
+        command = (await self._body(request)).get("command")
+        if not isinstance(command, str):
+            return json_error(request, 400, 'Give the command: {"command": "ls"}.')
+        actions = self.manage.actions(request.app)
+        return self.answer(await actions.run_command(request[ADMIN], _user_id(request), command))
+
+    async def restart_failed(self, request: web.Request) -> web.Response:
+        views = await self.manage.sandbox_views(request.app)
+        targets = [(v.user_id, v.state) for v in views if v.needs_attention]
+        return self.answer(await self.manage.actions(request.app).restart_failed(request[ADMIN], targets))
+
+    async def roll_back(self, request: web.Request) -> web.Response:
+        return self.answer(
+            await self.manage.actions(request.app).roll_back(request[ADMIN], _user_id(request))
+        )
+
+    async def updates(self, request: web.Request) -> web.Response:
+        available, target, behind = await self.manage.updates(request.app)
+        return web.json_response(
+            {
+                "available_version": available,
+                "target_version": target,
+                "outdated": len(behind),
+                "default_concurrency": self.manage.config.rollout_concurrency,
+                "rollouts": [_rollout_json(r) for r in await Rollouts(self.manage.db).recent()],
+            }
+        )
+
+    async def set_target(self, request: web.Request) -> web.Response:
+        version = (await self._body(request)).get("version")
+        if not isinstance(version, str):
+            return json_error(request, 400, 'Give the version: {"version": "0.3.1"}.')
+        return self.answer(await self.manage.actions(request.app).set_target(request[ADMIN], version))
+
+    async def start_rollout(self, request: web.Request) -> web.Response:
+        body = await self._body(request)
+        concurrency = body.get("concurrency", self.manage.config.rollout_concurrency)
+        wake = body.get("wake_paused", False)
+        if not isinstance(concurrency, int) or isinstance(concurrency, bool) or not isinstance(wake, bool):
+            return json_error(request, 400, "concurrency is a number and wake_paused true or false.")
+        available, target, behind = await self.manage.updates(request.app)
+        actions = self.manage.actions(request.app)
+        return self.answer(
+            await actions.start_rollout(request[ADMIN], target, available, behind, concurrency, wake)
+        )
+
+    async def rollout(self, request: web.Request) -> web.Response:
+        rollout_id = _uuid(request.match_info["rollout_id"])
+        found = await Rollouts(self.manage.db).get(rollout_id)
+        if found is None:
+            return json_error(request, 404, "No such rollout.")
+        items = await self.manage.rollout_rows(request.app, rollout_id)
+        return web.json_response({**_rollout_json(found), "sandboxes": items})
+
+    async def rollout_stream(self, request: web.Request) -> web.StreamResponse:
+        """The rollout and each sandbox's step, as server-sent events whenever they change."""
+        admin = request[ADMIN]
+        rollout_id = _uuid(request.match_info["rollout_id"])
+        store = Rollouts(self.manage.db)
+        if await store.get(rollout_id) is None:
+            return json_error(request, 404, "No such rollout.")
+        response = web.StreamResponse(
+            headers={
+                "Content-Type": "text/event-stream",
+                "Cache-Control": "no-store",
+                "X-Accel-Buffering": "no",
+            }
+        )
+        await response.prepare(request)
+        last = b""
+        html = request.query.get("rows") == "html"
+        while await self.guard.still_admin(admin):
+            found = await store.get(rollout_id)
+            if found is None:
+                break
+            items = await self.manage.rollout_rows(request.app, rollout_id)
+            payload: dict[str, Any] = {**_rollout_json(found), "sandboxes": items}
+            if html:
+                payload["html"] = aiohttp_jinja2.render_string(
+                    "rollout_rows.html", request, {"items": items}, app_key=TEMPLATES
+                )
+            body = orjson.dumps(payload)
+            if body != last:
+                await response.write(b"event: rollout\ndata: " + body + b"\n\n")
+                last = body
+            await asyncio.sleep(self.manage.config.live_interval)
+        return response
+
+    async def control_rollout(self, request: web.Request) -> web.Response:
+        rollout_id = _uuid(request.match_info["rollout_id"])
+        command = request.match_info["command"]
+        actions = self.manage.actions(request.app)
+        return self.answer(await actions.control_rollout(request[ADMIN], rollout_id, command))
 
     async def tokens(self, request: web.Request) -> web.Response:
         emails = await self.manage.people(request.app).emails()
@@ -252,6 +426,21 @@ class Api:
     async def revoke_token(self, request: web.Request) -> web.Response:
         token_id = _uuid(request.match_info["token_id"])
         return self.answer(await self.manage.actions(request.app).revoke_token(request[ADMIN], token_id))
+
+
+def _rollout_json(rollout: Rollout) -> dict[str, Any]:
+    return {
+        "id": str(rollout.id),
+        "target_version": rollout.target_version,
+        "concurrency": rollout.concurrency,
+        "wake_paused": rollout.wake_paused,
+        "state": rollout.state,
+        "created_at": rollout.created_at.isoformat(),
+        "finished_at": _iso(rollout.finished_at),
+    }
+
+
+SANDBOX_ACTIONS = frozenset({"resume", "pause", "restart-app", "rerun-healer", "reprovision", "delete"})
 
 
 def _uuid(text: str) -> uuid.UUID:

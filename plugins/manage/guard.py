@@ -69,6 +69,16 @@ class Guard:
 
         return guarded
 
+    async def still_admin(self, admin: Admin) -> bool:
+        """Whether ``admin`` is still an active admin (long-lived answers check it as they go)."""
+        try:
+            user = await self.users(admin.id)
+        except NotFound:
+            return False
+        if not user.is_admin or user.disabled:
+            return False
+        return admin.token is None or await self.tokens.is_live(admin.token.id)
+
     async def admin(self, request: web.Request, refuse: Refuse) -> Admin | web.StreamResponse:
         scheme, _, credential = request.headers.get("Authorization", "").partition(" ")
         if scheme.lower() == "bearer" and looks_like_token(credential.strip()):

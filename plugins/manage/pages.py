@@ -12,12 +12,16 @@ from aiohttp import web
 from yarl import URL
 
 from plugins.auth import ROLES, auth_stage
+from plugins.sandbox_router import STATES
 
 from .actions import Outcome
+from .api import SANDBOX_ACTIONS
 from .audit import entries_csv
 from .chart import bar_chart
 from .filters import audit_filter
 from .guard import ADMIN, Guard
+from .listing import SORTS, select
+from .rollouts import Rollouts
 from .services import Manage
 from .templates import TEMPLATES
 from .usage import GROUPINGS, PRESETS, grouping, period_from, usage_csv
@@ -58,6 +62,18 @@ class Pages:
             ("GET", f"{prefix}/tokens", self.tokens),
             ("POST", f"{prefix}/tokens", self.create_token),
             ("POST", f"{prefix}/tokens/{{token_id}}/revoke", self.revoke_token),
+            ("GET", f"{prefix}/sandboxes", self.sandboxes),
+            ("GET", f"{prefix}/recovery", self.recovery),
+            ("POST", f"{prefix}/recovery/restart-failed", self.restart_failed),
+            ("GET", f"{prefix}/sandboxes/{{user_id}}", self.sandbox),
+            ("POST", f"{prefix}/sandboxes/{{user_id}}/run", self.run_command),
+            ("POST", f"{prefix}/sandboxes/{{user_id}}/rollback", self.roll_back),
+            ("POST", f"{prefix}/sandboxes/{{user_id}}/{{action}}", self.sandbox_action),
+            ("GET", f"{prefix}/updates", self.updates),
+            ("POST", f"{prefix}/updates/target", self.set_target),
+            ("POST", f"{prefix}/rollouts", self.start_rollout),
+            ("GET", f"{prefix}/rollouts/{{rollout_id}}", self.rollout),
+            ("POST", f"{prefix}/rollouts/{{rollout_id}}/{{command}}", self.control_rollout),
         ]
         return [web.route(method, path, self.guard.protect(h, not_allowed)) for method, path, h in table]
 
@@ -69,7 +85,7 @@ class Pages:
             "prefix": self.prefix,
             "me": admin.user,
             "csrf_token": admin.csrf_token,
-            "section": name.removesuffix(".html"),
+            "section": context.get("section_key", name.removesuffix(".html")),
             "flash": request.query.get("msg"),
             "flash_ok": request.query.get("ok") == "1",
         }
@@ -201,6 +217,134 @@ class Pages:
             headers={"Content-Disposition": 'attachment; filename="usage.csv"', **NO_STORE},
         )
 
+    async def sandboxes(self, request: web.Request) -> web.Response:
+        views = select(await self.manage.sandbox_views(request.app), request.query)
+        return self.render(
+            request,
+            "sandboxes.html",
+            {
+                "views": views,
+                "query": request.query,
+                "states": STATES,
+                "sorts": SORTS,
+                "target": await self.manage.target(request.app),
+                "has_router": self.manage.desk(request.app) is not None,
+                "stream_url": URL(f"{self.prefix}/api/sandboxes/stream").with_query(request.query),
+            },
+        )
+
+    async def recovery(self, request: web.Request) -> web.Response:
+        views = select(
+            await self.manage.sandbox_views(request.app), {"state": "attention", "sort": "activity"}
+        )
+        return self.render(
+            request,
+            "recovery.html",
+            {
+                "views": views,
+                "has_router": self.manage.desk(request.app) is not None,
+                "stream_url": URL(f"{self.prefix}/api/sandboxes/stream").with_query(state="attention"),
+            },
+        )
+
+    async def restart_failed(self, request: web.Request) -> web.Response:
+        views = await self.manage.sandbox_views(request.app)
+        targets = [(v.user_id, v.state) for v in views if v.needs_attention]
+        return self.back(
+            "recovery", await self.manage.actions(request.app).restart_failed(request[ADMIN], targets)
+        )
+
+    async def sandbox(self, request: web.Request, output: Mapping[str, Any] | None = None) -> web.Response:
+        user_id = _user_id(request)
+        views = [v for v in await self.manage.sandbox_views(request.app) if v.user_id == user_id]
+        if not views:
+            raise web.HTTPNotFound(text="This user has no sandbox.")
+        logs = await self.manage.actions(request.app).sandbox(request[ADMIN], user_id, "logs")
+        return self.render(
+            request,
+            "sandbox.html",
+            {"view": views[0], "logs": logs, "output": output, "section_key": "sandboxes"},
+        )
+
+    async def run_command(self, request: web.Request) -> web.Response:
+        command = (await self._form(request)).get("command", "")
+        outcome = await self.manage.actions(request.app).run_command(
+            request[ADMIN], _user_id(request), command
+        )
+        return await self.sandbox(request, {"command": command, "outcome": outcome})
+
+    async def sandbox_action(self, request: web.Request) -> web.Response:
+        action = request.match_info["action"]
+        if action not in SANDBOX_ACTIONS:
+            raise web.HTTPNotFound(text="No such action.")
+        back = (await self._form(request)).get("back", "sandboxes")
+        outcome = await self.manage.actions(request.app).sandbox(request[ADMIN], _user_id(request), action)
+        return self.back(back if back in BACK_PAGES else "sandboxes", outcome)
+
+    async def roll_back(self, request: web.Request) -> web.Response:
+        outcome = await self.manage.actions(request.app).roll_back(request[ADMIN], _user_id(request))
+        return self.back("recovery", outcome)
+
+    async def updates(self, request: web.Request) -> web.Response:
+        available, target, behind = await self.manage.updates(request.app)
+        return self.render(
+            request,
+            "updates.html",
+            {
+                "available": available,
+                "target": target,
+                "outdated": len(behind),
+                "concurrency": self.manage.config.rollout_concurrency,
+                "rollouts": await Rollouts(self.manage.db).recent(),
+                "has_router": self.manage.desk(request.app) is not None,
+            },
+        )
+
+    async def set_target(self, request: web.Request) -> web.Response:
+        version = (await self._form(request)).get("version", "")
+        return self.back(
+            "updates", await self.manage.actions(request.app).set_target(request[ADMIN], version)
+        )
+
+    async def start_rollout(self, request: web.Request) -> web.Response:
+        form = await self._form(request)
+        try:
+            concurrency = int(form.get("concurrency", self.manage.config.rollout_concurrency))
+        except ValueError:
+            raise web.HTTPBadRequest(text="Concurrency is a number.") from None
+        available, target, behind = await self.manage.updates(request.app)
+        outcome = await self.manage.actions(request.app).start_rollout(
+            request[ADMIN], target, available, behind, concurrency, form.get("wake_paused") == "1"
+        )
+        if outcome.ok:
+            raise web.HTTPSeeOther(f"{self.prefix}/rollouts/{outcome.data['id']}")
+        return self.back("updates", outcome)
+
+    async def rollout(self, request: web.Request) -> web.Response:
+        rollout_id = _uuid(request.match_info["rollout_id"])
+        found = await Rollouts(self.manage.db).get(rollout_id)
+        if found is None:
+            raise web.HTTPNotFound(text="No such rollout.")
+        return self.render(
+            request,
+            "rollout.html",
+            {
+                "rollout": found,
+                "items": await self.manage.rollout_rows(request.app, rollout_id),
+                "stream_url": f"{self.prefix}/api/rollouts/{rollout_id}/stream",
+                "section_key": "updates",
+            },
+        )
+
+    async def control_rollout(self, request: web.Request) -> web.Response:
+        rollout_id = _uuid(request.match_info["rollout_id"])
+        command = request.match_info["command"]
+        outcome = await self.manage.actions(request.app).control_rollout(request[ADMIN], rollout_id, command)
+        location = URL(f"{self.prefix}/rollouts/{rollout_id}").with_query(
+            msg=outcome.message, ok="1" if outcome.ok else "0"
+        )
+        raise web.HTTPSeeOther(location)
+
     async def tokens(self, request: web.Request, extra: Mapping[str, Any] | None = None) -> web.Response:
         context = {
             "tokens": await self.manage.tokens.list(),
@@ -223,6 +367,9 @@ class Pages:
         return self.back(
             "tokens", await self.manage.actions(request.app).revoke_token(request[ADMIN], token_id)
         )
+
+
+BACK_PAGES = frozenset({"sandboxes", "recovery", "updates"})
 
 
 def _uuid(text: str) -> uuid.UUID:

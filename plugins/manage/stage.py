@@ -4,8 +4,10 @@ so it works before or after ``auth`` in the pipeline."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Sequence
+from contextlib import suppress
 from pathlib import Path
 
 from aiohttp import web
@@ -17,8 +19,10 @@ from proxy_core.db import database
 
 from .api import Api, json_error
 from .config import ManageConfig
+from .driver import RolloutDriver
 from .guard import Guard
 from .pages import Pages, not_allowed
+from .sandboxes import router_of
 from .services import Manage
 from .templates import TEMPLATES, Templates
 
@@ -43,7 +47,18 @@ class ManageStage(Stage[ManageConfig]):
             auth_stage(app).menu.add(MenuEntry("Manage", self.config.path_prefix, admins_only=True))
         except LookupError:
             log.info("manage: no auth stage; no cloud menu entry")
-        yield
+        router = router_of(app)
+        if router is None:
+            yield
+            return
+        driver = self.manage.driver = RolloutDriver(self.manage.db, router, self.config)
+        task = asyncio.create_task(driver.run(), name="manage-rollouts")
+        try:
+            yield
+        finally:
+            task.cancel()
+            with suppress(asyncio.CancelledError):
+                await task
 
     def routes(self) -> Sequence[web.AbstractRouteDef]:
         prefix = self.config.path_prefix

@@ -85,6 +85,10 @@ class AdminTokens:
         )
         return found
 
+    async def is_live(self, token_id: uuid.UUID) -> bool:
+        revoked = await self.db.fetchrow("SELECT revoked_at FROM admin_tokens WHERE id = $1", token_id)
+        return revoked is not None and revoked["revoked_at"] is None
+
     async def list(self) -> list[AdminToken]:
         rows = await self.db.fetch(f"SELECT {_COLUMNS} FROM admin_tokens ORDER BY created_at DESC")
         return [_token(row) for row in rows]

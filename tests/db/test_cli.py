@@ -31,13 +31,14 @@ def test_upgrade_then_status(db_url: str, tmp_path: Path, capsys: pytest.Capture
         "applied auth 0005_login_codes_per_flow",
         "applied manage 0001_audit_log",
         "applied manage 0002_admin_tokens",
+        "applied manage 0003_rollouts",
         "applied proxy_core 0001_rate_limits",
         "applied sandbox_router 0001_sandboxes",
         "applied sandbox_router 0002_sandbox_runtime",
         "applied vkey 0001_virtual_keys",
         "applied vkey 0002_usage",
         "applied vkey 0003_usage_details",
-        "13 migration(s) applied",
+        "14 migration(s) applied",
     ]
 
     assert main(["db", "upgrade", "-c", config]) == 0
@@ -47,7 +48,7 @@ def test_upgrade_then_status(db_url: str, tmp_path: Path, capsys: pytest.Capture
     lines = capsys.readouterr().out.splitlines()
     assert lines[1:] == [
         "auth: version 0005, up to date",
-        "manage: version 0002, up to date",
+        "manage: version 0003, up to date",
         "proxy_core: version 0001, up to date",
         "sandbox_router: version 0002, up to date",
         "vkey: version 0003, up to date",

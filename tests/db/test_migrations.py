@@ -20,6 +20,7 @@ ALL = [
     ("auth", 5, "login_codes_per_flow"),
     ("manage", 1, "audit_log"),
     ("manage", 2, "admin_tokens"),
+    ("manage", 3, "rollouts"),
     ("proxy_core", 1, "rate_limits"),
     ("sandbox_router", 1, "sandboxes"),
     ("sandbox_router", 2, "sandbox_runtime"),
@@ -46,7 +47,7 @@ async def test_upgrade_from_empty_then_no_op(make_db: MakeDatabase) -> None:
     status = {owner.owner: owner for owner in await db.migration_status()}
     assert {name: s.version for name, s in status.items()} == {
         "auth": 5,
-        "manage": 2,
+        "manage": 3,
         "proxy_core": 1,
         "sandbox_router": 2,
         "vkey": 3,

@@ -1,2 +1,3 @@
-"""The ``manage`` plugin's tables: ``audit_log`` and ``admin_tokens``. They keep user ids without
-foreign keys, so the history of a deleted user stays as it was."""
+"""The ``manage`` plugin's tables: ``audit_log``, ``admin_tokens``, ``manage_settings``, ``rollouts``
+and ``rollout_items``. They keep user ids without foreign keys to ``users``, so the history of a
+deleted user stays as it was."""
