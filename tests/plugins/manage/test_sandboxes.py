@@ -75,7 +75,7 @@ async def test_pause_resume_restart_logs_and_commands(tmp_path: Path, sqlite_url
         assert body["logs"].splitlines() == [f"log line of {user_id}", "app", "healer"]
 
         status, body = await f.call(
-            admin, "POST", f"/sandboxes/{user_id}/run", {"command": "cat VERSION; exit 3"}
+            admin, "POST", f"/sandboxes/{user_id}/run", {"command": "cat .template-version; exit 3"}
         )
         assert status == 200 and body["exit_code"] == 3 and body["output"].strip() == "standin-1"
         assert (await f.call(admin, "POST", f"/sandboxes/{user_id}/run", {"command": " "}))[0] == 400
