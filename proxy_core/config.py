@@ -11,7 +11,7 @@ import ipaddress
 import os
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -142,6 +142,7 @@ def parse_config(
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(file, "", "", f"not valid TOML: {exc}") from None
+    _refuse_missing_variables(data, file, env)
     from_env: set[str] = set()
     values: set[str] = set()
     data = _interpolate(data, file, "", env, from_env, values)
@@ -215,6 +216,51 @@ def _table_and_key(path: str) -> tuple[str, str]:
     if len(parts) == 1:
         return "", parts[0]
     return f"[{parts[0]}]", ".".join(parts[1:])
+
+
+def _refuse_missing_variables(data: Any, file: str, env: Mapping[str, str]) -> None:
+    """Raise one :class:`ConfigError` naming every ``${VAR}`` (without a default) that ``env`` lacks.
+
+    An operator setting up a new deployment then fixes them all at once instead of one per run. Only
+    names and places are shown: a missing variable has no value to leak.
+    """
+    places: dict[str, list[str]] = {}
+    for path, text in _strings(data, ""):
+        for match in _ENV_REF.finditer(text):
+            name = match.group(1)
+            if name is not None and name not in env and match.group(2) is None:
+                places.setdefault(name, []).append(path)
+    if not places:
+        return
+    if len(places) == 1 and len(paths := next(iter(places.values()))) == 1:
+        (name,) = places
+        table, key = _table_and_key(paths[0])
+        problem = f"environment variable {name} is not set (use ${{{name}:-default}} for a default)"
+        raise ConfigError(file, table, key, problem)
+    listed = "; ".join(f"{name} (for {', '.join(map(_place, paths))})" for name, paths in places.items())
+    raise ConfigError(
+        file,
+        "",
+        "",
+        f"{len(places)} environment variables are not set: {listed} (use ${{NAME:-default}} for a default)",
+    )
+
+
+def _strings(value: Any, path: str) -> Iterator[tuple[str, str]]:
+    """Every string in a parsed TOML document with its dotted path (``pipeline.1.workos.api_key``)."""
+    if isinstance(value, str):
+        yield path, value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _strings(item, f"{path}.{key}" if path else key)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _strings(item, f"{path}.{index}")
+
+
+def _place(path: str) -> str:
+    table, key = _table_and_key(path)
+    return f"{table} key '{key}'" if table else f"key '{key}'"
 
 
 def _interpolate(
