@@ -1,0 +1,1 @@
+"""Documentation tooling: ``python -m docs.generate`` writes the configuration reference."""
