@@ -19,7 +19,6 @@ import sys
 import textwrap
 import types
 from collections.abc import Iterator
-from importlib import import_module
 from itertools import pairwise
 from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin
@@ -36,10 +35,6 @@ OUTPUT = Path(__file__).resolve().parent / "configuration.md"
 
 SHARED_SECTIONS: dict[str, type[BaseModel]] = {"server": ServerConfig, "database": DatabaseConfig}
 """Tables outside ``[[pipeline]]`` and the class that reads each one."""
-
-PASSED_THROUGH: dict[tuple[str, str], str] = {}
-"""``(stage, key)`` of a free-form table a stage hands to another class, and that class
-(``module:Class``), so its keys are documented too."""
 
 HEADER = """\
 # Configuration reference
@@ -64,13 +59,11 @@ def render() -> str:
     for name in sorted(installed_stages()):
         stage = load_stage_class(name)
         intro = f'`[[pipeline]]` with `stage = "{name}"` (`{stage.__module__}:{stage.__qualname__}`).'
-        parts.extend(_tables(f"`{name}` stage", "pipeline.", stage.config_class, intro, level=2, stage=name))
+        parts.extend(_tables(f"`{name}` stage", "pipeline.", stage.config_class, intro, level=2))
     return "\n".join(parts).rstrip() + "\n"
 
 
-def _tables(
-    title: str, prefix: str, model: type[BaseModel], intro: str, level: int, stage: str = ""
-) -> Iterator[str]:
+def _tables(title: str, prefix: str, model: type[BaseModel], intro: str, level: int) -> Iterator[str]:
     heading = title if title.startswith("`") else f"`{title}`"
     yield f"{'#' * level} {heading}\n"
     summary = _docstring(model)
@@ -88,10 +81,6 @@ def _tables(
         mapped = _mapping_model(field.annotation)
         if mapped is not None:
             nested.append((f'[{prefix}{key}."<name>"]', f"{prefix}{key}.<name>.", mapped))
-        passed = PASSED_THROUGH.get((stage, key))
-        if passed is not None:
-            module, _, attr = passed.partition(":")
-            nested.append((f"[{prefix}{key}]", f"{prefix}{key}.", getattr(import_module(module), attr)))
         meaning = " ".join(filter(None, [field.description or docs.get(key, ""), _constraints(field)]))
         rows.append(
             f"| `{key}` | {_cell(_type(field.annotation))} | {_cell(_default(field))} | {_cell(meaning)} |"
@@ -133,7 +122,8 @@ def _field_docs(model: type[BaseModel]) -> dict[str, str]:
 
 
 def _markdown(text: str) -> str:
-    """reST-style ``code`` to Markdown `code`, on one line."""
+    """reST-style ``code`` and :class:`roles` to Markdown `code`, on one line."""
+    text = re.sub(r":[a-z]+:`~?\.?([^`]+)`", r"``\1``", text)
     return " ".join(text.replace("``", "`").split())
 
 
