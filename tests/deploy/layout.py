@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import re
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,36 @@ def read_env_file(path: Path) -> dict[str, str]:
 
 def production_config(env: dict[str, str]) -> ProxyConfig:
     return parse_config(PRODUCTION.read_text(encoding="utf-8"), str(PRODUCTION), env)
+
+
+def dockerignore_patterns() -> list[str]:
+    lines = (ROOT / ".dockerignore").read_text(encoding="utf-8").splitlines()
+    return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+
+
+def in_build_context(path: str) -> bool:
+    """Whether ``docker build`` sends ``path`` (relative, POSIX): the last matching pattern decides."""
+    included = True
+    for pattern in dockerignore_patterns():
+        negated = pattern.startswith("!")
+        bare = pattern.lstrip("!").rstrip("/")
+        parts = path.split("/")
+        matches = fnmatch.fnmatch(path, bare) or path.startswith(bare + "/")
+        if bare.startswith("**/"):
+            matches = any(fnmatch.fnmatch(part, bare[3:]) for part in parts)
+        if matches:
+            included = negated
+    return included
+
+
+def build_context() -> list[str]:
+    """Every file of the working tree that ``docker build .`` would send."""
+    found = []
+    for path in ROOT.rglob("*"):
+        relative = path.relative_to(ROOT).as_posix()
+        if path.is_file() and not relative.startswith((".git/", ".venv/")) and in_build_context(relative):
+            found.append(relative)
+    return sorted(found)
 
 
 def load_yaml(path: Path) -> Any:

@@ -4,12 +4,19 @@ gives the cloud every variable the config needs, a healthy Postgres first and ti
 
 from __future__ import annotations
 
-import fnmatch
 import re
 from pathlib import Path
 from typing import Any
 
-from .layout import ROOT, load_yaml, production_config, read_env_file, required_variables
+from .layout import (
+    ROOT,
+    dockerignore_patterns,
+    in_build_context,
+    load_yaml,
+    production_config,
+    read_env_file,
+    required_variables,
+)
 
 DOCKERFILE = ROOT / "Dockerfile"
 
@@ -73,29 +80,16 @@ def test_no_node_runtime_in_the_image() -> None:
 
 
 def test_the_build_context_holds_exactly_what_the_copies_need() -> None:
-    patterns = [
-        line.strip()
-        for line in (ROOT / ".dockerignore").read_text(encoding="utf-8").splitlines()
-        if line.strip() and not line.startswith("#")
-    ]
-    assert patterns[0] == "*"  # everything is excluded unless listed
-
-    def sent(path: str) -> bool:
-        included = False
-        for pattern in patterns:
-            negated = pattern.startswith("!")
-            bare = pattern.lstrip("!").rstrip("/")
-            if fnmatch.fnmatch(path, bare) or path.startswith(bare + "/"):
-                included = negated
-        return included
-
+    assert dockerignore_patterns()[0] == "*"  # everything is excluded unless listed
     for word, arguments in instructions():
         if word == "COPY" and "--from" not in arguments:
             *sources, _ = arguments.split()
             for source in sources:
                 assert (ROOT / source).exists(), source
-                assert sent(source.rstrip("/")), f"{source} is not in the build context"
-    assert not sent(".venv") and not sent("tests") and not sent(".env") and not sent("data")
+                assert in_build_context(source.rstrip("/")), f"{source} is not in the build context"
+    for private in (".venv/bin/python", "tests/conftest.py", ".env", "data/shmastra.db", "proxy.toml"):
+        assert not in_build_context(private), private
+    assert not in_build_context("plugins/auth/__pycache__/stage.cpython-311.pyc")
 
 
 def test_compose_gives_the_cloud_every_variable_and_a_healthy_postgres() -> None:

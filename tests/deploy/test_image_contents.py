@@ -1,0 +1,57 @@
+"""What the Dockerfile installs is complete: the package built from exactly the Docker build context
+(what .dockerignore lets through) holds every file of ``proxy_core`` and ``plugins`` (SQL migrations,
+pages, styles, scripts), not only the Python modules an editable install happens to find in place."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+from .layout import ROOT, build_context
+
+
+def source_files() -> set[str]:
+    found = set()
+    for package in ("proxy_core", "plugins"):
+        for path in (ROOT / package).rglob("*"):
+            if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc":
+                found.add(path.relative_to(ROOT).as_posix())
+    return found
+
+
+def test_the_package_built_from_the_build_context_ships_every_file(tmp_path: Path) -> None:
+    context = tmp_path / "context"
+    for relative in build_context():
+        target = context / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / relative, target)
+    assert (context / "Dockerfile").exists() is False  # the image copies only what it needs
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--quiet",
+            "--wheel-dir",
+            str(tmp_path / "dist"),
+            str(context),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    (wheel,) = (tmp_path / "dist").glob("*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        shipped = set(archive.namelist())
+    missing = sorted(source_files() - shipped)
+    assert not missing, f"the image would lack {missing} (add them to [tool.setuptools.package-data])"
+    entry_points = next(name for name in shipped if name.endswith(".dist-info/entry_points.txt"))
+    with zipfile.ZipFile(wheel) as archive:
+        assert "shmastra-cloud = proxy_core.cli:main" in archive.read(entry_points).decode()
