@@ -53,14 +53,23 @@ class ServerConfig(StageConfig):
     """The ``[server]`` table."""
 
     host: str = "127.0.0.1"
+    """Address to listen on (``0.0.0.0`` in a container)."""
     port: int = Field(8080, ge=0, le=65535)
+    """Port to listen on."""
     public_url: AnyHttpUrl | None = None
+    """The URL users reach the proxy at (behind a load balancer: its address, not this process's)."""
     trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    """Networks (CIDR) whose ``X-Forwarded-*`` / ``Forwarded`` headers are believed."""
     workers: int = Field(1, ge=1, le=256)
+    """Worker processes sharing the port (SO_REUSEPORT); ``/metrics`` adds them up."""
     uvloop: bool = True
+    """Use uvloop when it is installed."""
     max_header_size: ByteSize = Field(ByteSize(8190), gt=0)
+    """Longest request line (414 past it) and header field (431 past it)."""
     max_body_size: ByteSize = Field(ByteSize(100 * 1024 * 1024), ge=0)
+    """Largest request body (413 past it); ``0`` for no limit."""
     keepalive_timeout: float = Field(75.0, gt=0)
+    """Seconds an idle client connection is kept open."""
     shutdown_timeout: float = Field(30.0, ge=0)
     websocket_max_message: ByteSize = Field(ByteSize(4 * 1024 * 1024), ge=0)
     websocket_compression: bool = True
@@ -68,7 +77,9 @@ class ServerConfig(StageConfig):
     websocket_close_timeout: float = Field(10.0, gt=0)
     access_log: bool = True
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    """The lowest level logged."""
     log_format: Literal["auto", "json", "text"] = "auto"
+    """``auto``: readable text on a terminal, JSON lines otherwise."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,8 +26,11 @@ class DatabaseConfig(StageConfig):
     url: str = Field("sqlite:///data/proxy.db", validate_default=True)
     """An embedding application sets its own default (``proxy_core.cli.main(defaults=...)``)."""
     min_pool_size: int = Field(1, ge=0, le=1000)
+    """Postgres: connections each worker process keeps open."""
     max_pool_size: int = Field(10, ge=1, le=1000)
+    """Postgres: most connections one worker process opens (replicas x workers x this must fit the server)."""
     connect_timeout: float = Field(5.0, gt=0)
+    """Seconds per connection attempt."""
     retry_initial: float = Field(0.5, gt=0)
     """Seconds before the first reconnect attempt when the database is unreachable at start-up."""
     retry_max: float = Field(30.0, gt=0)
@@ -39,6 +42,7 @@ class DatabaseConfig(StageConfig):
     batch_max_rows: int = Field(100_000, ge=1)
     """Rows a batch writer keeps while the database is down; the oldest are dropped beyond this."""
     migrate_on_start: bool = True
+    """Apply pending migrations when the proxy starts (under a lock; safe from every replica at once)."""
 
     @field_validator("url")
     @classmethod
