@@ -15,10 +15,9 @@ FROM python:${PYTHON_VERSION}-slim AS build
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
 RUN python -m venv /opt/venv
 WORKDIR /src
-COPY pyproject.toml README.md ./
-COPY proxy_core ./proxy_core
-COPY plugins ./plugins
-RUN /opt/venv/bin/pip install --no-compile . \
+COPY . .
+# Every extra but `test`: the plugins' own dependencies (`cloud`, when proxy_core's are split from them).
+RUN /opt/venv/bin/pip install --no-compile ".[cloud]" \
  && /opt/venv/bin/python -m compileall -q /opt/venv/lib
 
 # ---- runtime: only the virtualenv, the config and an unprivileged user ----

@@ -42,15 +42,19 @@ def dockerignore_patterns() -> list[str]:
 
 
 def in_build_context(path: str) -> bool:
-    """Whether ``docker build`` sends ``path`` (relative, POSIX): the last matching pattern decides."""
+    """Whether ``docker build`` sends ``path`` (relative, POSIX). A pattern excludes what it matches and
+    everything below it; ``**/`` matches at any depth; the last matching pattern decides."""
+    parts = path.split("/")
+    prefixes = ["/".join(parts[: i + 1]) for i in range(len(parts))]
     included = True
     for pattern in dockerignore_patterns():
         negated = pattern.startswith("!")
         bare = pattern.lstrip("!").rstrip("/")
-        parts = path.split("/")
-        matches = fnmatch.fnmatch(path, bare) or path.startswith(bare + "/")
         if bare.startswith("**/"):
-            matches = any(fnmatch.fnmatch(part, bare[3:]) for part in parts)
+            tails = ["/".join(parts[i : j + 1]) for i in range(len(parts)) for j in range(i, len(parts))]
+            matches = any(fnmatch.fnmatchcase(tail, bare[3:]) for tail in tails)
+        else:
+            matches = any(fnmatch.fnmatchcase(prefix, bare) for prefix in prefixes)
         if matches:
             included = negated
     return included

@@ -5,12 +5,12 @@ gives the cloud every variable the config needs, a healthy Postgres first and ti
 from __future__ import annotations
 
 import re
+import tomllib
 from pathlib import Path
 from typing import Any
 
 from .layout import (
     ROOT,
-    dockerignore_patterns,
     in_build_context,
     load_yaml,
     production_config,
@@ -79,17 +79,46 @@ def test_no_node_runtime_in_the_image() -> None:
     assert "node" not in text and "npm" not in text and "e2b-template" not in text
 
 
-def test_the_build_context_holds_exactly_what_the_copies_need() -> None:
-    assert dockerignore_patterns()[0] == "*"  # everything is excluded unless listed
+def test_the_build_context_leaves_out_local_state_and_secrets() -> None:
     for word, arguments in instructions():
         if word == "COPY" and "--from" not in arguments:
             *sources, _ = arguments.split()
             for source in sources:
                 assert (ROOT / source).exists(), source
                 assert in_build_context(source.rstrip("/")), f"{source} is not in the build context"
-    for private in (".venv/bin/python", "tests/conftest.py", ".env", "data/shmastra.db", "proxy.toml"):
+    for private in (
+        ".venv/bin/python",
+        ".git/config",
+        ".env",
+        "deploy/kubernetes/secrets.env",
+        "data/shmastra.db",
+        "tests/conftest.py",
+        "plugins/auth/__pycache__/stage.cpython-311.pyc",
+        "shmastra_cloud.egg-info/PKG-INFO",
+        "e2b-template/app/node_modules/x/index.js",
+    ):
         assert not in_build_context(private), private
-    assert not in_build_context("plugins/auth/__pycache__/stage.cpython-311.pyc")
+    for needed in ("pyproject.toml", "README.md", "proxy_core/app.py", "examples/production.toml"):
+        assert in_build_context(needed), needed
+
+
+def test_the_image_keeps_only_the_virtualenv_and_the_config() -> None:
+    copies = [arguments for word, arguments in final_stage() if word == "COPY"]
+    assert copies == ["--from=build /opt/venv /opt/venv", "examples/production.toml /etc/shmastra/proxy.toml"]
+
+
+def test_the_image_installs_every_extra_but_the_tests() -> None:
+    extras = set(
+        tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"][
+            "optional-dependencies"
+        ]
+    )
+    (install,) = [
+        arguments for word, arguments in instructions() if word == "RUN" and "pip install" in arguments
+    ]
+    installed = set(re.search(r'"\.\[([^\]]*)\]"', install).group(1).split(","))  # type: ignore[union-attr]
+    assert extras - {"test"} <= installed
+    assert "test" not in installed
 
 
 def test_compose_gives_the_cloud_every_variable_and_a_healthy_postgres() -> None:

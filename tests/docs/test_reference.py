@@ -80,7 +80,8 @@ def test_defaults_descriptions_and_nested_tables_come_from_the_code() -> None:
     text = generate.render()
     database = section(text, "## `[database]`")
     assert "| `retry_initial` | number | `0.5` | Seconds before the first reconnect attempt" in database
-    assert "| `max_pool_size` | integer | `10` | (≥ 1, ≤ 1000) |" in database
+    pool = next(line for line in database.splitlines() if line.startswith("| `max_pool_size` |"))
+    assert pool.startswith("| `max_pool_size` | integer | `10` |") and pool.endswith("(≥ 1, ≤ 1000) |")
     auth = section(text, "## `auth` stage")
     assert '| `provider` | "email_code" or "workos" or "oidc" | `"email_code"` |' in auth
     workos = section(text, "### `[pipeline.workos]`")
