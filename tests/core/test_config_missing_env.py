@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from proxy_core import redact
 from proxy_core.config import ConfigError, parse_config
 
 TEXT = """
@@ -19,6 +20,13 @@ url = "postgresql://app:${DB_PASSWORD}@${DB_HOST:-localhost}/app"
 backup = "${DB_PASSWORD}"
 literal = "$${NOT_A_VARIABLE}"
 """
+
+
+@pytest.fixture(autouse=True)
+def own_redaction_masks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Values loaded here are remembered process-wide as secrets to mask; keep them to this module."""
+    monkeypatch.setattr(redact, "_remembered", set(redact._remembered))
+    monkeypatch.setattr(redact, "_pattern", redact._pattern)
 
 
 def error_of(text: str, env: dict[str, str]) -> str:
