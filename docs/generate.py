@@ -18,7 +18,7 @@ import re
 import sys
 import textwrap
 import types
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from itertools import pairwise
 from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin
@@ -30,6 +30,7 @@ from pydantic.fields import FieldInfo
 from proxy_core.config import ServerConfig
 from proxy_core.db.config import DatabaseConfig
 from proxy_core.registry import installed_stages, load_stage_class
+from shmastra_cloud import DEFAULTS
 
 OUTPUT = Path(__file__).resolve().parent / "configuration.md"
 
@@ -55,7 +56,7 @@ def render() -> str:
     """The whole reference as Markdown."""
     parts = [HEADER]
     for name, model in SHARED_SECTIONS.items():
-        parts.extend(_tables(f"[{name}]", f"{name}.", model, "", level=2))
+        parts.extend(_tables(f"[{name}]", f"{name}.", model, "", level=2, defaults=DEFAULTS.get(name, {})))
     for name in sorted(installed_stages()):
         stage = load_stage_class(name)
         intro = f'`[[pipeline]]` with `stage = "{name}"` (`{stage.__module__}:{stage.__qualname__}`).'
@@ -63,7 +64,16 @@ def render() -> str:
     return "\n".join(parts).rstrip() + "\n"
 
 
-def _tables(title: str, prefix: str, model: type[BaseModel], intro: str, level: int) -> Iterator[str]:
+def _tables(
+    title: str,
+    prefix: str,
+    model: type[BaseModel],
+    intro: str,
+    level: int,
+    defaults: Mapping[str, Any] | None = None,
+) -> Iterator[str]:
+    """The table for ``model`` and its nested tables; ``defaults``: the program's own (shmastra-cloud
+    passes ``DEFAULTS`` for shared sections to proxy_core), shown instead of the class's."""
     heading = title if title.startswith("`") else f"`{title}`"
     yield f"{'#' * level} {heading}\n"
     summary = _docstring(model)
@@ -82,9 +92,8 @@ def _tables(title: str, prefix: str, model: type[BaseModel], intro: str, level: 
         if mapped is not None:
             nested.append((f'[{prefix}{key}."<name>"]', f"{prefix}{key}.<name>.", mapped))
         meaning = " ".join(filter(None, [field.description or docs.get(key, ""), _constraints(field)]))
-        rows.append(
-            f"| `{key}` | {_cell(_type(field.annotation))} | {_cell(_default(field))} | {_cell(meaning)} |"
-        )
+        default = _default(field, (defaults or {}).get(key, _UNSET))
+        rows.append(f"| `{key}` | {_cell(_type(field.annotation))} | {_cell(default)} | {_cell(meaning)} |")
     yield "\n".join(rows) + "\n"
     for sub_title, sub_prefix, sub_model in nested:
         yield from _tables(sub_title, sub_prefix, sub_model, "", level + 1)
@@ -178,7 +187,12 @@ def _type(annotation: Any) -> str:
     return _NAMES.get(annotation, getattr(annotation, "__name__", str(annotation)))
 
 
-def _default(field: FieldInfo) -> str:
+_UNSET = object()
+
+
+def _default(field: FieldInfo, program_default: Any = _UNSET) -> str:
+    if program_default is not _UNSET:
+        return f"`{_value(program_default)}`"
     if field.is_required():
         return "**required**"
     value = field.get_default(call_default_factory=True)

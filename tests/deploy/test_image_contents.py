@@ -64,4 +64,7 @@ def test_the_package_built_from_the_build_context_ships_every_file(tmp_path: Pat
     assert not missing, f"the image would lack {missing} (add them to [tool.setuptools.package-data])"
     entry_points = next(name for name in shipped if name.endswith(".dist-info/entry_points.txt"))
     with zipfile.ZipFile(wheel) as archive:
-        assert "shmastra-cloud = proxy_core.cli:main" in archive.read(entry_points).decode()
+        scripts = archive.read(entry_points).decode()
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    for name, target in pyproject["project"]["scripts"].items():
+        assert f"{name} = {target}" in scripts
