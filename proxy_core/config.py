@@ -71,11 +71,20 @@ class ServerConfig(StageConfig):
     keepalive_timeout: float = Field(75.0, gt=0)
     """Seconds an idle client connection is kept open."""
     shutdown_timeout: float = Field(30.0, ge=0)
+    """Seconds in-flight requests get to finish on SIGTERM; streams still open then are cut (an
+    orchestrator's grace period must be longer)."""
     websocket_max_message: ByteSize = Field(ByteSize(4 * 1024 * 1024), ge=0)
+    """Largest WebSocket message crossing the proxy (compressed size under permessage-deflate); a larger
+    one closes the connection with 1009; ``0`` for no limit."""
     websocket_compression: bool = True
+    """Let the client and the upstream negotiate permessage-deflate, end to end."""
     websocket_buffer_limit: ByteSize = Field(ByteSize(64 * 1024 * 1024), ge=0)
+    """Bytes all WebSockets of a worker may hold for slow receivers; past it new upgrades get 503;
+    ``0`` for no limit."""
     websocket_close_timeout: float = Field(10.0, gt=0)
+    """Seconds a closing handshake may take before both connections are dropped."""
     access_log: bool = True
+    """One line per request (path without its query string)."""
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     """The lowest level logged."""
     log_format: Literal["auto", "json", "text"] = "auto"
