@@ -64,7 +64,7 @@ mailbox_dir = "${MAILBOX}"
 stage = "sandbox_router"
 provider = "e2b"
 idle_timeout = "${IDLE_TIMEOUT}"
-sweep_interval = 0.3
+sweep_interval = "${SWEEP_INTERVAL}"
 health_interval = 0.05
 health_timeout = 20
 route_cache_seconds = 0.5
@@ -236,6 +236,7 @@ async def running_cluster(
     llm_url: str,
     replicas: int = 3,
     idle_timeout: float = 3600,
+    sweep_interval: float = 3600,
 ) -> AsyncIterator[Cluster]:
     nginx = nginx_binary()
     front = free_port()
@@ -252,6 +253,7 @@ async def running_cluster(
         "LLM_URL": llm_url,
         "OPENAI_API_KEY": OPENAI_KEY,
         "IDLE_TIMEOUT": str(idle_timeout),
+        "SWEEP_INTERVAL": str(sweep_interval),
         "E2B_API_KEY": e2b_env["E2B_API_KEY"],
         "E2B_URL": e2b_env["E2B_API_URL"],
         "E2B_DOMAIN": e2b_env["E2B_DOMAIN"],

@@ -113,7 +113,10 @@ async def test_sessions_single_flight_resume_and_usage_across_three_replicas(
     tmp_path: Path, database: str, e2b: E2BStandin, llm: TestServer
 ) -> None:
     sessions: list[aiohttp.ClientSession] = []
-    async with running_cluster(tmp_path, database, e2b.env, str(llm.make_url("")).rstrip("/")) as cluster:
+    llm_url = str(llm.make_url("")).rstrip("/")
+    # The leader's sweeps are off here (the next test's subject): this one counts only the state changes
+    # that requests and the operator's pause make.
+    async with running_cluster(tmp_path, database, e2b.env, llm_url) as cluster:
         try:
             ada = await sign_in(cluster, "ada@example.com", sessions)
 
@@ -195,8 +198,6 @@ async def test_sessions_single_flight_resume_and_usage_across_three_replicas(
             assert int(rows[0]["output"]) == 9 * len(WORDS)
             report = await usage_rows()
             assert sum(int(row["requests"]) for row in report) == 9, report
-
-            assert await leader_locks(cluster) == 1
         finally:
             for session in sessions:
                 await session.close()
@@ -214,7 +215,9 @@ async def test_one_leader_pauses_idle_sandboxes_and_reconciles_and_another_takes
 ) -> None:
     sessions: list[aiohttp.ClientSession] = []
     llm_url = str(llm.make_url("")).rstrip("/")
-    async with running_cluster(tmp_path, database, e2b.env, llm_url, idle_timeout=1) as cluster:
+    async with running_cluster(
+        tmp_path, database, e2b.env, llm_url, idle_timeout=1, sweep_interval=0.3
+    ) as cluster:
         try:
             people = ["ada@example.com", "bob@example.com", "cy@example.com"]
             browsers = {email: await sign_in(cluster, email, sessions) for email in people}
