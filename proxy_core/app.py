@@ -135,7 +135,9 @@ class Pipeline:
     Requests matching no stage's route go through every stage to the catch-all.
 
     Each chain is composed once per route handler and cached, and stages are called positionally, so
-    a stage's ``__call__(request, next)`` may name its parameters as it likes.
+    a stage's ``__call__(request, next)`` may name its parameters as it likes. A stage that keeps
+    :meth:`Stage.__call__` as it is (it only declares routes, as ``vkey`` does) hands every request
+    on unchanged, so chains leave it out: no frame per request for it.
     """
 
     __middleware_version__ = 1  # a (request, handler) middleware for aiohttp
@@ -162,7 +164,8 @@ class Pipeline:
     def _compose(self, handler: Next) -> Next:
         chain = handler
         for stage in reversed(self._stages[: self._owners.get(handler, len(self._stages))]):
-            chain = _link(stage, chain)
+            if getattr(type(stage), "__call__", None) is not Stage.__call__:
+                chain = _link(stage, chain)
         return chain
 
 

@@ -4,6 +4,7 @@ headers must go because they could pass for an identity."""
 from __future__ import annotations
 
 from collections.abc import Iterable
+from functools import lru_cache
 
 from aiohttp import web
 from multidict import CIMultiDict
@@ -41,14 +42,15 @@ class HeaderStripper:
         patterns = tuple(header_key(p) for p in patterns)
         self._exact = frozenset(p for p in patterns if not p.endswith("*"))
         self._prefixes = tuple(p[:-1] for p in patterns if p.endswith("*"))
+        self._matches = lru_cache(maxsize=4096)(self._match)  # names repeat on every request
 
-    def _matches(self, name: str) -> bool:
+    def _match(self, name: str) -> bool:
         name = header_key(name)
         return name in self._exact or name.startswith(self._prefixes)
 
     def __call__(self, request: web.Request) -> web.Request:
         """``request`` itself when it carries none (the common case), else a copy without them."""
-        if not any(self._matches(name) for name in request.headers):
+        if not any(map(self._matches, request.headers)):
             return request
         kept = CIMultiDict((k, v) for k, v in request.headers.items() if not self._matches(k))
         return request.clone(headers=kept)

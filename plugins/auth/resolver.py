@@ -1,7 +1,14 @@
 """Which live session (and so which identity) a request carries: the cookie read, the session looked up
 through a short per-process cache, the idle deadline moved on, the provider's tokens refreshed when
 due, and the answer to give a request without one. Used by the stage (every request) and by the
-sign-in paths (already signed in? signing out)."""
+sign-in paths (already signed in? signing out).
+
+The hot path is two dict look-ups: a ``Cookie`` header seen within the last second maps straight to
+its session id (no cookie parsing, no Fernet decryption, no hashing: a browser sends the same header
+on every request), and the session comes from the per-process session cache. Concurrent requests of
+a session whose cache entry ran out share one store read. The store stays the source of truth: a
+session ended here is dropped at once (the next request reads the store), elsewhere within
+``session_cache_seconds``; a cookie past its age is refused at most a second late."""
 
 from __future__ import annotations
 
@@ -10,6 +17,7 @@ import logging
 import time
 import weakref
 from dataclasses import replace
+from functools import lru_cache, partial
 from urllib.parse import urlencode
 
 from aiohttp import web
@@ -31,6 +39,9 @@ from .sessions import Session, Sessions, now, session_id
 log = logging.getLogger(__name__)
 
 _TOUCH_EVERY = 60.0
+_COOKIE_SECONDS = 1.0  # how long a Cookie header's verdict (which session it names) is reused
+_COOKIE_ENTRIES = 4096
+_COOKIE_LONGEST = 4096  # longer headers are decrypted every time (bounded memory)
 
 
 class SessionResolver:
@@ -51,17 +62,23 @@ class SessionResolver:
         self.keeper = keeper
         self._prefix = config.path_prefix
         self._cache: TTLCache[str, Session] = TTLCache(config.session_cache_seconds)
+        self._signed: TTLCache[str, str] = TTLCache(
+            min(_COOKIE_SECONDS, config.session_cache_seconds), _COOKIE_ENTRIES
+        )
+        self._loading: dict[str, asyncio.Future[Session | None]] = {}
+        self._generation = 0  # moved on by every ending or user change: an older read is not cached
+        self._csrf = lru_cache(maxsize=_COOKIE_ENTRIES)(lambda sid: csrf.derive(keys.csrf, sid))
         self._refreshing: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
 
     async def identify(self, request: web.Request) -> Identity | web.StreamResponse:
         """The identity of the request's live session, or the answer to give instead. Raises
         :class:`~proxy_core.db.StoreError` when the store cannot be read."""
-        token = await self.cookies.session_token(request)
-        if token is None:
+        sid = await self.session_of(request)
+        if sid is None:
             return self.unauthenticated(
                 request, clear=request.cookies.get(self.config.cookie_name) is not None
             )
-        session = await self.session(session_id(token))
+        session = self._cache.get(sid) or await self.session(sid)
         if session is None:
             return self.unauthenticated(request, clear=True)
         if session.disabled:
@@ -77,31 +94,63 @@ class SessionResolver:
             session.role,
             session.id,
             session.name,
-            csrf.derive(self.keys.csrf, session.id),
+            self._csrf(session.id),
         )
 
+    async def session_of(self, request: web.Request) -> str | None:
+        """The id of the session the request's valid session cookie names; ``None`` without one."""
+        header = request.headers.get("Cookie")
+        if header is not None and (sid := self._signed.get(header)) is not None:
+            return sid
+        token = await self.cookies.session_token(request)
+        if token is None:
+            return None
+        sid = session_id(token)
+        if header is not None and len(header) <= _COOKIE_LONGEST:
+            self._signed.put(header, sid)
+        return sid
+
     async def session(self, sid: str) -> Session | None:
-        """The live session ``sid`` (from a short per-process cache), its idle deadline moved on."""
+        """The live session ``sid`` (from a short per-process cache), its idle deadline moved on.
+        Concurrent callers missing the cache share one read of the store."""
         cached = self._cache.get(sid)
         if cached is not None:
             return cached
+        loading = self._loading.get(sid)
+        if loading is None:
+            loading = self._loading[sid] = asyncio.ensure_future(self._load(sid))
+            loading.add_done_callback(partial(self._loaded, sid))
+        return await asyncio.shield(loading)
+
+    def _loaded(self, sid: str, loading: asyncio.Future[Session | None]) -> None:
+        if self._loading.get(sid) is loading:
+            del self._loading[sid]
+        if not loading.cancelled():
+            loading.exception()  # retrieved: every waiter may have gone (a StoreError reaches those left)
+
+    async def _load(self, sid: str) -> Session | None:
+        generation = self._generation
         session = await self.sessions.get(sid)
         if session is None:
             return None
         if (now() - session.last_seen_at).total_seconds() > min(_TOUCH_EVERY, self.config.idle_timeout / 10):
             session = replace(session, last_seen_at=await self.sessions.touch(sid))
-        self._cache.put(sid, session)
+        if generation == self._generation:  # nothing ended or changed meanwhile
+            self._cache.put(sid, session)
         return session
 
     async def end(self, sid: str) -> None:
         """Revoke the session ``sid`` and forget it here."""
+        self._generation += 1
         await self.sessions.revoke(sid)
+        self._generation += 1
         self._cache.pop(sid)
 
     async def user_changed(self, event: UserChanged) -> None:
         """Drop the user's cached sessions (role, disabled flag, revocations), and end the sessions a
         change revoked at the provider too."""
         user_id = event.user.id
+        self._generation += 1
         self._cache.discard_where(lambda session: session.user_id == user_id)
         if self.keeper is None:
             return

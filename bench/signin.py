@@ -1,0 +1,58 @@
+"""The default pipeline a teammate's browser goes through (``vkey``, ``auth``, then the forwarding
+stage, as in ``proxy.toml``), and a signed-in session cookie for it, obtained the way a browser gets
+one: the sign-in page, an emailed code (``delivery = "mailbox"``, read from its file), its check."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import tempfile
+from pathlib import Path
+
+import aiohttp
+
+EMAIL = "bench@example.com"
+_CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+_CODE = re.compile(r"code is (\d{6})")
+
+
+def pipeline(data_dir: Path, forwarding: str) -> str:
+    """``[database]`` and the ``vkey`` and ``auth`` tables in front of ``forwarding`` (its TOML)."""
+    return (
+        f'[database]\nurl = "sqlite:///{data_dir}/shmastra.db"\n'
+        '[[pipeline]]\nstage = "vkey"\n'
+        "[pipeline.limits]\nrequests_per_minute = 120\n"
+        f'[[pipeline]]\nstage = "auth"\nprovider = "email_code"\nadmins = ["{EMAIL}"]\n'
+        f'data_dir = "{data_dir}"\n'
+        f'[pipeline.email_code]\ndelivery = "mailbox"\nmailbox_dir = "{data_dir}/mailbox"\n'
+        f"{forwarding}"
+    )
+
+
+def data_dir() -> Path:
+    return Path(tempfile.mkdtemp(prefix="shmastra-bench-auth-"))
+
+
+async def _sign_in(base: str, mailbox: Path) -> str:
+    jar = aiohttp.CookieJar(unsafe=True)
+    async with aiohttp.ClientSession(cookie_jar=jar) as http:
+        async with http.get(f"{base}/auth/sign-in") as page:
+            csrf = _CSRF.search(await page.text())
+        assert csrf, "no CSRF field on the sign-in page"
+        form = {"email": EMAIL, "csrf_token": csrf.group(1)}
+        async with http.post(f"{base}/auth/code", data=form) as sent:
+            csrf = _CSRF.search(await sent.text())
+        assert sent.status == 200 and csrf, f"sending the code answered {sent.status}"
+        code = _CODE.search((mailbox / EMAIL).read_text())
+        assert code, "no code in the mailbox"
+        form = {"code": code.group(1), "csrf_token": csrf.group(1)}
+        async with http.post(f"{base}/auth/code/verify", data=form, allow_redirects=False) as done:
+            assert done.status == 303, f"checking the code answered {done.status}"
+        cookie = next((c for c in jar if c.key == "auth_session"), None)
+        assert cookie is not None, "no session cookie after signing in"
+        return f"{cookie.key}={cookie.value}"
+
+
+def sign_in(base: str, data: Path) -> str:
+    """A ``Cookie`` header value carrying a live session on the proxy at ``base``."""
+    return asyncio.run(_sign_in(base, data / "mailbox"))
