@@ -100,7 +100,13 @@ def create_app(
     for stage in pipeline:
         context.forwarder.owned |= stage.owned_credentials()
     human = resolve_format(config.server.log_format) == "text"
-    access_log = AccessLog(human=human) if config.server.access_log else None
+    access_log = None
+    if config.server.access_log:
+        dropped = context.metrics.counter(
+            "access_log_dropped_total",
+            "Access log lines lost: the log's reader too slow, the disk full or the stream closed.",
+        )
+        access_log = AccessLog(human=human, dropped=dropped)
     ops = Ops(pipeline, context, access_log, worker=worker, snapshot_dir=snapshot_dir)
     middleware = Pipeline([ops, *pipeline])
     app = web.Application(middlewares=[middleware], client_max_size=int(config.server.max_body_size) or 2**62)
@@ -164,9 +170,15 @@ class Pipeline:
     def _compose(self, handler: Next) -> Next:
         chain = handler
         for stage in reversed(self._stages[: self._owners.get(handler, len(self._stages))]):
-            if getattr(type(stage), "__call__", None) is not Stage.__call__:
-                chain = _link(stage, chain)
+            if _passes_through(stage):
+                continue
+            chain = _link(stage, chain)
         return chain
+
+
+def _passes_through(stage: object) -> bool:
+    """A stage whose ``__call__`` is :class:`Stage`'s own: it hands every request on unchanged."""
+    return isinstance(stage, Stage) and type(stage).__call__ is Stage.__call__
 
 
 def _link(stage: Callable[[web.Request, Next], Awaitable[web.StreamResponse]], next: Next) -> Next:
@@ -193,6 +205,6 @@ def _shared_services(
                 await resource.close()
             await context.forwarder.close()
             if access_log is not None:
-                access_log.flush()
+                access_log.close()
 
     return lifespan

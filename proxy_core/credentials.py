@@ -105,7 +105,6 @@ class OwnedCredentials:
         ]
 
 
-
 @lru_cache(maxsize=1024)
 def _without_owned(owned: OwnedCredentials, value: str) -> str:
     """``value`` (a ``Cookie`` header) minus owned cookies; the others are kept byte for byte, in their

@@ -6,8 +6,10 @@ otherwise; ``"json"`` or ``"text"`` force one. Every application log line passes
 ``extra={"fields": {..., "highlight": True}}`` (the start-up banner, a sign-in code) stands on its
 own line in text mode, set off by a blank line and ``==>``.
 
-The access log is written through a small buffer flushed every 50 ms (and at shutdown), so logging a
-request costs one ``orjson.dumps`` instead of a pass through the ``logging`` machinery.
+The access log is gathered in a small buffer handed every 50 ms (and at shutdown) to a writer thread
+(:mod:`proxy_core.logwriter`), so logging a request costs one ``orjson.dumps`` and a list append, never
+a system call on the loop; a slow log reader, a full disk or a closed stderr loses log lines (counted
+in ``proxy_access_log_dropped_total``), never requests.
 """
 
 from __future__ import annotations
@@ -21,10 +23,13 @@ from typing import IO, Any
 import orjson
 from aiohttp import web
 
+from .logwriter import BackgroundWriter
+from .metrics import Counter
 from .redact import redact
 
 _FLUSH_AFTER = 0.05
 _FLUSH_BYTES = 64 * 1024
+_MAX_PENDING = 8 * 1024 * 1024  # bytes waiting for a slow log reader before lines are dropped
 
 
 class JsonFormatter(logging.Formatter):
@@ -90,12 +95,21 @@ class AccessLog:
     """Buffered access log, JSON or (``human``) short text lines. Paths are logged without their query
     string (it may carry keys)."""
 
-    def __init__(self, stream: IO[bytes] | None = None, *, human: bool = False) -> None:
-        self._stream = stream if stream is not None else sys.stderr.buffer
+    def __init__(
+        self,
+        stream: int | IO[bytes] | None = None,
+        *,
+        human: bool = False,
+        dropped: Counter | None = None,
+    ) -> None:
+        target = stream if stream is not None else _stderr()
+        on_drop = None if dropped is None else lambda lines: dropped.inc((), lines)
+        self._writer = BackgroundWriter(target, max_pending=_MAX_PENDING, on_drop=on_drop)
         self._human = human
         self._buffer: list[bytes] = []
         self._size = 0
         self._timer: asyncio.TimerHandle | None = None
+        self._clock = (0, "")  # the text mode's HH:MM:SS, made once a second
 
     def record(
         self,
@@ -109,7 +123,10 @@ class AccessLog:
     ) -> None:
         """One line; a proxied WebSocket (status 101, the session's duration) adds how it ended."""
         if self._human:
-            clock = time.strftime("%H:%M:%S")
+            second = int(time.time())
+            if self._clock[0] != second:
+                self._clock = (second, time.strftime("%H:%M:%S", time.localtime(second)))
+            clock = self._clock[1]
             ended = ""
             if websocket is not None:
                 ended = f" websocket {websocket['ended']} by {websocket['by']} code {websocket['code']}"
@@ -152,16 +169,25 @@ class AccessLog:
         return orjson.dumps(entry, option=orjson.OPT_APPEND_NEWLINE)
 
     def flush(self) -> None:
+        """Hand what is buffered to the writer thread (never blocks)."""
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        if not self._buffer:
-            return
-        data = b"".join(self._buffer)
-        self._buffer.clear()
-        self._size = 0
-        try:
-            self._stream.write(data)
-            self._stream.flush()
-        except (OSError, ValueError):
-            pass  # a closed or broken log stream must never break serving
+        if self._buffer:
+            data = b"".join(self._buffer)
+            self._buffer.clear()
+            self._size = 0
+            self._writer.submit(data)
+
+    def close(self, timeout: float = 1.0) -> None:
+        """Flush, and let the writer finish what is queued (for at most ``timeout`` seconds)."""
+        self.flush()
+        self._writer.close(timeout)
+
+
+def _stderr() -> int | IO[bytes]:
+    """The process's stderr: its descriptor when it has one (written without Python's buffering)."""
+    try:
+        return sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):
+        return sys.stderr.buffer

@@ -215,3 +215,32 @@ async def test_sessions_repository(db: Database) -> None:
     assert (await sessions.get(sid) or found).data == {"x": 1}
     assert await sessions.revoke(sid) and not await sessions.revoke(sid)
     assert await sessions.get(sid) is None
+
+
+async def test_concurrent_requests_of_a_session_share_one_store_read(
+    upstream: TestServer, sqlite_url: str, tmp_path: Path
+) -> None:
+    async with (
+        proxy(upstream, sqlite_url, **options(tmp_path, session_cache_seconds=30)) as px,
+        browser() as b,
+    ):
+        await email_sign_in(b, px, tmp_path / "mail", "ann@example.com")
+        sessions = px.auth.sessions
+        reads: list[str] = []
+        read = sessions.get
+
+        async def counted(sid: str) -> Any:  # a slow store: the other requests arrive meanwhile
+            reads.append(sid)
+            await asyncio.sleep(0.2)
+            return await read(sid)
+
+        sessions.get = counted  # type: ignore[method-assign]
+        ann = await px.auth.directory.find_by_email("ann@example.com")
+        assert ann is not None
+        await px.auth.directory.set_role(ann.id, "admin")  # a user change drops her cached sessions
+        found = await asyncio.gather(*(whoami(b, px) for _ in range(20)))
+        assert [(f or {}).get("role") for f in found] == ["admin"] * 20
+        assert len(reads) == 1
+        await px.auth.directory.set_disabled(ann.id, True)  # her sessions end: the same Cookie header fails
+        async with b.get(px.at("/whoami"), headers={"Accept": "application/json"}) as response:
+            assert response.status == 401
