@@ -10,10 +10,11 @@ rotating a key does not reset a budget.
   request). A refusal's ``Retry-After`` is the rest of the window.
 * Tokens per day and the monthly budget: sums of the user's ``usage`` rows (UTC day and month), read
   at most every ``refresh_seconds`` per user and kept current in between by this process's own
-  usage as it is recorded. Requests still running count too, each at the cost of the user's latest
-  finished request, so a burst of concurrent requests stops near the budget instead of far past it.
-  A request that ended early counts at its estimate (see :mod:`.estimate`), so aborting a stream does
-  not get around either limit.
+  usage as it is recorded. Only a user's first request of the day waits for the read; later
+  re-reads run in the background while requests go on with the kept sums. Requests still running
+  count too, each at the cost of the user's latest finished request, so a burst of concurrent
+  requests stops near the budget instead of far past it. A request that ended early counts at its
+  estimate (see :mod:`.estimate`), so aborting a stream does not get around either limit.
 
 Refusals that cannot succeed soon (the day's tokens, the month's budget) are 402 with
 ``x-should-retry: false``: a status that no supported client retries (the OpenAI, Anthropic and
@@ -25,11 +26,13 @@ per-minute rate limit stays a retryable 429 with ``Retry-After``, like a provide
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from typing import Protocol
 
 from proxy_core.db import Store, StoreRateLimiter
@@ -37,6 +40,8 @@ from proxy_core.ratelimit import LocalRateLimiter, Policy, RateLimiter
 
 from .config import LimitsConfig
 from .keys import KeyRecord
+
+log = logging.getLogger(__name__)
 
 
 class SpendSource(Protocol):
@@ -69,7 +74,7 @@ class SpendTracker:
         self.refresh_seconds = refresh_seconds
         self._clock = clock
         self._spend: dict[uuid.UUID, _Spend] = {}
-        self._loading: dict[uuid.UUID, asyncio.Future[_Spend]] = {}
+        self._loading: dict[uuid.UUID, asyncio.Task[_Spend]] = {}
 
     async def totals(self, user_id: uuid.UUID) -> tuple[int, float]:
         """(tokens today, USD this month) of ``user_id``, counting running requests at their estimate."""
@@ -97,32 +102,42 @@ class SpendTracker:
         now = datetime.now(UTC)
         day = now.strftime("%Y-%m-%d")
         spend = self._spend.get(user_id)
-        if spend is not None and spend.day == day and self._clock() - spend.fetched < self.refresh_seconds:
+        if spend is not None and spend.day == day:
+            if self._clock() - spend.fetched >= self.refresh_seconds and user_id not in self._loading:
+                # re-read in the background: this request goes on with the sums this process kept
+                # current, instead of waiting for the usage flush and the sum (a stall on a busy disk)
+                self._load(user_id, now, spend)
             return spend
-        loading = self._loading.get(user_id)
-        if loading is not None:  # one query per user at a time; concurrent requests share it
-            return await asyncio.shield(loading)
-        future: asyncio.Future[_Spend] = asyncio.get_running_loop().create_future()
-        self._loading[user_id] = future
-        try:
-            day_start = now.replace(hour=0, minute=0, second=0, microsecond=0)
-            tokens, usd = await self.source.spend_since(user_id, day_start, day_start.replace(day=1))
-            fresh = _Spend(day, tokens, usd, self._clock())
-            if spend is not None:  # what is running now is not in the sums yet
-                fresh.running, fresh.last_tokens, fresh.last_usd = (
-                    spend.running,
-                    spend.last_tokens,
-                    spend.last_usd,
-                )
-            self._spend[user_id] = fresh
-            future.set_result(fresh)
-            return fresh
-        except BaseException as exc:
-            future.set_exception(exc)
-            future.exception()  # retrieved here, so a future nobody else awaited does not warn
-            raise
-        finally:
+        loading = self._loading.get(user_id)  # one query per user at a time; concurrent requests share it
+        if loading is None:
+            loading = self._load(user_id, now, spend)
+        return await asyncio.shield(loading)
+
+    def _load(self, user_id: uuid.UUID, now: datetime, previous: _Spend | None) -> asyncio.Task[_Spend]:
+        task = asyncio.ensure_future(self._read(user_id, now, previous))
+        self._loading[user_id] = task
+        task.add_done_callback(partial(self._loaded, user_id))
+        return task
+
+    async def _read(self, user_id: uuid.UUID, now: datetime, previous: _Spend | None) -> _Spend:
+        day_start = now.replace(hour=0, minute=0, second=0, microsecond=0)
+        tokens, usd = await self.source.spend_since(user_id, day_start, day_start.replace(day=1))
+        fresh = _Spend(now.strftime("%Y-%m-%d"), tokens, usd, self._clock())
+        if previous is not None:  # what is running now is not in the sums yet
+            fresh.running, fresh.last_tokens, fresh.last_usd = (
+                previous.running,
+                previous.last_tokens,
+                previous.last_usd,
+            )
+        self._spend[user_id] = fresh
+        return fresh
+
+    def _loaded(self, user_id: uuid.UUID, task: asyncio.Task[_Spend]) -> None:
+        if self._loading.get(user_id) is task:
             del self._loading[user_id]
+        if not task.cancelled() and (exc := task.exception()) is not None and user_id in self._spend:
+            # a background re-read: the kept sums stay in use, the next request tries again
+            log.warning("vkey: cannot re-read the spend of %s: %s", user_id, exc)
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,6 +3,7 @@ them (with its cache), and usage rows written in batches and summed for the limi
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -192,4 +193,40 @@ async def test_running_requests_count_toward_the_budget(db: Database, ada: User)
     spend.started(ada.id)  # two more running: each estimated at the latest one's cost
     tokens, usd = await spend.totals(ada.id)
     assert (tokens, usd) == (33, pytest.approx(0.012))
+    await ledger.writer.close()
+
+
+async def test_spend_is_re_read_in_the_background(db: Database, ada: User) -> None:
+    """Past ``refresh_seconds`` a request goes on with the kept sums while the store is read again
+    (here a slow one): only the first read of the day makes requests wait."""
+    ledger = UsageLedger(db, BatchWriter(db, "usage", COLUMNS, interval=3600))
+    store_answers = asyncio.Event()
+    store_answers.set()
+    reads = 0
+
+    class SlowStore:
+        async def spend_since(self, user_id: uuid.UUID, day: datetime, month: datetime) -> tuple[int, float]:
+            nonlocal reads
+            reads += 1
+            await store_answers.wait()
+            return await ledger.spend_since(user_id, day, month)
+
+    clock = [0.0]
+    spend = SpendTracker(SlowStore(), refresh_seconds=5, clock=lambda: clock[0])
+    assert await spend.totals(ada.id) == (0, 0.0)
+    ledger.record(_row(ada.id, 40, 0.25, datetime.now(UTC)))  # written by another worker, say
+    store_answers.clear()
+    clock[0] = 6.0
+    asking = [asyncio.ensure_future(spend.totals(ada.id)) for _ in range(2)]
+    await asyncio.sleep(0)  # the requests run...
+    await asyncio.sleep(0)  # ...and the re-read they started, which waits for the store
+    assert all(task.done() for task in asking)  # answered at once, with the kept sums
+    assert [task.result() for task in asking] == [(0, 0.0)] * 2
+    assert reads == 2  # one re-read however many requests came meanwhile
+    store_answers.set()
+    for _ in range(500):  # until the re-read lands
+        await asyncio.sleep(0.01)
+        if await spend.totals(ada.id) != (0, 0.0):
+            break
+    assert await spend.totals(ada.id) == (41, pytest.approx(0.25))
     await ledger.writer.close()
