@@ -27,6 +27,16 @@ def chp_script() -> Path:
     return chp_dir() / "node_modules" / "configurable-http-proxy" / "bin" / "configurable-http-proxy"
 
 
+def node_version() -> str:
+    """The version of the ``node`` that runs CHP (the first on ``PATH``, as for the anchor script).
+    It matters: from node 19 on, CHP keeps its upstream connections alive (node's default agent)."""
+    try:
+        out = subprocess.run(["node", "--version"], capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return "missing"
+    return out.strip()
+
+
 def _as_root(cmd: list[str]) -> list[str]:
     if os.geteuid() == 0 or not shutil.which("sudo"):
         return cmd

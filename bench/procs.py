@@ -145,16 +145,20 @@ def ours(
     access_log: bool = False,
     extra_pipeline: str = "",
     label: str = "",
+    upstream_options: str = "",
+    name: str | None = None,
 ) -> Service:
+    """Ours in front of ``upstream``: ``extra_pipeline`` (TOML: ``[database]``, stages) goes before the
+    ``upstream`` stage. The access log goes to stderr, which is ``/dev/null``."""
     port = free_port()
     conf = write_temp(
         f"[server]\nport = {port}\nworkers = {workers}\naccess_log = {str(access_log).lower()}\n"
-        "max_body_size = 0\n"
+        'max_body_size = 0\nlog_format = "json"\n'
         f"{extra_pipeline}"
-        f'[[pipeline]]\nstage = "upstream"\nurl = "{upstream}"\nidle_timeout = 3600\n',
+        f'[[pipeline]]\nstage = "upstream"\nurl = "{upstream}"\nidle_timeout = 3600\n{upstream_options}',
         ".toml",
     )
-    name = (
+    name = name or (
         f"ours (workers={workers})" + (" +access log" if access_log else "") + (f" {label}" if label else "")
     )
     return spawn(

@@ -1,7 +1,12 @@
 """Benchmark 1: small GETs with keep-alive through each proxy (wrk -c50), as ``shared/bench/anchor_bench.sh``.
 
-The upstream (nginx) and wrk share CPU 0, each proxy runs alone on CPU 1. Then ours with 2 workers vs
-1 worker, nothing pinned: throughput should grow with cores.
+The upstream (nginx) and wrk share CPU 0, each proxy runs alone on CPU 1, and each proxy gets the
+same treatment the anchor script gives it: started, one second to settle, then measured (no warm-up
+run: node's JIT and our pools warm up within the first few thousand requests either way). Rows:
+direct, nginx as a proxy, configurable-http-proxy (CHP), a naive aiohttp proxy, ours with the bare
+``upstream`` stage (access log off, then on), and ours as a teammate's browser meets it: the default
+pipeline of ``proxy.toml`` (``vkey``, ``auth`` with a signed-in session cookie, the forwarding stage,
+access log on). Then ours with 2 workers vs 1, nothing pinned: throughput should grow with cores.
 """
 
 from __future__ import annotations
@@ -9,13 +14,15 @@ from __future__ import annotations
 import re
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from . import procs
+from . import procs, signin
+from .env import node_version
 from .report import table, verdict
 
 LOAD_CPU, PROXY_CPU = "0", "1"
+SIGNED_IN = "ours: vkey, auth (signed in), upstream; +access log"
 
 
 @dataclass(frozen=True)
@@ -35,9 +42,24 @@ def _ms(text: str) -> float:
 
 
 def wrk(
-    url: str, duration: str, connections: int, threads: int = 1, cpus: str | None = LOAD_CPU
+    url: str,
+    duration: str,
+    connections: int,
+    threads: int = 1,
+    cpus: str | None = LOAD_CPU,
+    headers: Sequence[str] = (),
 ) -> WrkResult:
-    cmd = [*procs.pin(cpus), "wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}", "--latency", url]
+    extra = [arg for header in headers for arg in ("-H", header)]
+    cmd = [
+        *procs.pin(cpus),
+        "wrk",
+        f"-t{threads}",
+        f"-c{connections}",
+        f"-d{duration}",
+        "--latency",
+        *extra,
+        url,
+    ]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
     p50 = re.search(r"^\s+50%\s+(\S+)", out, re.M)
@@ -51,6 +73,9 @@ def wrk(
     )
 
 
+Prepare = Callable[[procs.Service], Sequence[str]]
+
+
 def _measure(
     start: Callable[[], procs.Service],
     duration: str,
@@ -58,13 +83,36 @@ def _measure(
     *,
     pinned: bool = True,
     threads: int = 1,
+    prepare: Prepare | None = None,
 ) -> tuple[str, WrkResult]:
     with start() as service:
+        headers = prepare(service) if prepare is not None else ()
         time.sleep(1.0)
-        wrk(service.url + "/", "2s", connections, threads, LOAD_CPU if pinned else None)  # warm-up
-        return service.name, wrk(
-            service.url + "/", duration, connections, threads, LOAD_CPU if pinned else None
+        cpus = LOAD_CPU if pinned else None
+        return service.name, wrk(service.url + "/", duration, connections, threads, cpus, headers)
+
+
+Starter = Callable[[], procs.Service]
+
+
+def signed_in(upstream: str, forwarding: str = "", name: str = SIGNED_IN) -> tuple[Starter, Prepare]:
+    """Start ours with the default pipeline in front of ``upstream``; sign in (the session cookie)."""
+    data = signin.data_dir()
+
+    def start() -> procs.Service:
+        return procs.ours(
+            upstream,
+            cpus=PROXY_CPU,
+            access_log=True,
+            extra_pipeline=signin.pipeline(data, forwarding),
+            upstream_options="inject_html = true\n",
+            name=name,
         )
+
+    def prepare(service: procs.Service) -> Sequence[str]:
+        return [f"Cookie: {signin.sign_in(service.url, data)}"]
+
+    return start, prepare
 
 
 def run(duration: str = "10s", connections: int = 50) -> None:
@@ -72,25 +120,35 @@ def run(duration: str = "10s", connections: int = 50) -> None:
         time.sleep(0.5)
         u = up.url
         results = [("direct (nginx upstream)", wrk(u + "/", duration, connections))]
-        for start in (
-            lambda: procs.nginx_proxy(u, cpus=PROXY_CPU),
-            lambda: procs.chp(u, cpus=PROXY_CPU),
-            lambda: procs.naive(u, cpus=PROXY_CPU, uvloop=True),
-            lambda: procs.ours(u, cpus=PROXY_CPU),
-            lambda: procs.ours(u, cpus=PROXY_CPU, access_log=True),
-        ):
-            results.append(_measure(start, duration, connections))
+        pipeline_start, pipeline_prepare = signed_in(u)
+        runs: list[tuple[Starter, Prepare | None]] = [
+            (lambda: procs.nginx_proxy(u, cpus=PROXY_CPU), None),
+            (lambda: procs.chp(u, cpus=PROXY_CPU), None),
+            (lambda: procs.naive(u, cpus=PROXY_CPU, uvloop=True), None),
+            (lambda: procs.ours(u, cpus=PROXY_CPU), None),
+            (lambda: procs.ours(u, cpus=PROXY_CPU, access_log=True), None),
+            (pipeline_start, pipeline_prepare),
+        ]
+        for start, prepare in runs:
+            results.append(_measure(start, duration, connections, prepare=prepare))
         by_name = dict(results)
-        chp, ours = by_name["configurable-http-proxy"], by_name["ours (workers=1)"]
+        chp = by_name["configurable-http-proxy"]
+        ours, logged = by_name["ours (workers=1)"], by_name["ours (workers=1) +access log"]
+        pipeline = by_name[SIGNED_IN]
         rows = [(name, r.rps, r.p50_ms, r.p99_ms, f"{r.rps / chp.rps:.2f}x", r.errors) for name, r in results]
         table(
             f"throughput: small GET, keep-alive, wrk -c{connections} {duration}; "
-            "upstream+wrk on CPU 0, proxy on CPU 1",
+            f"upstream+wrk on CPU 0, proxy on CPU 1; CHP on node {node_version()}",
             ("path", "req/s", "p50 ms", "p99 ms", "rps vs CHP", "errors"),
             rows,
         )
         verdict("ours/CHP requests/s", ours.rps / chp.rps, ">= 2.0", ours.rps >= 2 * chp.rps)
         verdict("ours/CHP p99", ours.p99_ms / chp.p99_ms, "<= 0.5", ours.p99_ms <= 0.5 * chp.p99_ms)
+        share, p99 = pipeline.rps / chp.rps, pipeline.p99_ms / chp.p99_ms
+        verdict("signed-in pipeline/CHP requests/s", share, ">= 1.5", share >= 1.5)
+        verdict("signed-in pipeline/CHP p99", p99, "<= 0.5", p99 <= 0.5)
+        cost = 1 - logged.rps / ours.rps
+        verdict("access log cost (share of requests/s)", cost, "<= 0.05", cost <= 0.05)
 
         scaling = [
             _measure(lambda w=w: procs.ours(u, workers=w), duration, connections * 2, pinned=False, threads=2)
