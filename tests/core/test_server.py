@@ -18,6 +18,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from proxy_core import Stage, StageConfig
 from proxy_core.cli import main
 from proxy_core.server import runner_for
 from proxy_core.stages.upstream import UpstreamStage
@@ -299,3 +300,26 @@ def test_serve_on_a_busy_port_fails_with_a_message(proxy_toml: Path) -> None:
     assert (
         result.stderr.splitlines()[-1] == f"error: cannot listen on 127.0.0.1:{port}: address already in use"
     )
+
+
+async def test_handlers_still_see_their_application() -> None:
+    """The production runner drops aiohttp's current-app middleware (the app has no sub-apps); a
+    request still knows its application, and the pipeline still runs in front of the handler."""
+    seen: list[object] = []
+
+    async def handler(request: web.Request) -> web.Response:
+        seen.append(request.app)
+        seen.append(request.match_info.current_app)
+        return web.Response(text="mine")
+
+    class Route(Stage[StageConfig]):
+        def routes(self) -> list[web.RouteDef]:
+            return [web.get("/mine", handler)]
+
+    app = make_app([stage(Route)], "")
+    async with run_proxy(app) as url, aiohttp.ClientSession() as session:
+        async with session.get(f"{url}/mine") as resp:
+            assert (resp.status, await resp.text()) == (200, "mine")
+        async with session.get(f"{url}/metrics") as resp:
+            assert 'proxy_requests_total{method="GET",status="200"} 1' in await resp.text()
+    assert seen == [app, app]
