@@ -1,6 +1,9 @@
 """A small in-process cache whose entries expire: what a stage keeps between requests so its hot path
 need not ask the store every time (sessions, keys, used sign-in states).
 
+:class:`SingleFlight` goes with it: when an entry runs out while many requests want it, they share
+one read of the store instead of each queueing its own behind the others.
+
 Bounded: at ``max_entries`` the expired entries are dropped, then the oldest. Reads are one dict
 look-up and one clock call. Not shared between processes: whatever it holds may be up to ``ttl``
 seconds stale elsewhere.
@@ -8,8 +11,10 @@ seconds stale elsewhere.
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
+from functools import partial
 from typing import Generic, TypeVar
 
 K = TypeVar("K")
@@ -68,3 +73,24 @@ class TTLCache(Generic[K, V]):
 
     def __iter__(self) -> Iterator[K]:
         return iter(list(self._entries))
+
+
+class SingleFlight(Generic[K, V]):
+    """Concurrent loads of one key share one call: the first caller's ``load()``, awaited by all (a
+    caller that is cancelled does not cancel it for the others)."""
+
+    def __init__(self) -> None:
+        self._running: dict[K, asyncio.Future[V]] = {}
+
+    async def run(self, key: K, load: Callable[[], Awaitable[V]]) -> V:
+        running = self._running.get(key)
+        if running is None:
+            running = self._running[key] = asyncio.ensure_future(load())
+            running.add_done_callback(partial(self._done, key))
+        return await asyncio.shield(running)
+
+    def _done(self, key: K, future: asyncio.Future[V]) -> None:
+        if self._running.get(key) is future:
+            del self._running[key]
+        if not future.cancelled():
+            future.exception()  # retrieved: the callers left awaiting it get it raised

@@ -9,9 +9,12 @@ database is trusted for ``ttl`` seconds (see :mod:`plugins.vkey.cache`).
 from __future__ import annotations
 
 import hmac
+import uuid
 from datetime import UTC, datetime
+from functools import partial
 
 from plugins.auth import UserDirectory
+from proxy_core.cache import SingleFlight
 from proxy_core.db import Database, NotFound
 
 from .cache import KeyCache
@@ -27,6 +30,9 @@ class KeyChecker:
         self.users = UserDirectory(db) if users is None else users
         self.cache = cache
         self.ttl = ttl
+        # when an entry runs out under load, the requests waiting for it share one store read
+        self._finding: SingleFlight[str, KeyRecord | None] = SingleFlight()
+        self._reading: SingleFlight[uuid.UUID, bool] = SingleFlight()
 
     async def check(self, key: str) -> KeyRecord:
         """The record of ``key`` if it may be used now; raises :class:`KeyRejected` otherwise, and
@@ -39,11 +45,10 @@ class KeyChecker:
         if cached is not None:
             record = cached
         else:
-            found = await self.keys.find(digest)
+            found = await self._finding.run(digest, partial(self._find, digest))
             if found is None:
                 raise KeyRejected("invalid", "Invalid API key")
             record = found
-            self.cache.keys.put(digest, record, self.ttl)
         # Constant-time comparisons: neither the hash nor the owner leaks through timing.
         same_hash = hmac.compare_digest(record.key_hash.encode(), digest.encode())
         same_owner = hmac.compare_digest(str(record.user_id).encode(), owner.encode())
@@ -56,13 +61,22 @@ class KeyChecker:
             raise KeyRejected("disabled", "API key owner is disabled")
         return record
 
+    async def _find(self, digest: str) -> KeyRecord | None:
+        found = await self.keys.find(digest)
+        if found is not None:
+            self.cache.keys.put(digest, found, self.ttl)
+        return found
+
     async def _disabled(self, record: KeyRecord) -> bool:
         cached = self.cache.disabled.get(record.user_id)
         if cached is not None:
             return cached
+        return await self._reading.run(record.user_id, partial(self._read_disabled, record.user_id))
+
+    async def _read_disabled(self, user_id: uuid.UUID) -> bool:
         try:
-            disabled = (await self.users.get(record.user_id)).disabled
+            disabled = (await self.users.get(user_id)).disabled
         except NotFound:
             disabled = True  # the owner is gone (their keys go with them, but a cached key may not)
-        self.cache.disabled.put(record.user_id, disabled, self.ttl)
+        self.cache.disabled.put(user_id, disabled, self.ttl)
         return disabled

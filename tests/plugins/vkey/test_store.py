@@ -230,3 +230,30 @@ async def test_spend_is_re_read_in_the_background(db: Database, ada: User) -> No
             break
     assert await spend.totals(ada.id) == (41, pytest.approx(0.25))
     await ledger.writer.close()
+
+
+async def test_requests_waiting_for_a_key_share_one_store_read(db: Database, ada: User) -> None:
+    """When a key's cache entry runs out under load, the requests that want it share one read of the
+    key and one of its owner, instead of each queueing its own behind the others."""
+    service = KeyService(db)
+    issued = await service.issue(ada.id)
+    checker = KeyChecker(db, KeyCache(), ttl=3600)
+    reads: list[str] = []
+    find, get = checker.keys.find, checker.users.get
+
+    async def slow_find(digest: str) -> KeyRecord | None:  # a busy store: the others arrive meanwhile
+        reads.append("key")
+        await asyncio.sleep(0.1)
+        return await find(digest)
+
+    async def slow_get(user: uuid.UUID) -> User:
+        reads.append("user")
+        await asyncio.sleep(0.1)
+        return await get(user)
+
+    checker.keys.find = slow_find  # type: ignore[method-assign]
+    checker.users.get = slow_get  # type: ignore[method-assign]
+    records = await asyncio.gather(*(checker.check(issued.key) for _ in range(20)))
+    assert records == [issued.record] * 20
+    assert reads == ["key", "user"]
+    assert await rejected(checker, issued.key.replace(issued.key[-4:], "0000")) == "invalid"
