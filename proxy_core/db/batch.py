@@ -48,6 +48,15 @@ async def insert_rows(
     parameter limit allows (run it inside a transaction for all-or-nothing)."""
     head = f"INSERT INTO {_identifier(table)} ({', '.join(map(_identifier, columns))}) VALUES "
     width = len(columns)
+    if any(len(row) != width for row in rows):
+        raise ValueError(f"every row for {table} needs {width} values")
+    tail = " " + suffix if suffix else ""
+    if conn.dialect == "sqlite":
+        # one prepared single-row statement run for every row: SQLite binds the numbered parameters
+        # of one many-row statement in quadratic time (3,000 usage rows: 2 s of CPU, against 23 ms)
+        one = "(" + ", ".join(f"${j + 1}" for j in range(width)) + ")"
+        await conn.executemany(head + one + tail, rows)
+        return
     per_statement = max(1, _MAX_PARAMETERS // width)
     for start in range(0, len(rows), per_statement):
         chunk = rows[start : start + per_statement]
@@ -55,9 +64,7 @@ async def insert_rows(
             "(" + ", ".join(f"${i * width + j + 1}" for j in range(width)) + ")" for i in range(len(chunk))
         )
         args = [value for row in chunk for value in row]
-        if any(len(row) != width for row in chunk):
-            raise ValueError(f"every row for {table} needs {width} values")
-        await conn.execute(head + ", ".join(groups) + (" " + suffix if suffix else ""), *args)
+        await conn.execute(head + ", ".join(groups) + tail, *args)
 
 
 class _Writer(ABC):
