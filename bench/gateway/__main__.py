@@ -1,4 +1,4 @@
-"""``python -m bench.gateway [--requests N] [--seconds S]``: one run, side by side against the same
+"""``python -m bench.gateway [--c1-seconds S] [--seconds S]``: one run, side by side against the same
 provider stand-in (an OpenAI chat completion, non-streaming, and a streamed one for time to first token):
 
 * direct to the stand-in,
@@ -94,31 +94,33 @@ def _address(url: str) -> tuple[str, int]:
 class Row:
     name: str
     p50_ms: float
+    p99_ms: float
     rps_c1: float
     rps_c20: float
     ttft_ms: float
     own_overhead_ms: float | None = None
 
 
-async def measure(name: str, base: str, key: str, requests: int, seconds: float) -> Row:
+async def measure(name: str, base: str, key: str, c1_seconds: float, seconds: float) -> Row:
     url = f"{base}/chat/completions"
     headers = {"Authorization": f"Bearer {key}"}
     connector = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(connector=connector) as http:
-        for _ in range(min(200, requests)):  # warm-up
+        for _ in range(200):  # warm-up
             async with http.post(url, json=BODY, headers=headers) as resp:
                 assert resp.status == 200, (name, resp.status, await resp.text())
                 await resp.read()
         latencies, overheads = [], []
         started = time.perf_counter()
-        for _ in range(requests):
+        until = started + c1_seconds
+        while time.perf_counter() < until:
             t0 = time.perf_counter()
             async with http.post(url, json=BODY, headers=headers) as resp:
                 await resp.read()
                 if "x-gateway-overhead-ms" in resp.headers:
                     overheads.append(float(resp.headers["x-gateway-overhead-ms"]))
             latencies.append(time.perf_counter() - t0)
-        rps_c1 = requests / (time.perf_counter() - started)
+        rps_c1 = len(latencies) / (time.perf_counter() - started)
 
         done = 0
         stop = time.perf_counter() + seconds
@@ -135,7 +137,7 @@ async def measure(name: str, base: str, key: str, requests: int, seconds: float)
         rps_c20 = done / (time.perf_counter() - t0)
 
         ttfts = []
-        for _ in range(max(20, requests // 20)):
+        for _ in range(100):
             t0 = time.perf_counter()
             async with http.post(url, json={**BODY, "stream": True}, headers=headers) as resp:
                 async for chunk in resp.content.iter_any():
@@ -144,14 +146,21 @@ async def measure(name: str, base: str, key: str, requests: int, seconds: float)
                         break
                 await resp.read()
     own = statistics.median(overheads) if overheads else None
+    p99 = statistics.quantiles(latencies, n=100)[98]
     return Row(
-        name, statistics.median(latencies) * 1000, rps_c1, rps_c20, statistics.median(ttfts) * 1000, own
+        name,
+        statistics.median(latencies) * 1000,
+        p99 * 1000,
+        rps_c1,
+        rps_c20,
+        statistics.median(ttfts) * 1000,
+        own,
     )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.gateway", description=__doc__)
-    parser.add_argument("--requests", type=int, default=3000, help="sequential requests per path (c=1)")
+    parser.add_argument("--c1-seconds", type=float, default=10.0, help="duration of the c=1 run per path")
     parser.add_argument("--seconds", type=float, default=5.0, help="duration of the c=20 run per path")
     parser.add_argument("--no-litellm", action="store_true", help="skip LiteLLM")
     parser.add_argument(
@@ -168,10 +177,10 @@ def main() -> None:
     virtual_key = run(prepare_store(store))
     standin_cmd = [*pinned(0), py, "-m", "bench.gateway.servers", "standin", str(standin_port)]
     with process([*standin_cmd, str(args.event_delay)], standin):
-        rows.append(run(measure("direct to the stand-in", standin, REAL_KEY, args.requests, args.seconds)))
+        rows.append(run(measure("direct to the stand-in", standin, REAL_KEY, args.c1_seconds, args.seconds)))
         gateway_cmd = [*pinned(1), py, "-m", "bench.gateway.servers", "gateway", str(gateway_port)]
         with process([*gateway_cmd, str(standin_port), store], gateway):
-            rows.append(run(measure("vkey gateway", gateway, virtual_key, args.requests, args.seconds)))
+            rows.append(run(measure("vkey gateway", gateway, virtual_key, args.c1_seconds, args.seconds)))
         if not args.no_litellm:
             if not LITELLM.exists():
                 sys.exit(
@@ -198,22 +207,21 @@ async def litellm_row(standin: str, port: int, args: argparse.Namespace) -> Row:
     cmd = [*pinned(1), str(LITELLM), "--config", str(config), "--port", str(port), "--num_workers", "1"]
     base = f"http://127.0.0.1:{port}/v1"
     with process(cmd, base, env):
-        # LiteLLM is slow: fewer sequential requests keep the run short without changing its p50.
-        return await measure("LiteLLM proxy", base, MASTER_KEY, max(300, args.requests // 10), args.seconds)
+        return await measure("LiteLLM proxy", base, MASTER_KEY, args.c1_seconds, args.seconds)
 
 
 def report(rows: list[Row]) -> None:
     direct = rows[0]
     print()
-    print("| path | c=1 p50 | overhead p50 | c=1 req/s | c=20 req/s | TTFT p50 |")
-    print("|---|---|---|---|---|---|")
+    print("| path | c=1 p50 | c=1 p99 | overhead p50 | c=1 req/s | c=20 req/s | c=20 vs direct | TTFT p50 |")
+    print("|---|---|---|---|---|---|---|---|")
     for row in rows:
         overhead = "-" if row is direct else f"{row.p50_ms - direct.p50_ms:.3f} ms"
         if row.own_overhead_ms is not None:
             overhead += f" (own: {row.own_overhead_ms:.3f} ms)"
         print(
-            f"| {row.name} | {row.p50_ms:.3f} ms | {overhead} | {row.rps_c1:,.0f} | {row.rps_c20:,.0f} |"
-            f" {row.ttft_ms:.3f} ms |"
+            f"| {row.name} | {row.p50_ms:.3f} ms | {row.p99_ms:.3f} ms | {overhead} | {row.rps_c1:,.0f} |"
+            f" {row.rps_c20:,.0f} | {row.rps_c20 / direct.rps_c20:.2f}x | {row.ttft_ms:.3f} ms |"
         )
     if len(rows) == 3:
         print(f"\ngateway / LiteLLM requests/s at c=20: {rows[1].rps_c20 / rows[2].rps_c20:.1f}x")

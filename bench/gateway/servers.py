@@ -15,7 +15,7 @@ from plugins.auth.users import Users
 from plugins.vkey.lifecycle import KeyService
 from plugins.vkey.stage import VKeyStage
 from proxy_core.db import Database, DatabaseConfig
-from proxy_core.server import runner_for
+from proxy_core.server import serve_app
 from proxy_core.testing import config_from_toml, make_app, stage
 from tests.standins.llm_providers import standin_app
 
@@ -24,11 +24,12 @@ REAL_KEYS = {name: REAL_KEY for name in ("openai", "anthropic", "gemini", "compo
 
 
 async def serve(app: web.Application, port: int, production: bool) -> None:
-    runner = (
-        runner_for(app, config_from_toml("[server]\naccess_log = false\n"))
-        if production
-        else (web.AppRunner(app, access_log=None))
-    )
+    if production:  # as ``serve`` runs it: the production runner, the collector tuned after start-up
+        config = config_from_toml(f"[server]\nport = {port}\naccess_log = false\n")
+        print("ready", flush=True)
+        await serve_app(app, config, banner=False)
+        return
+    runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port, backlog=1024).start()
     print("ready", flush=True)
