@@ -1,7 +1,8 @@
 """Writing log batches off the event loop: a thread of its own writes them, so a slow reader of the
 log, a full disk or a closed stream never holds up serving.
 
-The loop only appends a batch to a queue (one lock, no system call). Memory is bounded: when more
+The loop only appends a batch to a queue (one uncontended lock, no system call, no wake-up: the
+thread looks for batches every 50 ms, or is woken when a megabyte waits). Memory is bounded: when more
 than ``max_pending`` bytes already wait, a new batch is dropped, and so is a batch the stream refuses
 (``ENOSPC``, ``EPIPE``, ``EBADF``...); ``on_drop`` hears how many lines were lost (for a metric), from
 either thread but never from both at once. A batch is written whole (partial writes are continued),
@@ -17,6 +18,8 @@ from collections.abc import Callable
 from typing import IO
 
 _MAX_PENDING = 8 * 1024 * 1024
+_POLL = 0.05  # how often the writer looks for batches; waking it per batch costs the loop a thread switch
+_WAKE_AT = 1024 * 1024  # ...unless this much waits
 
 
 class BackgroundWriter:
@@ -51,7 +54,8 @@ class BackgroundWriter:
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="log-writer", daemon=True)
                 self._thread.start()
-            self._ready.notify()
+            elif self._pending >= _WAKE_AT:
+                self._ready.notify()
         return True
 
     def _drop(self, data: bytes) -> None:  # with the lock held
@@ -77,7 +81,7 @@ class BackgroundWriter:
         while True:
             with self._ready:
                 while not self._queue and not self._closed:
-                    self._ready.wait()
+                    self._ready.wait(_POLL)
                 if not self._queue:
                     return
                 data = self._queue.popleft()

@@ -17,7 +17,7 @@ import logging
 import time
 import weakref
 from dataclasses import replace
-from functools import lru_cache, partial
+from functools import partial
 from urllib.parse import urlencode
 
 from aiohttp import web
@@ -67,7 +67,7 @@ class SessionResolver:
         )
         self._loading: dict[str, asyncio.Future[Session | None]] = {}
         self._generation = 0  # moved on by every ending or user change: an older read is not cached
-        self._csrf = lru_cache(maxsize=_COOKIE_ENTRIES)(lambda sid: csrf.derive(keys.csrf, sid))
+        self._identities: dict[str, tuple[Session, Identity]] = {}  # made once per session read
         self._refreshing: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
 
     async def identify(self, request: web.Request) -> Identity | web.StreamResponse:
@@ -88,14 +88,21 @@ class SessionResolver:
             if not isinstance(refreshed, Session):
                 return refreshed
             session = refreshed
-        return Identity(
+        made = self._identities.get(session.id)
+        if made is not None and made[0] is session:  # the same session read: the same identity
+            return made[1]
+        identity = Identity(
             session.user_id,
             session.email,
             session.role,
             session.id,
             session.name,
-            self._csrf(session.id),
+            csrf.derive(self.keys.csrf, session.id),
         )
+        if len(self._identities) >= _COOKIE_ENTRIES:
+            self._identities.clear()
+        self._identities[session.id] = (session, identity)
+        return identity
 
     async def session_of(self, request: web.Request) -> str | None:
         """The id of the session the request's valid session cookie names; ``None`` without one."""
