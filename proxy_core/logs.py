@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
+import threading
 import time
 from typing import IO, Any
 
@@ -30,6 +31,9 @@ from .redact import redact
 _FLUSH_AFTER = 0.05
 _FLUSH_BYTES = 64 * 1024
 _MAX_PENDING = 8 * 1024 * 1024  # bytes waiting for a slow log reader before lines are dropped
+_STDERR_WRITES = threading.RLock()
+"""Held by whatever writes to the process's stderr (the application log's handler, the access log's
+writer thread), so their lines never interleave mid-line."""
 
 
 class JsonFormatter(logging.Formatter):
@@ -81,6 +85,8 @@ def resolve_format(fmt: str, stream: IO[str] | None = None) -> str:
 
 def setup_logging(level: str = "info", fmt: str = "auto", stream: IO[str] | None = None) -> None:
     handler = logging.StreamHandler(stream or sys.stderr)
+    if stream is None:
+        handler.lock = _STDERR_WRITES
     if resolve_format(fmt, stream) == "json":
         handler.setFormatter(JsonFormatter())
     else:
@@ -104,7 +110,8 @@ class AccessLog:
     ) -> None:
         target = stream if stream is not None else _stderr()
         on_drop = None if dropped is None else lambda lines: dropped.inc((), lines)
-        self._writer = BackgroundWriter(target, max_pending=_MAX_PENDING, on_drop=on_drop)
+        lock = _STDERR_WRITES if stream is None else None
+        self._writer = BackgroundWriter(target, max_pending=_MAX_PENDING, on_drop=on_drop, lock=lock)
         self._human = human
         self._buffer: list[bytes] = []
         self._size = 0

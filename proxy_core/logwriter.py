@@ -31,8 +31,12 @@ class BackgroundWriter:
         *,
         max_pending: int = _MAX_PENDING,
         on_drop: Callable[[int], None] | None = None,
+        lock: threading.RLock | None = None,
     ) -> None:
+        """``lock``: held while a batch is written, by whatever else writes to ``target`` too (the
+        application log's handler on stderr), so its lines and ours never interleave mid-line."""
         self._target = target
+        self._lock = lock
         self._max_pending = max_pending
         self._on_drop = on_drop
         self._queue: deque[bytes] = deque()
@@ -92,6 +96,12 @@ class BackgroundWriter:
                     self._drop(data)
 
     def _write(self, data: bytes) -> bool:
+        if self._lock is None:
+            return self._write_all(data)
+        with self._lock:
+            return self._write_all(data)
+
+    def _write_all(self, data: bytes) -> bool:
         try:
             if isinstance(self._target, int):
                 view = memoryview(data)
