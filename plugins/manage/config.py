@@ -10,10 +10,10 @@ from proxy_core import StageConfig
 class SandboxCommands(StageConfig):
     """Shell commands Manage runs inside a sandbox (the template's pm2 apps by default)."""
 
-    restart_app: str = 'cd "${SANDBOX_HOME:-/home/user}" && pm2 restart shmastra'
-    restart_healer: str = 'cd "${SANDBOX_HOME:-/home/user}" && pm2 restart healer'
+    restart_app: str = 'cd "${SANDBOX_HOME:-/home/user}" && ./pm2.sh restart shmastra'
+    restart_healer: str = 'cd "${SANDBOX_HOME:-/home/user}" && ./pm2.sh restart healer'
     logs: str = (
-        'cd "${SANDBOX_HOME:-/home/user}"; pm2 logs --nostream --lines 200 2>/dev/null '
+        'cd "${SANDBOX_HOME:-/home/user}"; ./pm2.sh logs --nostream --lines 200 2>/dev/null '
         "|| tail -n 200 .sandbox.log 2>/dev/null || true"
     )
 

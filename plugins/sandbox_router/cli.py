@@ -27,7 +27,7 @@ from .providers import build_provider
 from .providers.base import ProviderError
 
 _LOGS = (
-    'cd "${SANDBOX_HOME:-/home/user}"; pm2 logs --nostream --lines 200 2>/dev/null '
+    'cd "${SANDBOX_HOME:-/home/user}"; ./pm2.sh logs --nostream --lines 200 2>/dev/null '
     "|| tail -n 200 .sandbox.log 2>/dev/null || true"
 )
 

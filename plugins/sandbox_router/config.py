@@ -70,8 +70,8 @@ class SandboxRouterConfig(StageConfig):
     idle_stream_timeout: float = Field(3600.0, gt=0)
     """Longest silence inside a streamed answer (Studio's event stream stays open)."""
     healer_restart_command: str = (
-        'cd "${SANDBOX_HOME:-/home/user}" && PATH="$PWD/runtime/node_modules/.bin:$PATH" && '
-        "(pm2 restart healer || pm2 start ecosystem.config.js --only healer)"
+        'cd "${SANDBOX_HOME:-/home/user}" && '
+        "(./pm2.sh restart healer || ./pm2.sh start ecosystem.config.js --only healer)"
     )
     """What "Try again" runs in a sandbox whose healer gave up (``broken``); when it fails the whole
     sandbox is restarted instead."""
