@@ -13,9 +13,9 @@ import logging
 import secrets
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import aiohttp
 
@@ -54,6 +54,18 @@ class StartWatch:
     position: int | None = None
     done: asyncio.Event = field(default_factory=asyncio.Event)
     error: str | None = None
+
+
+def health_waits(first: float, longest: float, factor: float = 1.5) -> Iterator[float]:
+    """Seconds to wait between health checks: ``first``, then each 1.5 times longer, at most ``longest``."""
+    wait = min(first, longest)
+    while True:
+        yield wait
+        wait = min(wait * factor, longest)
+
+
+def _seconds(at: datetime | None) -> float:
+    return 0.0 if at is None else at.timestamp()
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +145,7 @@ class Lifecycle:
     async def _start(self, user_id: uuid.UUID, watch: StartWatch, check: bool) -> None:
         began = time.monotonic()
         try:
+            await self._make_room(user_id, watch)
             async with self.db.user_lock(f"sandbox_router:{user_id}"):
                 try:
                     async with asyncio.timeout(self.config.start_timeout):
@@ -202,6 +215,22 @@ class Lifecycle:
             await self.store.set_state(user_id, "running", handle=handle)
         self._progress(user_id, watch, Progress("ready", 100, "Ready"), remember=False)
 
+    async def _make_room(self, user_id: uuid.UUID, watch: StartWatch) -> None:
+        """Under ``max_running``, pause the least recently used running sandboxes of others until one
+        more fits. Before the user's own lock is taken (two starts never wait on each other's lock), so
+        starts racing on several workers may overshoot the cap briefly; the next start corrects it."""
+        cap = self.config.max_running
+        if cap is None:
+            return
+        others = [r for r in await self.store.in_states("running", "broken") if r.user_id != user_id]
+        if len(others) < cap:
+            return
+        self._progress(user_id, watch, Progress("queued", 2, "Making room on the machine"), remember=False)
+        others.sort(key=lambda r: (_seconds(r.last_activity_at), _seconds(r.state_changed_at)))
+        for row in others[: len(others) - cap + 1]:
+            if await self.pause(row.user_id, "paused to make room for another user (max_running)"):
+                log.info("sandbox_router: paused the sandbox of %s to make room", row.user_id)
+
     async def _restart_healer(self, user_id: uuid.UUID, watch: StartWatch, handle: Handle) -> bool:
         """ "Try again" after the healer gave up: a fresh healer (0 attempts) through the sandbox's
         process manager; False when that cannot be done."""
@@ -248,11 +277,14 @@ class Lifecycle:
 
     async def _wait_healthy(self, endpoint: Endpoint, token: str) -> bool:
         deadline = time.monotonic() + self.config.health_timeout
-        while time.monotonic() < deadline:
+        for wait in health_waits(self.config.health_interval, self.config.health_interval_max):
             if await self._healthy(endpoint, token):
                 return True
-            await asyncio.sleep(self.config.health_interval)
-        return False
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            await asyncio.sleep(min(wait, left))
+        raise AssertionError("unreachable: health_waits never ends")
 
     async def _healthy(self, endpoint: Endpoint, token: str) -> bool:
         headers = {**endpoint.headers, "x-mastra-auth-token": token}

@@ -1,0 +1,45 @@
+"""What shortens or bounds a start: health polling that backs off, and the cap on running sandboxes."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from plugins.sandbox_router.lifecycle import health_waits
+from tests.plugins.sandbox_router.conftest import JSON, CloudFactory
+
+
+def test_health_polling_backs_off_from_the_first_wait_to_the_longest() -> None:
+    waits = list(itertools.islice(health_waits(0.1, 0.3), 6))
+    assert waits == pytest.approx([0.1, 0.15, 0.225, 0.3, 0.3, 0.3])
+    assert list(itertools.islice(health_waits(2.0, 0.5), 2)) == [0.5, 0.5]
+
+
+async def test_past_max_running_the_least_recently_used_sandbox_is_paused(make_cloud: CloudFactory) -> None:
+    cloud = await make_cloud(max_running=2)
+    ada = await cloud.sign_in("ada@example.com")
+    assert (await cloud.until_running(ada))["event"] == "ready"
+    ada_id = await cloud.user_id(ada)
+    bob = await cloud.sign_in("bob@example.com")
+    assert (await cloud.until_running(bob))["event"] == "ready"
+    bob_id = await cloud.user_id(bob)
+    async with ada.post(cloud.at("/api/sandbox/ping"), headers=JSON) as answer:
+        assert answer.status == 204  # ada started first but used hers last: bob's is the one to go
+    await cloud.router.activity.flush()
+
+    cat = await cloud.sign_in("cat@example.com")
+    assert (await cloud.until_running(cat))["event"] == "ready"
+    cat_id = await cloud.user_id(cat)
+    states = {
+        name: (await cloud.sandbox(u)).state
+        for name, u in [("ada", ada_id), ("bob", bob_id), ("cat", cat_id)]
+    }
+    assert states == {"ada": "running", "bob": "paused", "cat": "running"}
+    assert "max_running" in ((await cloud.sandbox(bob_id)).error_message or "")
+    listed = {s.sandbox_id: s.state for s in await cloud.router.provider.list()}
+    assert listed[(await cloud.sandbox(bob_id)).sandbox_id or ""] == "paused"
+
+    assert (await cloud.until_running(bob))["event"] == "ready"  # bob comes back; another one goes
+    running = [u for u in (ada_id, bob_id, cat_id) if (await cloud.sandbox(u)).state == "running"]
+    assert len(running) == 2 and bob_id in running
