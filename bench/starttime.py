@@ -1,0 +1,434 @@
+"""What a teammate waits for, from "open the cloud" to a usable Studio: ``python -m bench.starttime``.
+
+One run, side by side (each part bounded; a few minutes in all):
+
+1. ``local``, the bundled Mastra template (``--no-real`` skips it; needs the npm registry): the first
+   sandbox of the template version (a fresh template cache and a fresh npm cache: a registry install),
+   a later user (the prepared copy shared), and a resume (paused -> first byte of Studio). Each is
+   split into the provider's part (prepare + workspace + spawn), the app's own start (its ``/health``
+   probed every 10 ms from the spawn on, beside the router) and the rest: OUR share (lookup, lock,
+   store writes, the health wait loop, the proxy). Then the resident memory of that running sandbox's
+   process group and of the cloud.
+2. ``local``, a tiny aiohttp app as template (what start costs without Mastra): a resume, split the
+   same way (our share with a fast app), then a herd: ``--herd`` users open Studio at the same moment;
+   every one must reach it; the p50/p95/max waits, the queue positions and "starting right now"
+   messages their progress pages showed, and the cloud's memory per running sandbox.
+3. ``e2b`` against the stand-in (``tests/standins/e2b.py``, every API call delayed by ``--latency``):
+   create and resume through the real SDK; our share is the wait beyond the stand-in's simulated
+   latency (calls x latency) and, for create, beyond the tiny app's own start.
+
+The cloud is served in this process by the production runner (``proxy_core.testing.run_proxy``) with
+the ``vkey``, ``auth`` (emailed codes) and ``sandbox_router`` stages on SQLite; browsers are aiohttp
+sessions. Medians of ``--rounds`` where a part repeats.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import re
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import orjson
+from aiohttp import web
+
+from plugins.auth import AuthStage
+from plugins.sandbox_router import SandboxRouterStage, sandbox_router
+from plugins.sandbox_router.providers.base import Handle, ProgressCallback, SandboxProvider, SandboxSpec
+from plugins.sandbox_router.template import BUNDLED_TEMPLATE_DIR
+from plugins.vkey import VKeyStage
+from proxy_core.db import DATABASE
+from proxy_core.testing import make_app, run_proxy, stage
+
+from .sandbox import write_template
+
+HTML = {"Accept": "text/html"}
+PROGRESS_PAGE = b"<title>Starting your sandbox"
+
+
+@dataclass
+class Timing:
+    """One user's wait, split: ``total`` from the first Studio request to Studio's 200."""
+
+    total: float = 0.0
+    provider: float = 0.0  # inside the provider's create/resume (prepare, workspace, spawn, API calls)
+    app: float = 0.0  # from the spawn to the app's first healthy answer (the app's own start)
+    steps: list[tuple[float, str, int]] = field(default_factory=list)
+    positions: set[int] = field(default_factory=set)
+    refusals: int = 0  # "many sandboxes are starting" messages seen
+
+    @property
+    def ours(self) -> float:
+        return self.total - self.provider - self.app
+
+
+class Probe:
+    """Wraps a provider: times its create/resume and probes the spawned app's ``/health`` every 10 ms
+    (what the app alone takes, measured beside the router's own, slower-paced polling)."""
+
+    def __init__(self, inner: SandboxProvider, root: Path | None) -> None:
+        self.inner, self.root = inner, root
+        self.provider_seconds: dict[str, float] = {}
+        self.app_seconds: dict[str, float] = {}
+        self._probes: dict[str, asyncio.Task[None]] = {}
+
+    def install(self, router: SandboxRouterStage) -> None:
+        inner = self.inner
+        probe = self
+
+        class Timed(type(inner)):  # type: ignore[misc]
+            async def create(self, spec: SandboxSpec, on_progress: ProgressCallback) -> Handle:
+                return await probe._timed(spec.user_id, super().create(spec, on_progress))
+
+            async def resume(self, handle: Handle, on_progress: ProgressCallback) -> Handle:
+                user = await probe._owner(handle)
+                return await probe._timed(user, super().resume(handle, on_progress))
+
+        timed = Timed.__new__(Timed)
+        timed.__dict__.update(inner.__dict__)
+        router.provider = router.lifecycle.provider = timed
+
+    async def _owner(self, handle: Handle) -> str:
+        if self.root is None:
+            return handle.sandbox_id
+        record = orjson.loads((self.root / handle.sandbox_id / "sandbox.json").read_bytes())
+        return str(record["user_id"])
+
+    async def _timed(self, user: str, call: Any) -> Handle:
+        started = time.monotonic()
+        handle: Handle = await call
+        spawned = time.monotonic()
+        self.provider_seconds[user] = spawned - started
+        if self.root is not None:  # local: the app was just spawned; time it alone
+            env = orjson.loads((self.root / handle.sandbox_id / "sandbox.json").read_bytes())["env"]
+            url = f"http://127.0.0.1:{handle.data['port']}/health"
+            self._probes[user] = asyncio.create_task(
+                self._probe(user, url, env["MASTRA_AUTH_TOKEN"], spawned)
+            )
+        return handle
+
+    async def _probe(self, user: str, url: str, token: str, spawned: float) -> None:
+        async with aiohttp.ClientSession() as http:
+            while time.monotonic() - spawned < 300:
+                with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+                    async with http.get(url, headers={"x-mastra-auth-token": token}) as answer:
+                        if answer.status == 200:
+                            self.app_seconds[user] = time.monotonic() - spawned
+                            return
+                await asyncio.sleep(0.01)
+
+    async def app_start(self, user: str) -> float:
+        task = self._probes.pop(user, None)
+        if task is not None:
+            await task
+        return self.app_seconds.pop(user, 0.0)
+
+
+@contextlib.asynccontextmanager
+async def cloud(folder: Path, template: Path, **router: Any) -> AsyncIterator[tuple[str, web.Application]]:
+    """A cloud in this process: its base URL and app (``router``: the stage's options)."""
+    local = {
+        "root": str(folder / "sandboxes"),
+        "cache_dir": str(folder / "cache"),
+        "hidden_paths": [],
+        "bwrap": "never",
+        **router.pop("local", {}),
+    }
+    app = make_app(
+        [
+            stage(VKeyStage),
+            stage(
+                AuthStage,
+                data_dir=str(folder / "auth"),
+                email_code={"delivery": "mailbox", "mailbox_dir": str(folder / "mail")},
+                allowed_domains=["example.com"],
+                public_paths=["/api/sandbox/heal"],
+            ),
+            stage(SandboxRouterStage, local=local, template_dir=str(template), sweep_interval=3600, **router),
+        ],
+        f'[server]\naccess_log = false\nlog_level = "warning"\n[database]\nurl = "sqlite:///{folder}/store.db"\n',
+    )
+    async with run_proxy(app) as url:
+        yield str(url), app
+
+
+def browser() -> aiohttp.ClientSession:
+    return aiohttp.ClientSession(
+        cookie_jar=aiohttp.CookieJar(unsafe=True),
+        connector=aiohttp.TCPConnector(limit=0),
+        timeout=aiohttp.ClientTimeout(total=600),
+    )
+
+
+async def sign_in(http: aiohttp.ClientSession, base: str, mailbox: Path, email: str) -> None:
+    async with http.get(base + "/auth/sign-in") as answer:
+        page = await answer.text()
+    csrf = re.search(r'name="csrf_token" value="([^"]*)"', page)
+    assert csrf is not None
+    async with http.post(
+        base + "/auth/code", data={"email": email, "csrf_token": csrf.group(1), "next": "/"}
+    ) as answer:
+        page = await answer.text()
+    code = re.search(r"code is (\d{6})", (mailbox / email).read_text())
+    csrf = re.search(r'name="csrf_token" value="([^"]*)"', page)
+    assert code is not None and csrf is not None
+    form = {"code": code.group(1), "csrf_token": csrf.group(1)}
+    async with http.post(base + "/auth/code/verify", data=form, allow_redirects=False) as answer:
+        assert answer.status == 303, answer.status
+
+
+async def open_studio(http: aiohttp.ClientSession, base: str, timing: Timing) -> None:
+    """Ask for Studio as a browser does, following the progress page's event stream, until Studio
+    itself answers 200."""
+    started = time.monotonic()
+    while True:
+        async with http.get(base + "/studio/", headers=HTML) as answer:
+            page = await answer.read()
+            if answer.status == 200 and PROGRESS_PAGE not in page:
+                timing.total = time.monotonic() - started
+                return
+            if answer.status not in (200, 429, 503):
+                raise RuntimeError(f"/studio/ answered {answer.status}")
+        async with http.get(base + "/api/sandbox/events") as stream:
+            event = ""
+            async for raw in stream.content:
+                line = raw.decode().rstrip("\n")
+                if line.startswith("event: "):
+                    event = line[7:]
+                elif line.startswith("data: "):
+                    data = orjson.loads(line[6:])
+                    if event == "failed":
+                        raise RuntimeError(f"the start failed: {data.get('message')}")
+                    if data.get("position"):
+                        timing.positions.add(int(data["position"]))
+                    if "starting right now" in (data.get("message") or ""):
+                        timing.refusals += 1
+                    if data.get("step"):
+                        step = (time.monotonic() - started, str(data["step"]), int(data.get("percent") or 0))
+                        if not timing.steps or timing.steps[-1][1:] != step[1:]:
+                            timing.steps.append(step)
+                    if event == "ready":
+                        break
+
+
+def rss_kib(pid: int) -> int:
+    with contextlib.suppress(OSError):
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def group_rss_kib(pgid: int) -> tuple[int, int]:
+    """Summed resident memory of the process group's members, and how many there are."""
+    total = count = 0
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError, IndexError):
+            fields = Path(f"/proc/{entry.name}/stat").read_text().rsplit(")", 1)[1].split()
+            if int(fields[2]) == pgid:
+                total += rss_kib(int(entry.name))
+                count += 1
+    return total, count
+
+
+async def user_of(app: web.Application, email: str) -> uuid.UUID:
+    row = await app[DATABASE].fetchrow("SELECT id FROM users WHERE email = $1", email)
+    assert row is not None
+    return uuid.UUID(str(row["id"]))
+
+
+async def start_as(
+    base: str, folder: Path, probe: Probe, email: str, users: dict[str, aiohttp.ClientSession]
+) -> Timing:
+    http = users.get(email)
+    if http is None:
+        http = users[email] = browser()
+        await sign_in(http, base, folder / "mail", email)
+    timing = Timing()
+    await open_studio(http, base, timing)
+    return timing
+
+
+def split(timing: Timing, probe: Probe, user: uuid.UUID) -> Timing:
+    timing.provider = probe.provider_seconds.pop(str(user), 0.0)
+    return timing
+
+
+def show(label: str, timing: Timing) -> None:
+    print(
+        f"  {label:<38} {timing.total:8.3f} s  = provider {timing.provider:7.3f} + app start "
+        f"{timing.app:7.3f} + OURS {timing.ours * 1000:7.1f} ms"
+    )
+
+
+def show_steps(timing: Timing) -> None:
+    print("    progress page: " + ", ".join(f"{s} {p}% @{t:.1f}s" for t, s, p in timing.steps))
+
+
+async def local_real(root: Path, rounds: int) -> None:
+    folder = root / "real"
+    folder.mkdir()
+    os.environ["NPM_CONFIG_CACHE"] = str(folder / "npm-cache")  # a true registry install
+    users: dict[str, aiohttp.ClientSession] = {}
+    print("local provider, the bundled Mastra template (bwrap off)")
+    async with cloud(folder, BUNDLED_TEMPLATE_DIR, health_timeout=300) as (base, app):
+        router = sandbox_router(app)
+        probe = Probe(router.provider, folder / "sandboxes")
+        probe.install(router)
+        try:
+            for label, email in [("first sandbox of the version", "first@example.com")] + [
+                (f"later user #{n + 1}", f"later{n}@example.com") for n in range(rounds)
+            ]:
+                timing = await start_as(base, folder, probe, email, users)
+                user = await user_of(app, email)
+                timing.app = await probe.app_start(str(user))
+                show(label, split(timing, probe, user))
+                show_steps(timing)
+            lifecycle = router.lifecycle
+            later = await user_of(app, "later0@example.com")
+            for n in range(rounds):
+                await lifecycle.pause(later, "bench")
+                timing = await start_as(base, folder, probe, "later0@example.com", users)
+                timing.app = await probe.app_start(str(later))
+                show(f"resume paused #{n + 1} -> Studio", split(timing, probe, later))
+            row = await lifecycle.store.of_user(later)
+            assert row is not None and row.sandbox_id is not None
+            state = orjson.loads((folder / "sandboxes" / row.sandbox_id / "state.json").read_bytes())
+            app_rss, members = group_rss_kib(int(state["pid"]))
+            print(
+                f"  memory: one running sandbox's process group {app_rss / 1024:.0f} MiB RSS "
+                f"({members} processes); the cloud (this process, {len(users)} running) "
+                f"{rss_kib(os.getpid()) / 1024:.0f} MiB"
+            )
+        finally:
+            for http in users.values():
+                await http.close()
+            os.environ.pop("NPM_CONFIG_CACHE", None)
+
+
+async def local_tiny(root: Path, rounds: int, herd: int) -> float:
+    """The tiny-app part; returns the app's median own start (for the E2B part)."""
+    folder = root / "tiny"
+    folder.mkdir()
+    template = write_template(folder)
+    users: dict[str, aiohttp.ClientSession] = {}
+    print("local provider, a tiny aiohttp app as template (bwrap off)")
+    async with cloud(folder, template) as (base, app):
+        router = sandbox_router(app)
+        probe = Probe(router.provider, folder / "sandboxes")
+        probe.install(router)
+        try:
+            first = await start_as(base, folder, probe, "solo@example.com", users)
+            solo = await user_of(app, "solo@example.com")
+            first.app = await probe.app_start(str(solo))
+            show("first sandbox -> Studio", split(first, probe, solo))
+            resumes = []
+            for _ in range(rounds):
+                await router.lifecycle.pause(solo, "bench")
+                timing = await start_as(base, folder, probe, "solo@example.com", users)
+                timing.app = await probe.app_start(str(solo))
+                resumes.append(split(timing, probe, solo))
+            middle = sorted(resumes, key=lambda t: t.ours)[len(resumes) // 2]
+            show(f"resume -> Studio (median ours of {rounds})", middle)
+            app_start = statistics.median(t.app for t in resumes)
+
+            before = rss_kib(os.getpid())
+            emails = [f"herd{n}@example.com" for n in range(herd)]
+            for email in emails:
+                users[email] = browser()
+            await asyncio.gather(*(sign_in(users[e], base, folder / "mail", e) for e in emails))
+            timings = [Timing() for _ in emails]
+            started = time.monotonic()
+            results = await asyncio.gather(
+                *(open_studio(users[e], base, t) for e, t in zip(emails, timings, strict=True)),
+                return_exceptions=True,
+            )
+            wall = time.monotonic() - started
+            failed = [r for r in results if isinstance(r, BaseException)]
+            waits = sorted(t.total for t in timings if t.total)
+            p95 = waits[max(0, int(len(waits) * 0.95 + 0.5) - 1)] if waits else 0.0
+            positions = sorted(set().union(*(t.positions for t in timings)))
+            print(
+                f"  herd of {herd} at once: {len(waits)} reached Studio, {len(failed)} failed, in {wall:.2f} s; "
+                f"wait p50 {statistics.median(waits):.3f} s, p95 {p95:.3f} s, max {waits[-1]:.3f} s"
+            )
+            print(
+                f"    queue positions shown: {positions or 'none'}; 'starting right now' messages: "
+                f"{sum(t.refusals for t in timings)} (to {sum(1 for t in timings if t.refusals)} users)"
+            )
+            for failure in failed[:3]:
+                print(f"    failure: {failure!r}")
+            await asyncio.sleep(0.5)
+            per = (rss_kib(os.getpid()) - before) / max(1, len(waits))
+            print(f"  memory: the cloud grows {per:.0f} KiB per running sandbox (herd, this process)")
+        finally:
+            for http in users.values():
+                await http.close()
+    return app_start
+
+
+async def e2b(root: Path, rounds: int, latency: float, app_start: float) -> None:
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from tests.standins.e2b import running_e2b_standin
+
+    folder = root / "e2b"
+    folder.mkdir()
+    template = write_template(folder)
+    (template / ".template-version").write_text("bench-1\n")
+    users: dict[str, aiohttp.ClientSession] = {}
+    print(f"e2b provider against the stand-in ({latency * 1000:.0f} ms per API call), the tiny app")
+    async with running_e2b_standin(folder / "standin", templates={"shmastra": template}, latency=latency) as s:
+        settings = {**s.settings, "start_command": "bash start.sh", "app_check_command": "false"}
+        async with cloud(folder, template, provider="e2b", e2b=settings) as (base, app):
+            router = sandbox_router(app)
+            try:
+                for label in ["create"] + [f"resume #{n + 1}" for n in range(rounds)]:
+                    if label != "create":
+                        await router.lifecycle.pause(await user_of(app, "e2b@example.com"), "bench")
+                    calls = len(s.requests)
+                    timing = await start_as(base, folder, Probe(router.provider, None), "e2b@example.com", users)
+                    made = len(s.requests) - calls
+                    simulated = made * latency
+                    own = app_start if label == "create" else 0.0
+                    print(
+                        f"  {label:<10} {timing.total * 1000:7.1f} ms = {made} API calls x latency "
+                        f"{simulated * 1000:6.1f} ms + app start {own * 1000:6.1f} ms + OURS "
+                        f"{(timing.total - simulated - own) * 1000:6.1f} ms"
+                    )
+            finally:
+                for http in users.values():
+                    await http.close()
+
+
+async def main(options: argparse.Namespace) -> None:
+    root = Path(tempfile.mkdtemp(prefix="bench-starttime-"))
+    try:
+        if options.real:
+            await local_real(root, options.rounds)
+        app_start = await local_tiny(root, options.rounds, options.herd)
+        await e2b(root, options.rounds, options.latency, app_start)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=3, help="later users and resumes per part")
+    parser.add_argument("--herd", type=int, default=20)
+    parser.add_argument("--latency", type=float, default=0.05, help="the E2B stand-in's delay per API call")
+    parser.add_argument("--no-real", dest="real", action="store_false", help="skip the Mastra template")
+    asyncio.run(main(parser.parse_args()))
