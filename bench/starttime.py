@@ -152,7 +152,12 @@ async def cloud(folder: Path, template: Path, **router: Any) -> AsyncIterator[tu
             stage(
                 AuthStage,
                 data_dir=str(folder / "auth"),
-                email_code={"delivery": "mailbox", "mailbox_dir": str(folder / "mail")},
+                email_code={
+                    "delivery": "mailbox",
+                    "mailbox_dir": str(folder / "mail"),
+                    "sends_per_ip": 1000,  # every bench user signs in from 127.0.0.1
+                    "verifies_per_ip": 1000,
+                },
                 allowed_domains=["example.com"],
                 public_paths=["/api/sandbox/heal"],
             ),
@@ -181,6 +186,10 @@ async def sign_in(http: aiohttp.ClientSession, base: str, mailbox: Path, email: 
         base + "/auth/code", data={"email": email, "csrf_token": csrf.group(1), "next": "/"}
     ) as answer:
         page = await answer.text()
+    for _ in range(200):  # the mailbox delivery may land just after the answer
+        if (mailbox / email).is_file():
+            break
+        await asyncio.sleep(0.025)
     code = re.search(r"code is (\d{6})", (mailbox / email).read_text())
     csrf = re.search(r'name="csrf_token" value="([^"]*)"', page)
     assert code is not None and csrf is not None
@@ -231,18 +240,22 @@ def rss_kib(pid: int) -> int:
     return 0
 
 
-def group_rss_kib(pgid: int) -> tuple[int, int]:
-    """Summed resident memory of the process group's members, and how many there are."""
-    total = count = 0
+def group_rss_kib(pid: int) -> tuple[int, int]:
+    """Summed resident memory of ``pid``'s process group and every descendant (pm2 may start its apps
+    in their own groups), and how many processes that is."""
+    parents: dict[int, tuple[int, int]] = {}
     for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        with contextlib.suppress(OSError, IndexError):
-            fields = Path(f"/proc/{entry.name}/stat").read_text().rsplit(")", 1)[1].split()
-            if int(fields[2]) == pgid:
-                total += rss_kib(int(entry.name))
-                count += 1
-    return total, count
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, IndexError):
+                fields = Path(f"/proc/{entry.name}/stat").read_text().rsplit(")", 1)[1].split()
+                parents[int(entry.name)] = (int(fields[1]), int(fields[2]))
+    members = {p for p, (_, group) in parents.items() if group == pid} | {pid}
+    grown = True
+    while grown:
+        found = {p for p, (parent, _) in parents.items() if parent in members} - members
+        members |= found
+        grown = bool(found)
+    return sum(rss_kib(p) for p in members), len(members)
 
 
 async def user_of(app: web.Application, email: str) -> uuid.UUID:
@@ -363,8 +376,9 @@ async def local_tiny(root: Path, rounds: int, herd: int) -> float:
             p95 = waits[max(0, int(len(waits) * 0.95 + 0.5) - 1)] if waits else 0.0
             positions = sorted(set().union(*(t.positions for t in timings)))
             print(
-                f"  herd of {herd} at once: {len(waits)} reached Studio, {len(failed)} failed, in {wall:.2f} s; "
-                f"wait p50 {statistics.median(waits):.3f} s, p95 {p95:.3f} s, max {waits[-1]:.3f} s"
+                f"  herd of {herd} at once: {len(waits)} reached Studio, {len(failed)} failed, "
+                f"in {wall:.2f} s; wait p50 {statistics.median(waits):.3f} s, p95 {p95:.3f} s, "
+                f"max {waits[-1]:.3f} s"
             )
             print(
                 f"    queue positions shown: {positions or 'none'}; 'starting right now' messages: "
@@ -391,7 +405,9 @@ async def e2b(root: Path, rounds: int, latency: float, app_start: float) -> None
     (template / ".template-version").write_text("bench-1\n")
     users: dict[str, aiohttp.ClientSession] = {}
     print(f"e2b provider against the stand-in ({latency * 1000:.0f} ms per API call), the tiny app")
-    async with running_e2b_standin(folder / "standin", templates={"shmastra": template}, latency=latency) as s:
+    async with running_e2b_standin(
+        folder / "standin", templates={"shmastra": template}, latency=latency
+    ) as s:
         settings = {**s.settings, "start_command": "bash start.sh", "app_check_command": "false"}
         async with cloud(folder, template, provider="e2b", e2b=settings) as (base, app):
             router = sandbox_router(app)
@@ -400,7 +416,9 @@ async def e2b(root: Path, rounds: int, latency: float, app_start: float) -> None
                     if label != "create":
                         await router.lifecycle.pause(await user_of(app, "e2b@example.com"), "bench")
                     calls = len(s.requests)
-                    timing = await start_as(base, folder, Probe(router.provider, None), "e2b@example.com", users)
+                    timing = await start_as(
+                        base, folder, Probe(router.provider, None), "e2b@example.com", users
+                    )
                     made = len(s.requests) - calls
                     simulated = made * latency
                     own = app_start if label == "create" else 0.0
@@ -426,7 +444,9 @@ async def main(options: argparse.Namespace) -> None:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--rounds", type=int, default=3, help="later users and resumes per part")
     parser.add_argument("--herd", type=int, default=20)
     parser.add_argument("--latency", type=float, default=0.05, help="the E2B stand-in's delay per API call")

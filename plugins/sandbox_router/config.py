@@ -48,10 +48,10 @@ class SandboxRouterConfig(StageConfig):
     """Seconds a whole start may take (provider calls, waiting in its queue, health) before it is an
     ``error``: a hanging provider never leaves an endless spinner."""
     health_interval: float = Field(0.1, gt=0)
-    """Seconds before the second health check of a starting sandbox; each later wait is 1.5 times the
-    one before, up to ``health_interval_max`` (a quick resume is seen at once, a slow start is not
+    """Seconds before the second health check of a starting sandbox; each later wait is 1.25 times
+    the one before, up to ``health_interval_max`` (a quick resume is seen at once, a slow start is not
     asked ten times a second)."""
-    health_interval_max: float = Field(0.3, gt=0)
+    health_interval_max: float = Field(0.25, gt=0)
     """Longest wait between health checks: what the polling can add to a slow start, at most."""
     max_running: int | None = Field(None, ge=1)
     """Sandboxes of this cloud running at once; starting one more first pauses the least recently

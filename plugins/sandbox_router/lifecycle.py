@@ -56,12 +56,20 @@ class StartWatch:
     error: str | None = None
 
 
-def health_waits(first: float, longest: float, factor: float = 1.5) -> Iterator[float]:
-    """Seconds to wait between health checks: ``first``, then each 1.5 times longer, at most ``longest``."""
+def health_waits(first: float, longest: float, factor: float = 1.25) -> Iterator[float]:
+    """Seconds to wait between health checks: ``first``, then each 1.25 times longer, at most
+    ``longest`` (what the polling adds to a start is at most one wait: ``longest`` for a slow one)."""
     wait = min(first, longest)
     while True:
         yield wait
         wait = min(wait * factor, longest)
+
+
+def health_progress(elapsed: float, estimate: float) -> Progress:
+    """The health step while the app starts: 80 % to 95 % over the last measured start's length, and
+    how long that one took (the page never claims more than it knows: 95 % at most)."""
+    share = min(elapsed / estimate, 1.0) if estimate > 0 else 1.0
+    return Progress("health", 80 + int(15 * share), f"Starting Mastra (the last start took {estimate:.0f} s)")
 
 
 def _seconds(at: datetime | None) -> float:
@@ -98,6 +106,8 @@ class Lifecycle:
         self._http: aiohttp.ClientSession | None = None
         self.on_stopped: Callable[[uuid.UUID], None] = lambda user_id: None
         """Called when this process stops a sandbox (the stage forgets its cached address)."""
+        self.app_start_estimate: float | None = None
+        """Seconds the last start here waited for the app's ``/health`` (the health step's percentages)."""
         self.on_finished: Callable[[str], None] = lambda outcome: None
         """Called with ``running`` or ``failed`` when a start of this process ends (metrics)."""
 
@@ -200,7 +210,17 @@ class Lifecycle:
                 notice = "Your previous sandbox was removed; making a new one."
                 (handle, token), made = await self._provision(user_id, watch, notice), True
         self._progress(user_id, watch, Progress("health", 80, "Starting Mastra"), remember=False)
-        if not await self._wait_healthy(self.provider.endpoint(handle), token):
+        began = time.monotonic()
+
+        def waited() -> None:
+            estimate = self.app_start_estimate
+            if estimate is not None:
+                progress = health_progress(time.monotonic() - began, estimate)
+                self._progress(user_id, watch, progress, remember=False)
+
+        if await self._wait_healthy(self.provider.endpoint(handle), token, waited):
+            self.app_start_estimate = time.monotonic() - began
+        else:
             reason = f"The sandbox did not become healthy within {self.config.health_timeout:g} s."
             try:
                 await self.provider.pause(handle)
@@ -275,7 +295,7 @@ class Lifecycle:
         except StoreError as exc:
             log.warning("sandbox_router: could not record the failure of %s: %s", user_id, exc.message)
 
-    async def _wait_healthy(self, endpoint: Endpoint, token: str) -> bool:
+    async def _wait_healthy(self, endpoint: Endpoint, token: str, waited: Callable[[], None]) -> bool:
         deadline = time.monotonic() + self.config.health_timeout
         for wait in health_waits(self.config.health_interval, self.config.health_interval_max):
             if await self._healthy(endpoint, token):
@@ -284,6 +304,7 @@ class Lifecycle:
             if left <= 0:
                 return False
             await asyncio.sleep(min(wait, left))
+            waited()
         raise AssertionError("unreachable: health_waits never ends")
 
     async def _healthy(self, endpoint: Endpoint, token: str) -> bool:

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 
 import pytest
 
-from plugins.sandbox_router.lifecycle import health_waits
+from plugins.sandbox_router.lifecycle import health_progress, health_waits
 from tests.plugins.sandbox_router.conftest import JSON, CloudFactory
 
 
 def test_health_polling_backs_off_from_the_first_wait_to_the_longest() -> None:
-    waits = list(itertools.islice(health_waits(0.1, 0.3), 6))
-    assert waits == pytest.approx([0.1, 0.15, 0.225, 0.3, 0.3, 0.3])
+    waits = list(itertools.islice(health_waits(0.1, 0.25), 6))
+    assert waits == pytest.approx([0.1, 0.125, 0.15625, 0.1953125, 0.244140625, 0.25])
     assert list(itertools.islice(health_waits(2.0, 0.5), 2)) == [0.5, 0.5]
 
 
@@ -43,3 +44,27 @@ async def test_past_max_running_the_least_recently_used_sandbox_is_paused(make_c
     assert (await cloud.until_running(bob))["event"] == "ready"  # bob comes back; another one goes
     running = [u for u in (ada_id, bob_id, cat_id) if (await cloud.sandbox(u)).state == "running"]
     assert len(running) == 2 and bob_id in running
+
+
+def test_the_health_step_moves_from_80_to_95_percent_over_the_last_start() -> None:
+    assert health_progress(0.0, 20.0).percent == 80
+    assert health_progress(10.0, 20.0).percent == 87
+    assert health_progress(60.0, 20.0).percent == 95
+    assert "took 20 s" in health_progress(1.0, 20.0).message
+
+
+async def test_a_later_start_shows_the_health_step_against_the_last_start(make_cloud: CloudFactory) -> None:
+    cloud = await make_cloud(health_interval=0.01, health_interval_max=0.01)
+    lifecycle = cloud.router.lifecycle
+    ada = await cloud.sign_in("ada@example.com")
+    assert (await cloud.until_running(ada))["event"] == "ready"
+    assert lifecycle.app_start_estimate is not None and lifecycle.app_start_estimate > 0
+
+    await cloud.router.lifecycle.pause(ada_id := await cloud.user_id(ada), "test")
+    watch = lifecycle.start(ada_id)  # a resume: the health step now knows how long the last one took
+    seen: set[tuple[str, int, str]] = set()
+    while not watch.done.is_set():
+        seen.add((watch.step, watch.percent, watch.message))
+        await asyncio.sleep(0.001)
+    health = [(percent, message) for step, percent, message in seen if step == "health"]
+    assert any(80 <= p <= 95 and "the last start took" in m for p, m in health), seen
