@@ -70,8 +70,11 @@ def routes(stage: Router) -> Sequence[web.AbstractRouteDef]:
             if state["phase"] == "idle":
                 try:
                     stage.lifecycle.start(identity.user_id)
-                except TooManyStarts:
-                    state["message"] = "Many sandboxes are starting right now; yours is next."
+                except TooManyStarts as queued:
+                    state["position"] = queued.position
+                    state["message"] = (
+                        f"Many sandboxes are starting right now; you are number {queued.position} in line."
+                    )
             event = {"ready": "ready", "failed": "failed"}.get(state["phase"], "progress")
             if state != last:
                 await response.write(f"event: {event}\ndata: {orjson.dumps(state).decode()}\n\n".encode())

@@ -41,7 +41,16 @@ log = logging.getLogger(__name__)
 
 
 class TooManyStarts(Exception):
-    """This replica already runs its maximum of concurrent starts."""
+    """This replica already runs its maximum of concurrent starts; ``position``: the caller's place
+    in the line of users waiting for one to finish (1: next)."""
+
+    def __init__(self, position: int) -> None:
+        super().__init__(position)
+        self.position = position
+
+
+QUEUE_FORGET_SECONDS = 10.0
+"""A waiting user who has not asked again for this long (the page was closed) leaves the line."""
 
 
 @dataclass
@@ -102,6 +111,8 @@ class Lifecycle:
         self.gate = ProviderGate()
         self.watches: dict[uuid.UUID, StartWatch] = {}
         self._tasks: dict[uuid.UUID, asyncio.Task[None]] = {}
+        self._line: dict[uuid.UUID, float] = {}
+        """Users refused a start (all slots busy) in arrival order, with when they last asked."""
         self._background: set[asyncio.Task[None]] = set()
         self._http: aiohttp.ClientSession | None = None
         self.on_stopped: Callable[[uuid.UUID], None] = lambda user_id: None
@@ -132,13 +143,26 @@ class Lifecycle:
         watch = self.watches.get(user_id)
         if watch is not None and not watch.done.is_set():
             return watch
-        if len(self._tasks) >= self.config.max_concurrent_starts:
-            raise TooManyStarts()
+        self._queue_up(user_id)
         watch = self.watches[user_id] = StartWatch()
         task = asyncio.get_running_loop().create_task(self._start(user_id, watch, check))
         self._tasks[user_id] = task
         task.add_done_callback(lambda _: self._tasks.pop(user_id, None))
         return watch
+
+    def _queue_up(self, user_id: uuid.UUID) -> None:
+        """First come, first started when starts are at their maximum: raise :class:`TooManyStarts`
+        with the user's place in line unless a slot is free for them."""
+        clock = time.monotonic()
+        for waiting, seen in list(self._line.items()):
+            if clock - seen > QUEUE_FORGET_SECONDS:
+                del self._line[waiting]
+        self._line[user_id] = clock  # keeps its place when already in line
+        place = list(self._line).index(user_id) + 1
+        free = self.config.max_concurrent_starts - len(self._tasks)
+        if place > free:
+            raise TooManyStarts(place - max(free, 0))
+        del self._line[user_id]
 
     async def ensure_running(self, user_id: uuid.UUID) -> Sandbox:
         """Start the sandbox if needed and wait for the outcome (the CLI and exports use it)."""

@@ -221,14 +221,12 @@ class SandboxRouterStage(Stage[SandboxRouterConfig]):
             try:
                 watch = self.lifecycle.start(identity.user_id, check=check)
                 message = watch.message
-            except TooManyStarts:
+            except TooManyStarts as queued:
                 self.m_refused.inc(("starts",))
-                return error_response(
-                    request,
-                    429,
-                    "Many sandboxes are starting right now; yours will start in a moment.",
-                    headers={"Retry-After": "5"},
-                )
+                waiting = f"Many sandboxes are starting right now; you are number {queued.position} in line."
+                if wants_html(request) and request.method == "GET" and not _is_websocket(request):
+                    return progress_page(waiting, identity.csrf_token)  # its event stream keeps the place
+                return error_response(request, 429, waiting, headers={"Retry-After": "5"})
         elif row is not None:
             message = row.error_message or "Your sandbox stopped."
         if wants_html(request) and request.method == "GET" and not _is_websocket(request):

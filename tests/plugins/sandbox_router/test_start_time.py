@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+from typing import Any
 
+import aiohttp
+import orjson
 import pytest
 
 from plugins.sandbox_router.lifecycle import health_progress, health_waits
-from tests.plugins.sandbox_router.conftest import JSON, CloudFactory
+from plugins.sandbox_router.providers.base import Handle, ProgressCallback, SandboxSpec
+from tests.plugins.sandbox_router.conftest import JSON, Cloud, CloudFactory
 
 
 def test_health_polling_backs_off_from_the_first_wait_to_the_longest() -> None:
@@ -68,3 +72,42 @@ async def test_a_later_start_shows_the_health_step_against_the_last_start(make_c
         await asyncio.sleep(0.001)
     health = [(percent, message) for step, percent, message in seen if step == "health"]
     assert any(80 <= p <= 95 and "the last start took" in m for p, m in health), seen
+
+
+async def first_event(cloud: Cloud, session: aiohttp.ClientSession, phase: str = "idle") -> dict[str, Any]:
+    """The first event of the progress page's stream in ``phase`` (``idle``: asked to start)."""
+    async with session.get(cloud.at("/api/sandbox/events")) as answer:
+        async for raw in answer.content:
+            if raw.startswith(b"data: "):
+                found: dict[str, Any] = orjson.loads(raw[6:])
+                if found["phase"] == phase:
+                    return found
+    raise AssertionError(f"no {phase} event")
+
+
+async def test_users_past_the_start_limit_see_their_place_in_line(make_cloud: CloudFactory) -> None:
+    cloud = await make_cloud(max_concurrent_starts=1)
+    release = asyncio.Event()
+    provider = cloud.router.provider
+    create = provider.create
+
+    async def held_create(spec: SandboxSpec, on_progress: ProgressCallback) -> Handle:
+        await release.wait()
+        return await create(spec, on_progress)
+
+    provider.create = held_create  # type: ignore[method-assign]
+    ada, bob, cat = [await cloud.sign_in(f"{name}@example.com") for name in ("ada", "bob", "cat")]
+    assert (await first_event(cloud, ada, "starting"))["position"] is None
+    bob_sees = await first_event(cloud, bob)
+    cat_sees = await first_event(cloud, cat)
+    assert bob_sees["position"] == 1 and "number 1 in line" in bob_sees["message"]
+    assert cat_sees["position"] == 2 and "number 2 in line" in cat_sees["message"]
+    assert (await first_event(cloud, bob))["position"] == 1  # asking again keeps one's place
+    async with cat.get(cloud.at("/studio/")) as answer:  # a browser gets the progress page, not a 429
+        assert answer.status == 200 and "number 2 in line" in await answer.text()
+    async with cat.get(cloud.at("/api/mastra/x"), headers=JSON) as answer:
+        assert answer.status == 429 and "number 2 in line" in await answer.text()
+
+    release.set()
+    finals = await asyncio.gather(*(cloud.until_running(s) for s in (ada, bob, cat)))
+    assert [f["event"] for f in finals] == ["ready", "ready", "ready"]
