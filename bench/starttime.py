@@ -15,7 +15,7 @@ One run, side by side (each part bounded; a few minutes in all):
    messages their progress pages showed, and the cloud's memory per running sandbox.
 3. ``e2b`` against the stand-in (``tests/standins/e2b.py``, every API call delayed by ``--latency``):
    create and resume through the real SDK; our share is the wait beyond the stand-in's simulated
-   latency (calls x latency) and, for create, beyond the tiny app's own start.
+   latency (calls x latency); a create also includes the tiny app's own start (shown beside it).
 
 The cloud is served in this process by the production runner (``proxy_core.testing.run_proxy``) with
 the ``vkey``, ``auth`` (emailed codes) and ``sandbox_router`` stages on SQLite; browsers are aiohttp
@@ -233,10 +233,13 @@ async def open_studio(http: aiohttp.ClientSession, base: str, timing: Timing) ->
 
 
 def rss_kib(pid: int) -> int:
-    with contextlib.suppress(OSError):
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
+    """The process's proportional set size (shared pages split among their users, so a sum over
+    processes does not count shared libraries twice); its RSS where PSS cannot be read."""
+    for path, key in ((f"/proc/{pid}/smaps_rollup", "Pss:"), (f"/proc/{pid}/status", "VmRSS:")):
+        with contextlib.suppress(OSError):
+            for line in Path(path).read_text().splitlines():
+                if line.startswith(key):
+                    return int(line.split()[1])
     return 0
 
 
@@ -323,9 +326,9 @@ async def local_real(root: Path, rounds: int) -> None:
             state = orjson.loads((folder / "sandboxes" / row.sandbox_id / "state.json").read_bytes())
             app_rss, members = group_rss_kib(int(state["pid"]))
             print(
-                f"  memory: one running sandbox's process group {app_rss / 1024:.0f} MiB RSS "
+                f"  memory: one running sandbox's processes {app_rss / 1024:.0f} MiB PSS "
                 f"({members} processes); the cloud (this process, {len(users)} running) "
-                f"{rss_kib(os.getpid()) / 1024:.0f} MiB"
+                f"{rss_kib(os.getpid()) / 1024:.0f} MiB PSS"
             )
         finally:
             for http in users.values():
@@ -388,7 +391,7 @@ async def local_tiny(root: Path, rounds: int, herd: int) -> float:
                 print(f"    failure: {failure!r}")
             await asyncio.sleep(0.5)
             per = (rss_kib(os.getpid()) - before) / max(1, len(waits))
-            print(f"  memory: the cloud grows {per:.0f} KiB per running sandbox (herd, this process)")
+            print(f"  memory: the cloud grows {per:.0f} KiB PSS per running sandbox (herd, this process)")
         finally:
             for http in users.values():
                 await http.close()
@@ -421,11 +424,15 @@ async def e2b(root: Path, rounds: int, latency: float, app_start: float) -> None
                     )
                     made = len(s.requests) - calls
                     simulated = made * latency
-                    own = app_start if label == "create" else 0.0
+                    beyond = timing.total - simulated
+                    note = (
+                        f" (the app's own start, locally: {app_start * 1000:.0f} ms)"
+                        if label == "create"
+                        else ""
+                    )
                     print(
                         f"  {label:<10} {timing.total * 1000:7.1f} ms = {made} API calls x latency "
-                        f"{simulated * 1000:6.1f} ms + app start {own * 1000:6.1f} ms + OURS "
-                        f"{(timing.total - simulated - own) * 1000:6.1f} ms"
+                        f"{simulated * 1000:6.1f} ms + beyond the stand-in {beyond * 1000:6.1f} ms{note}"
                     )
             finally:
                 for http in users.values():
