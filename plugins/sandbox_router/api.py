@@ -144,20 +144,26 @@ def routes(stage: Router) -> Sequence[web.AbstractRouteDef]:
             if found is None:
                 return error_response(request, 404, "No such user with a sandbox.")
             user_id = found
-        try:
-            archive = await export_project(stage.lifecycle, user_id, stage.config.export_limit)
-        except ExportRefused as exc:
-            return error_response(request, 404, str(exc))
-        except ProviderError as exc:
-            return error_response(request, 503, exc.message, headers={"Retry-After": "10"})
-        return web.Response(
-            body=archive,
-            content_type="application/gzip",
+        response = web.StreamResponse(
             headers={
                 "Content-Disposition": 'attachment; filename="shmastra-project.tar.gz"',
                 "Cache-Control": "no-store",
-            },
+            }
         )
+        response.content_type = "application/gzip"
+        try:
+            async with export_project(stage.lifecycle, user_id, stage.config.export_limit) as chunks:
+                await response.prepare(request)
+                async for chunk in chunks:
+                    await response.write(chunk)  # waits while the client is slower than the sandbox
+        except ExportRefused as exc:
+            return error_response(request, 404, str(exc))
+        except ProviderError as exc:
+            if response.prepared:
+                raise  # too late for an error page: the download is cut short and fails
+            return error_response(request, 503, exc.message, headers={"Retry-After": "10"})
+        await response.write_eof()
+        return response
 
     async def _sandbox_key_owner(request: web.Request) -> uuid.UUID | None:
         header = request.headers.get("Authorization", "")

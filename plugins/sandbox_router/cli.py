@@ -139,15 +139,22 @@ async def _logs(args: argparse.Namespace) -> int:
 
 
 async def _export(args: argparse.Namespace) -> int:
+    output = Path(args.output or f"{args.email}.tar.gz")
+    written = 0
     async with _lifecycle(args) as lifecycle:
         if (user_id := await _owner(lifecycle, args.email)) is None:
             return 1
         try:
-            archive = await export_project(lifecycle, user_id, lifecycle.config.export_limit)
+            async with export_project(lifecycle, user_id, lifecycle.config.export_limit) as chunks:
+                file = await asyncio.to_thread(output.open, "wb")
+                try:
+                    async for chunk in chunks:
+                        written += await asyncio.to_thread(file.write, chunk)
+                finally:
+                    await asyncio.to_thread(file.close)
         except ProviderError as exc:
+            await asyncio.to_thread(output.unlink, missing_ok=True)  # never half an archive behind
             print(f"error: {exc.message}", file=sys.stderr)
             return 1
-    output = Path(args.output or f"{args.email}.tar.gz")
-    await asyncio.to_thread(output.write_bytes, archive)
-    print(f"wrote {output} ({len(archive)} bytes)")
+    print(f"wrote {output} ({written} bytes)")
     return 0

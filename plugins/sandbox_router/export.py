@@ -1,11 +1,16 @@
 """ "Download my project": a ``.tar.gz`` of the user's project as a standalone Mastra app, made inside
 the sandbox (so it works on every provider) without ``node_modules``, build output, git history or
 any ``.env`` file but ``.env.example`` (the virtual key lives only in the environment and in ``.env``
-files, so it never leaves)."""
+files, so it never leaves).
+
+The archive is streamed out of the sandbox piece by piece (:meth:`SandboxProvider.read_chunks`), so a
+big project costs the proxy one chunk of memory per download, not the archive's size."""
 
 from __future__ import annotations
 
+import contextlib
 import uuid
+from collections.abc import AsyncIterator
 
 from plugins.auth import UserDirectory
 from proxy_core.db import NotFound
@@ -27,8 +32,14 @@ class ExportRefused(Exception):
     """There is nothing to export (no sandbox, or no project in it)."""
 
 
-async def export_project(lifecycle: Lifecycle, user_id: uuid.UUID, limit: float) -> bytes:
-    """The archive's bytes; the sandbox is started first when it is paused."""
+@contextlib.asynccontextmanager
+async def export_project(
+    lifecycle: Lifecycle, user_id: uuid.UUID, limit: float
+) -> AsyncIterator[AsyncIterator[bytes]]:
+    """The archive's bytes as they stream out of the sandbox (started first when paused).
+
+    Entering raises :class:`ExportRefused` or :class:`ProviderError` before any byte is read, so a
+    caller can still answer with an error; leaving removes the archive from the sandbox."""
     row = await lifecycle.store.of_user(user_id)
     if row is None:
         raise ExportRefused("This user has no sandbox yet.")
@@ -41,11 +52,18 @@ async def export_project(lifecycle: Lifecycle, user_id: uuid.UUID, limit: float)
             raise ExportRefused("The sandbox has no project folder to export.")
         raise ProviderError(f"The export failed in the sandbox: {result.stderr.strip()[:300]}")
     try:
-        return await provider.read_file(row.handle, ARCHIVE)
-    except OSError as exc:
-        raise ProviderError(f"The export's archive could not be read: {exc}") from exc
+        yield _read(provider.read_chunks(row.handle, ARCHIVE))
     finally:
         await provider.run(row.handle, f'rm -f "${{SANDBOX_HOME:-/home/user}}/{ARCHIVE}"', limit=limit)
+
+
+async def _read(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """``chunks`` with a read failure reported as the provider's."""
+    try:
+        async for chunk in chunks:
+            yield chunk
+    except OSError as exc:
+        raise ProviderError(f"The export's archive could not be read: {exc}") from exc
 
 
 async def find_user(users: UserDirectory, email_or_id: str) -> uuid.UUID | None:

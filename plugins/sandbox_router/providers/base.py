@@ -9,13 +9,16 @@ locks or pages (the router's lifecycle owns those). Every failure a caller must 
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
 from yarl import URL
 
 SandboxState = Literal["running", "paused"]
+
+CHUNK_SIZE = 64 * 1024
+"""The largest piece :meth:`SandboxProvider.read_chunks` hands out by default."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +150,16 @@ class SandboxProvider(abc.ABC):
     @abc.abstractmethod
     async def read_file(self, handle: Handle, path: str) -> bytes:
         """A file's bytes; ``path`` is inside the sandbox (relative to its home)."""
+
+    async def read_chunks(
+        self, handle: Handle, path: str, chunk_size: int = CHUNK_SIZE
+    ) -> AsyncIterator[bytes]:
+        """A file's bytes in pieces of at most ``chunk_size``, for files too big to hold at once (an
+        export). Both shipped providers stream; this default, for providers written before it existed,
+        reads the file whole with :meth:`read_file` and only cuts it up."""
+        data = await self.read_file(handle, path)
+        for start in range(0, len(data), chunk_size):
+            yield data[start : start + chunk_size]
 
     @abc.abstractmethod
     async def write_file(self, handle: Handle, path: str, data: bytes) -> None:

@@ -27,7 +27,7 @@ import logging
 import os
 import posixpath
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TypeVar
 
 from e2b import (
@@ -38,12 +38,14 @@ from e2b import (
     SandboxQuery,
     SandboxState,
 )
+from e2b.sandbox.filesystem.filesystem import AsyncFileStreamReader
 from pydantic import AnyHttpUrl, Field, SecretStr
 from yarl import URL
 
 from proxy_core import StageConfig
 
 from .base import (
+    CHUNK_SIZE,
     CommandResult,
     Endpoint,
     Handle,
@@ -235,6 +237,26 @@ class E2BProvider(SandboxProvider):
             return bytes(await sandbox.files.read(self._path(path), format="bytes"))
 
         return await self._in_sandbox(handle, "read a file in", self.config.request_timeout, read_in)
+
+    async def read_chunks(
+        self, handle: Handle, path: str, chunk_size: int = CHUNK_SIZE
+    ) -> AsyncIterator[bytes]:
+        """The file as the daemon streams it (each wait for the next piece bounded by
+        ``request_timeout``), re-cut to at most ``chunk_size``."""
+
+        async def open_in(sandbox: AsyncSandbox) -> AsyncFileStreamReader:
+            return await sandbox.files.read(
+                self._path(path), format="stream", stream_idle_timeout=self.config.request_timeout
+            )
+
+        stream = await self._in_sandbox(handle, "read a file in", self.config.request_timeout, open_in)
+        async with stream:
+            try:
+                async for piece in stream:
+                    for start in range(0, len(piece), chunk_size):
+                        yield piece[start : start + chunk_size]
+            except Exception as exc:
+                raise translate(exc, "read a file in", retry_after=self.config.rate_limit_backoff) from exc
 
     async def write_file(self, handle: Handle, path: str, data: bytes) -> None:
         async def write_in(sandbox: AsyncSandbox) -> None:

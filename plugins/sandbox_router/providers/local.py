@@ -33,6 +33,7 @@ from yarl import URL
 
 from .. import template
 from .base import (
+    CHUNK_SIZE,
     CommandResult,
     Endpoint,
     Handle,
@@ -167,6 +168,20 @@ class LocalProvider(SandboxProvider):
             return await asyncio.to_thread(target.read_bytes)
         except FileNotFoundError:
             raise ProviderError(f"No such file in the sandbox: {path}") from None
+
+    async def read_chunks(
+        self, handle: Handle, path: str, chunk_size: int = CHUNK_SIZE
+    ) -> AsyncIterator[bytes]:
+        target = self._inside(handle, path)
+        try:
+            file = await asyncio.to_thread(target.open, "rb")
+        except FileNotFoundError:
+            raise ProviderError(f"No such file in the sandbox: {path}") from None
+        try:
+            while chunk := await asyncio.to_thread(file.read, chunk_size):
+                yield chunk
+        finally:
+            await asyncio.to_thread(file.close)
 
     async def write_file(self, handle: Handle, path: str, data: bytes) -> None:
         target = self._inside(handle, path)

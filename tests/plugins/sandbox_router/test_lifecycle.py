@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import io
 import tarfile
+import tracemalloc
 import uuid
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -314,6 +316,51 @@ async def test_export_is_the_project_without_modules_or_secrets(make_cloud: Clou
         assert _names(await answer.read()) == names
     async with admin.get(cloud.at("/api/sandbox/export?user=nobody@example.com"), headers=JSON) as answer:
         assert answer.status == 404
+
+
+_BIG = 8 * 1024 * 1024
+"""Bytes of random (incompressible) data in the project of the big-export test."""
+
+
+async def test_a_big_export_streams_through_flat_memory(make_cloud: CloudFactory, tmp_path: Path) -> None:
+    cloud = await make_cloud()
+    ada = await cloud.sign_in("ada@example.com")
+    await cloud.until_running(ada)
+    user_id = await cloud.user_id(ada)
+    row = await cloud.sandbox(user_id)
+    assert row.handle is not None
+    made = await cloud.router.lifecycle.provider.run(
+        row.handle,
+        'cd "${SANDBOX_HOME:-/home/user}/shmastra" && mkdir -p .git dist/.mastra '
+        f"&& head -c {_BIG} /dev/urandom > big.bin && head -c {_BIG} /dev/urandom > .git/pack "
+        "&& echo SECRET=1 > .env.local && echo x > dist/.mastra/out.js",
+        limit=60,
+    )
+    assert made.exit_code == 0, made.stderr
+
+    target = tmp_path / "export.tar.gz"
+    tracemalloc.start()
+    try:
+        start = tracemalloc.get_traced_memory()[0]
+        with target.open("wb") as file:
+            async with ada.get(cloud.at("/api/sandbox/export"), headers=JSON) as answer:
+                assert answer.status == 200, await answer.text()
+                async for chunk in answer.content.iter_chunked(64 * 1024):
+                    file.write(chunk)
+        peak = tracemalloc.get_traced_memory()[1] - start
+    finally:
+        tracemalloc.stop()
+    assert target.stat().st_size > _BIG  # the whole archive went through...
+    assert peak < _BIG // 4, f"the proxy held {peak} bytes at once"  # ...never all of it at once
+
+    with tarfile.open(target, mode="r:gz") as tar:
+        files = {m.name: tar.extractfile(m) for m in tar.getmembers() if m.isfile()}
+        assert "shmastra/big.bin" in files and "shmastra/package.json" in files
+        assert not any(
+            "node_modules" in n or "/.git/" in n or ".mastra" in n or "/.env" in n.replace(".env.example", "")
+            for n in files
+        ), sorted(files)
+        assert all(f"vk_{user_id}".encode() not in f.read() for f in files.values() if f is not None)
 
 
 async def test_disabled_user_cannot_start(make_cloud: CloudFactory) -> None:
