@@ -15,6 +15,8 @@ For later stages and other plugins (the only names they may import from here):
   to an upstream (clients can never send them: every header under that prefix is stripped).
 * :class:`MenuEntry` — a link for the cloud menu: ``auth_stage(app).menu.add(MenuEntry(...))``.
 * :class:`AuthStage` — the stage; :func:`auth_stage` finds it in an app.
+* :func:`session_is_live` — whether a session id (``Identity.session_id``) is still signed in, its
+  user enabled (for cutting long-lived streams of ended sessions).
 """
 
 from aiohttp import web
@@ -33,6 +35,14 @@ from .users import ROLES, Role, User
 def auth_stage(app: web.Application) -> AuthStage:
     """The app's ``auth`` stage."""
     return find_stage(app, AuthStage)
+
+
+async def session_is_live(app: web.Application, session_id: str) -> bool:
+    """Whether ``session_id`` is a live session of an enabled user, as the ``auth`` stage sees it (its
+    short per-process cache first). Raises ``LookupError`` when the app has no ``auth`` stage and
+    :class:`~proxy_core.db.StoreError` when the store cannot answer."""
+    session = await auth_stage(app).resolver.session(session_id)
+    return session is not None and not session.disabled
 
 
 __all__ = [
@@ -55,5 +65,6 @@ __all__ = [
     "csrf_token",
     "identity_headers",
     "require_csrf",
+    "session_is_live",
     "user_directory",
 ]

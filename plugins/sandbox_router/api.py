@@ -15,8 +15,8 @@ import orjson
 from aiohttp import web
 
 from plugins.auth import IDENTITY, Identity, UserDirectory, require_csrf
-from plugins.vkey import KeyRejected, VKeyStage
-from proxy_core import error_response, find_stage
+from plugins.vkey import KeyRejected, check_key
+from proxy_core import error_response
 from proxy_core.db import StoreError
 
 from .config import SandboxRouterConfig
@@ -171,11 +171,9 @@ def routes(stage: Router) -> Sequence[web.AbstractRouteDef]:
         if scheme.lower() != "bearer" or not key.strip():
             return None
         try:
-            gateway = find_stage(request.app, VKeyStage)
+            record = await check_key(request.app, key.strip())
         except LookupError:
             return None  # no gateway, no virtual keys to check
-        try:
-            record = await gateway.keys.check(key.strip())
         except KeyRejected:
             return None
         return record.user_id

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from aiohttp import web
 from yarl import URL
 
-from plugins.auth import IDENTITY, Identity, UserChanged, auth_stage, user_directory
+from plugins.auth import IDENTITY, Identity, UserChanged, session_is_live, user_directory
 from plugins.vkey import gateway_activity, key_service
 from proxy_core import (
     Next,
@@ -284,16 +284,14 @@ class SandboxRouterStage(Stage[SandboxRouterConfig]):
             await asyncio.sleep(self.config.stream_check_interval)
             for user_id in self.in_flight.users():
                 self.activity.touch(user_id)
-            try:
-                auth = auth_stage(self.app)
-            except LookupError:
-                continue
             for session_id, user_id in self.in_flight.sessions().items():
                 try:
-                    session = await auth.resolver.session(session_id)
+                    live = await session_is_live(self.app, session_id)
+                except LookupError:
+                    break  # no auth stage: no sessions to end
                 except StoreError:
                     continue
-                if session is None or session.disabled:
+                if not live:
                     cut = self.in_flight.cut(session_id=session_id)
                     log.info(
                         "sandbox_router: cut %d open stream(s) of user %s (signed out or disabled)",

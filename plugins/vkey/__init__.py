@@ -6,6 +6,7 @@ Public API (for the sandbox router and the Manage UI):
 * :class:`VKeyStage` — the ``vkey`` stage (``/api/gateway/<provider>/<rest>``).
 * :class:`KeyService` / :func:`key_service` — issue / rotate / revoke / disable / list keys;
   :class:`IssuedKey` carries the key itself, once.
+* :func:`check_key` — whose usable key a presented ``vk_...`` is (the healer's bearer token).
 * :func:`gateway_activity` — the per-user :class:`Activity` of an app's gateway (listen for batches).
 * :class:`UsageReports` — who spent what: per key (last use, this month) and grouped by day,
   provider or model.
@@ -23,6 +24,14 @@ from .ledger import USAGE_WRITER, UsageRow
 from .lifecycle import IssuedKey, KeyExists, KeyListing, KeyService, key_service
 from .reports import KeyUsage, UsageLine, UsageReports
 from .stage import VKeyStage
+
+
+async def check_key(app: web.Application, key: str) -> KeyRecord:
+    """The record of ``key`` if it may be used now, checked as the gateway checks it (same cache).
+
+    Raises :class:`KeyRejected` for an unknown, revoked, expired or disabled key, ``LookupError`` when
+    the app has no ``vkey`` stage, and :class:`~proxy_core.db.StoreError` when the store cannot answer."""
+    return await find_stage(app, VKeyStage).keys.check(key)
 
 
 def gateway_activity(app: web.Application) -> Activity:
@@ -48,6 +57,7 @@ __all__ = [
     "UsageRow",
     "UserRef",
     "VKeyStage",
+    "check_key",
     "display_prefix",
     "gateway_activity",
     "key_service",
