@@ -144,8 +144,9 @@ class Database:
     def user_lock(self, key: str) -> AbstractAsyncContextManager[None]:
         """Hold ``key`` (a user id, say) exclusively across replicas for single-flight work.
 
-        Postgres: a session advisory lock on a connection held for the duration. SQLite: an
-        in-process lock (one process owns a SQLite file)."""
+        Postgres: a session advisory lock on a connection held for the duration. SQLite: a
+        byte-range lock on a file beside the database, so every worker process on the machine
+        shares it."""
         return self._backend.lock(key)
 
     def leadership(self, name: str) -> Leadership:

@@ -35,6 +35,7 @@ from .errors import (
     UniqueViolation,
     field_of,
 )
+from .file_lock import FileKeyLocks
 
 T = TypeVar("T")
 
@@ -200,14 +201,16 @@ class SqliteBackend:
         self._conn: sqlite3.Connection | None = None
         self._lock = asyncio.Lock()
         self._owner: asyncio.Task[Any] | None = None
-        self._key_locks: dict[str, tuple[asyncio.Lock, int]] = {}
+        self._key_locks = FileKeyLocks(path.with_name(path.name + ".locks"))
 
     async def connect(self) -> None:
         thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite")
         loop = asyncio.get_running_loop()
         try:
+            self._key_locks.open()
             self._conn = await loop.run_in_executor(thread, _open, self.path, self.busy_timeout)
         except (sqlite3.Error, OSError) as exc:
+            self._key_locks.close()
             thread.shutdown(wait=False)
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
             raise Unavailable(f"cannot open the SQLite database {self.path}: {reason}") from None
@@ -216,6 +219,7 @@ class SqliteBackend:
     async def close(self) -> None:
         thread, conn = self._thread, self._conn
         self._thread = self._conn = None
+        self._key_locks.close()
         if thread is None or conn is None:
             return
         async with self._lock:
@@ -287,18 +291,10 @@ class SqliteBackend:
 
     @asynccontextmanager
     async def lock(self, key: str) -> AsyncIterator[None]:
-        """In-process only: SQLite is the one-machine, one-process deployment."""
-        lock, users = self._key_locks.get(key) or (asyncio.Lock(), 0)
-        self._key_locks[key] = (lock, users + 1)
-        try:
-            async with lock:
-                yield
-        finally:
-            lock, users = self._key_locks[key]
-            if users == 1:
-                del self._key_locks[key]
-            else:
-                self._key_locks[key] = (lock, users - 1)
+        """Across every process on this machine using the file (``workers > 1``), through byte-range
+        locks on ``<database>.locks`` beside it."""
+        async with self._key_locks.hold(key):
+            yield
 
     def leadership(self, name: str) -> Leadership:
         return _AlwaysLeader()

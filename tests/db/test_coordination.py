@@ -1,4 +1,5 @@
-"""Single-flight locks and leader election: across processes on Postgres, in-process on SQLite."""
+"""Single-flight locks across processes (Postgres, and SQLite's workers on one machine); leader election
+across processes on Postgres, always this process on SQLite."""
 
 from __future__ import annotations
 
@@ -14,15 +15,17 @@ from tests.db.backends import MakeDatabase
 ROOT = Path(__file__).parents[2]
 
 
-async def test_user_lock_is_single_flight_across_two_processes(pg_url: str) -> None:
-    db = Database(DatabaseConfig(url=pg_url, migrate_on_start=False))
+async def test_user_lock_is_single_flight_across_two_processes(db_url: str) -> None:
+    """Two worker processes on one store (Postgres, or one SQLite file with ``workers > 1``)."""
+    url = db_url
+    db = Database(DatabaseConfig(url=url, migrate_on_start=False))
     await db.connect()
     try:
         await db.execute("CREATE TABLE held (worker text, started timestamptz, ended timestamptz)")
         start = time.time() + 1.5  # both processes are connected by then and contend from the first round
         workers = [
             await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "tests.db.lock_worker", pg_url, name, "5", str(start), cwd=ROOT
+                sys.executable, "-m", "tests.db.lock_worker", url, name, "5", str(start), cwd=ROOT
             )
             for name in ("a", "b")
         ]
