@@ -89,7 +89,6 @@ class SandboxRouterStage(Stage[SandboxRouterConfig]):
         self.forwarder = context.forwarder
         self.timeouts = Timeouts(config.connect_timeout, config.read_timeout, config.idle_stream_timeout)
         self.in_flight = InFlight(config.max_requests_per_user)
-        self.sweeper = Sweeper(self.lifecycle, self.activity)
         self._routes: dict[uuid.UUID, Route] = {}
         self._extended: dict[uuid.UUID, float] = {}
         self._touched: dict[uuid.UUID, float] = {}
@@ -105,6 +104,12 @@ class SandboxRouterStage(Stage[SandboxRouterConfig]):
         self.m_refused = metrics.counter(
             "sandbox_router_refused_total", "Requests refused by the router's limits.", ("reason",)
         )
+        states = metrics.gauge(
+            "sandbox_router_sandboxes",
+            "Sandboxes in the store by state, as of the leader's last sweep (sweep_interval).",
+            ("state",),
+        )
+        self.sweeper = Sweeper(self.lifecycle, self.activity, states)
 
     def routes(self) -> Sequence[web.AbstractRouteDef]:
         return api.routes(self)

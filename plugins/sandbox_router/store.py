@@ -105,6 +105,12 @@ class Sandboxes:
         rows = await self.db.fetch(f"SELECT {_COLUMNS} FROM sandboxes WHERE state IN ({marks})", *states)
         return [_sandbox(r) for r in rows]
 
+    async def count_by_state(self) -> dict[State, int]:
+        """How many sandboxes are in each state (every state present, zero or more)."""
+        rows = await self.db.fetch("SELECT state, count(*) AS n FROM sandboxes GROUP BY state")
+        found = {row["state"]: int(row["n"]) for row in rows}
+        return {state: found.get(state, 0) for state in STATES}
+
     async def ensure(self, user_id: uuid.UUID, provider: str) -> Sandbox:
         """The user's row, made (state ``provisioning``, no sandbox yet) when they have none."""
         found = await self.of_user(user_id)

@@ -1,5 +1,6 @@
-"""The leader's periodic work: pause idle sandboxes, and reconcile the store with the provider's own
-list (paused or removed behind our back, orphans nobody owns, starts that never finished)."""
+"""The leader's periodic work: pause idle sandboxes, reconcile the store with the provider's own list
+(paused or removed behind our back, orphans nobody owns, starts that never finished), and count the
+sandboxes per state for ``/metrics`` (only the leader reports them: workers' numbers are added up)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import logging
 import time
 
 from proxy_core.db import ActivityWriter, StoreError
+from proxy_core.metrics import Gauge
 
 from .lifecycle import Lifecycle
 from .providers.base import Handle, ProviderError
@@ -17,9 +19,10 @@ log = logging.getLogger(__name__)
 
 
 class Sweeper:
-    def __init__(self, lifecycle: Lifecycle, activity: ActivityWriter) -> None:
+    def __init__(self, lifecycle: Lifecycle, activity: ActivityWriter, states: Gauge) -> None:
         self.lifecycle = lifecycle
         self.activity = activity  # this process's pending activity is written before each sweep
+        self.states = states
         self.config = lifecycle.config
         self.leader = lifecycle.db.leadership("sandbox_router.sweeper")
 
@@ -29,6 +32,8 @@ class Sweeper:
             try:
                 if await self.leader.is_leader():
                     await self.sweep()
+                else:
+                    self.states.values.clear()  # a former leader's counts would be added to the new one's
             except (StoreError, ProviderError) as exc:
                 log.warning("sandbox_router: sweep failed: %s", exc)
 
@@ -39,6 +44,11 @@ class Sweeper:
         await self.activity.flush()
         await self.pause_idle()
         await self.reconcile()
+        await self.count_states()
+
+    async def count_states(self) -> None:
+        for state, count in (await self.lifecycle.store.count_by_state()).items():
+            self.states.set((state,), count)
 
     async def pause_idle(self) -> int:
         """Pause running sandboxes with no activity for ``idle_timeout``; the number paused."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import re
 import tarfile
 import tracemalloc
 import uuid
@@ -22,6 +23,7 @@ from plugins.sandbox_router.providers.base import (
     SandboxSpec,
 )
 from plugins.sandbox_router.providers.local import LocalProvider
+from plugins.sandbox_router.store import STATES
 from plugins.vkey import KeyService
 from tests.plugins.sandbox_router.conftest import JSON, Cloud, CloudFactory
 
@@ -238,6 +240,58 @@ async def test_idle_sandboxes_are_paused_and_activity_keeps_them(make_cloud: Clo
     assert await sweeper.pause_idle() == 1
     row = await cloud.sandbox(user_id)
     assert row.state == "paused" and row.error_message == "idle for 1 s"
+
+
+async def test_metrics_count_sandboxes_per_state_as_of_the_leaders_sweep(make_cloud: CloudFactory) -> None:
+    cloud = await make_cloud()
+    ada, bob = await cloud.sign_in("ada@example.com"), await cloud.sign_in("bob@example.com")
+    await cloud.until_running(ada)
+    await cloud.until_running(bob)
+    assert await cloud.router.lifecycle.pause(await _user(cloud, bob), "test")
+    assert _sandbox_gauge(await _metrics(cloud)) == {}  # nothing counted before a sweep
+
+    await cloud.router.sweeper.sweep()
+    counted = _sandbox_gauge(await _metrics(cloud))
+    assert counted == {state: 1 if state in ("running", "paused") else 0 for state in STATES}
+
+
+class _Follower:
+    """A contender that never leads (another replica does)."""
+
+    async def is_leader(self) -> bool:
+        return False
+
+    async def close(self) -> None:
+        return None
+
+
+async def test_a_process_that_stops_leading_stops_reporting_sandbox_counts(make_cloud: CloudFactory) -> None:
+    cloud = await make_cloud(sweep_interval=0.05)
+    await cloud.until_running(await cloud.sign_in("ada@example.com"))
+    for _ in range(200):
+        if _sandbox_gauge(await _metrics(cloud)).get("running") == 1:
+            break
+        await asyncio.sleep(0.05)
+    assert _sandbox_gauge(await _metrics(cloud))["running"] == 1  # the leader's loop counted
+
+    cloud.router.sweeper.leader = _Follower()  # the new leader's counts are added up with this one's
+    for _ in range(200):
+        if not _sandbox_gauge(await _metrics(cloud)):
+            break
+        await asyncio.sleep(0.05)
+    assert _sandbox_gauge(await _metrics(cloud)) == {}
+
+
+async def _metrics(cloud: Cloud) -> str:
+    async with aiohttp.ClientSession() as anyone, anyone.get(cloud.at("/metrics")) as answer:
+        assert answer.status == 200
+        return await answer.text()
+
+
+def _sandbox_gauge(metrics: str) -> dict[str, int]:
+    """``state -> value`` of the ``..._sandbox_router_sandboxes{state=...}`` samples."""
+    found = re.findall(r'^\w+_sandbox_router_sandboxes\{state="(\w+)"\} (\d+)$', metrics, re.M)
+    return {state: int(value) for state, value in found}
 
 
 async def test_gateway_calls_count_as_activity(make_cloud: CloudFactory) -> None:
