@@ -17,6 +17,7 @@ from plugins.sandbox_router.providers.base import (
     ProviderError,
     ProviderTimeout,
     SandboxGone,
+    SandboxProvider,
     SandboxSpec,
 )
 from plugins.sandbox_router.providers.local import LocalProvider
@@ -95,6 +96,29 @@ async def test_commands_are_bounded(tmp_path: Path, template: Path) -> None:
             await provider.run(handle, "sleep 5; touch late", limit=0.3)
         await asyncio.sleep(0.2)
         assert not marker.exists()
+    finally:
+        await provider.kill(handle)
+
+
+class _ProviderBeforeChunks(LocalProvider):
+    """A provider written before ``read_chunks`` existed: it has only ``read_file``."""
+
+    read_chunks = SandboxProvider.read_chunks
+
+
+@pytest.mark.parametrize("kind", [LocalProvider, _ProviderBeforeChunks])
+async def test_files_are_read_in_bounded_chunks(
+    tmp_path: Path, template: Path, kind: type[LocalProvider]
+) -> None:
+    provider = kind(tmp_path / "root", template, tmp_path / "cache", stop_grace=0.5)
+    handle = await provider.create(_spec(), lambda _: None)
+    try:
+        data = os.urandom(100_000)
+        await provider.write_file(handle, "dir/blob", data)
+        chunks = [chunk async for chunk in provider.read_chunks(handle, "dir/blob", chunk_size=30_000)]
+        assert [len(c) for c in chunks] == [30_000, 30_000, 30_000, 10_000] and b"".join(chunks) == data
+        with pytest.raises(ProviderError):
+            [chunk async for chunk in provider.read_chunks(handle, "missing")]
     finally:
         await provider.kill(handle)
 
