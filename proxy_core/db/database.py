@@ -152,7 +152,8 @@ class Database:
     def leadership(self, name: str) -> Leadership:
         """A contender for leading the periodic job ``name``: ``if await leader.is_leader(): ...``.
 
-        Postgres: a session advisory lock held on a dedicated connection; SQLite: always the leader.
+        Postgres: a session advisory lock held on a dedicated connection; SQLite: a byte-range lock on
+        a file beside the database (one leader among the workers of the machine).
         Close it on shutdown so another replica can take over at once."""
         return self._backend.leadership(name)
 

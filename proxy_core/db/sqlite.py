@@ -297,7 +297,8 @@ class SqliteBackend:
             yield
 
     def leadership(self, name: str) -> Leadership:
-        return _AlwaysLeader()
+        """One leader per job among every process on this machine using the file (``workers > 1``)."""
+        return self._key_locks.leadership(name)
 
 
 def _execute_job(sql: str, args: Sequence[Any]) -> Callable[[sqlite3.Connection], int]:
@@ -358,13 +359,3 @@ class SqliteTransaction:
                 conn.execute(statement)
 
         await self._backend._run(job)
-
-
-class _AlwaysLeader:
-    """One process owns a SQLite file, so it always leads."""
-
-    async def is_leader(self) -> bool:
-        return True
-
-    async def close(self) -> None:
-        return None

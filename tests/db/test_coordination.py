@@ -7,6 +7,7 @@ import asyncio
 import itertools
 import sys
 import time
+from asyncio.subprocess import PIPE
 from pathlib import Path
 
 from proxy_core.db import Database, DatabaseConfig, lock_id
@@ -54,8 +55,8 @@ async def test_user_lock_serializes_one_key_not_others(make_db: MakeDatabase) ->
     assert events.index("c in") < max(events.index("a out"), events.index("b out"))
 
 
-async def test_one_leader_and_failover(pg_url: str) -> None:
-    db = Database(DatabaseConfig(url=pg_url, migrate_on_start=False))
+async def test_one_leader_and_failover(db_url: str) -> None:
+    db = Database(DatabaseConfig(url=db_url, migrate_on_start=False))
     await db.connect()
     first, second = db.leadership("pauser"), db.leadership("pauser")
     other_job = db.leadership("reaper")
@@ -95,10 +96,35 @@ async def test_a_leader_whose_session_dies_is_replaced(pg_url: str) -> None:
         await db.close()
 
 
-async def test_sqlite_always_leads(sqlite_url: str) -> None:
+_LEAD_THEN_WAIT = """
+import asyncio, sys
+from proxy_core.db import Database, DatabaseConfig
+
+async def main():
+    db = Database(DatabaseConfig(url=sys.argv[1], migrate_on_start=False))
+    await db.connect()
+    print(await db.leadership("pauser").is_leader(), flush=True)
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)  # until told to end
+
+asyncio.run(main())
+"""
+
+
+async def test_one_sqlite_leader_among_worker_processes(sqlite_url: str) -> None:
     db = Database(DatabaseConfig(url=sqlite_url, migrate_on_start=False))
     await db.connect()
-    leader = db.leadership("pauser")
-    assert await leader.is_leader() is True
-    await leader.close()
-    await db.close()
+    here = db.leadership("pauser")
+    try:
+        other = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", _LEAD_THEN_WAIT, sqlite_url, cwd=ROOT, stdin=PIPE, stdout=PIPE
+        )
+        assert other.stdout is not None and other.stdin is not None
+        assert await other.stdout.readline() == b"True\n"  # the other worker leads...
+        assert await here.is_leader() is False  # ...so this one does not
+        assert await db.leadership("reaper").is_leader() is True  # another job has its own leader
+        other.stdin.close()
+        assert await other.wait() == 0
+        assert await here.is_leader() is True  # the leader's process ended: this one takes over
+    finally:
+        await here.close()
+        await db.close()
