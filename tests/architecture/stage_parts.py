@@ -32,8 +32,8 @@ def _is_stage(node: ast.expr, foreign: set[str], bound: set[str]) -> bool:
     )
 
 
-def reach_ins(source: str, owner: str) -> list[str]:
-    """``line: expression`` of every reach-in of module ``source`` of plugin ``owner``
+def reach_ins(source: str, owner: str) -> list[tuple[int, str]]:
+    """``(line, expression)`` of every reach-in of module ``source`` of plugin ``owner``
     (e.g. ``"plugins.sandbox_router"``) into another plugin's stage."""
     tree = ast.parse(source)
     foreign = _foreign_names(tree, owner)
@@ -44,7 +44,7 @@ def reach_ins(source: str, owner: str) -> list[str]:
             if _is_stage(node.value, foreign, set()):
                 bound.update(t.id for t in targets if isinstance(t, ast.Name))
     return [
-        f"{node.lineno}: {ast.unparse(node)}"
+        (node.lineno, ast.unparse(node))
         for node in ast.walk(tree)
         if isinstance(node, ast.Attribute)
         and isinstance(node.value, ast.Attribute)
