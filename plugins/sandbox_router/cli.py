@@ -18,7 +18,7 @@ from typing import Any
 from plugins.auth import UserDirectory
 from plugins.vkey import KeyService
 from proxy_core import load_config
-from proxy_core.db.cli import connected, run
+from proxy_core.db.cli import Command, connected, run
 
 from .config import SandboxRouterConfig
 from .export import export_project, find_user
@@ -36,7 +36,7 @@ def register(commands: Any, config_option: Callable[[argparse.ArgumentParser], N
     sandboxes = commands.add_parser("sandboxes", help="list and manage users' sandboxes")
     actions = sandboxes.add_subparsers(dest="action", required=True, metavar="ACTION")
     parsers = [actions.add_parser("list", help="every sandbox with its owner, state and reason")]
-    parsers[0].set_defaults(func=run(_list))
+    parsers[0].set_defaults(func=run(_readable(_list)))
     for name, help_text, command in (
         ("pause", "pause EMAIL's sandbox (files are kept)", _pause),
         ("resume", "start EMAIL's sandbox and wait until it is healthy", _resume),
@@ -48,10 +48,24 @@ def register(commands: Any, config_option: Callable[[argparse.ArgumentParser], N
         parser.add_argument("email")
         if name == "export":
             parser.add_argument("-o", "--output", help="file to write (default: <email>.tar.gz)")
-        parser.set_defaults(func=run(command))
+        parser.set_defaults(func=run(_readable(command)))
         parsers.append(parser)
     for parser in parsers:
         config_option(parser)
+
+
+def _readable(command: Command) -> Command:
+    """A provider failure (timeout, provider down, refused credentials) is one ``error: ...`` line and
+    exit status 1, like every other command error, never a traceback."""
+
+    async def guarded(args: argparse.Namespace) -> int:
+        try:
+            return await command(args)
+        except ProviderError as exc:
+            print(f"error: {exc.message}", file=sys.stderr)
+            return 1
+
+    return guarded
 
 
 @asynccontextmanager

@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 
 from plugins.sandbox_router.cli import _lifecycle
+from plugins.sandbox_router.lifecycle import Lifecycle
+from plugins.sandbox_router.providers.base import ProviderTimeout
 from proxy_core.cli import main
 
 
@@ -84,3 +86,25 @@ def test_sandboxes_commands(
 
     assert sandboxes(config, "pause", "nobody@example.com") == 1
     assert capsys.readouterr().err == "error: nobody@example.com has no sandbox\n"
+
+
+def test_a_provider_failure_is_one_readable_line(
+    sqlite_url: str,
+    tmp_path: Path,
+    template: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    config = _config(tmp_path, sqlite_url, template)
+    assert main(["users", "add", "ada@example.com", "-c", config]) == 0
+    _provision(config, "ada@example.com")
+    capsys.readouterr()
+
+    async def times_out(*args: object, **kwargs: object) -> bool:
+        raise ProviderTimeout("The sandbox provider did not answer in time.")
+
+    monkeypatch.setattr(Lifecycle, "pause", times_out)
+    assert sandboxes(config, "pause", "ada@example.com") == 1
+    assert capsys.readouterr().err == "error: The sandbox provider did not answer in time.\n"
+    monkeypatch.undo()
+    assert sandboxes(config, "kill", "ada@example.com") == 0
