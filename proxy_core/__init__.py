@@ -5,6 +5,7 @@ from ._websocket import WebSocketEnding, WebSocketSettings
 from .app import CONFIG, FORWARDER, METRICS, STAGES, build_stages, create_app, find_stage, make_context
 from .config import ConfigError, ProxyConfig, ServerConfig, StageConfig, StageSpec, load_config, parse_config
 from .errors import error_response, wants_html
+from .events import open_event_stream
 from .exchange import ErrorRenderer, ResponseTap, Timeouts, Upstream, UpstreamError, UpstreamRequest
 from .forward import CLIENT_ADDRESS, OUTCOME, Forwarder, Outcome
 from .headers import ClientAddress, TrustedProxies
@@ -54,6 +55,7 @@ __all__ = [
     "load_config",
     "load_stage_class",
     "make_context",
+    "open_event_stream",
     "parse_config",
     "wants_html",
 ]

@@ -15,6 +15,7 @@ import orjson
 from aiohttp import web
 
 from plugins.auth import auth_stage
+from proxy_core import open_event_stream
 
 from .actions import Outcome
 from .audit import entries_csv
@@ -254,14 +255,7 @@ class Api:
         ``event: sandboxes`` with the whole list whenever it changes. The admin's role is checked
         again every round: a demoted admin's stream ends."""
         admin = request[ADMIN]
-        response = web.StreamResponse(
-            headers={
-                "Content-Type": "text/event-stream",
-                "Cache-Control": "no-store",
-                "X-Accel-Buffering": "no",
-            }
-        )
-        await response.prepare(request)
+        response = await open_event_stream(request)
         last = b""
         quiet = 0.0
         html = request.query.get("rows") == "html"
@@ -365,14 +359,7 @@ class Api:
         store = Rollouts(self.manage.db)
         if await store.get(rollout_id) is None:
             return json_error(request, 404, "No such rollout.")
-        response = web.StreamResponse(
-            headers={
-                "Content-Type": "text/event-stream",
-                "Cache-Control": "no-store",
-                "X-Accel-Buffering": "no",
-            }
-        )
-        await response.prepare(request)
+        response = await open_event_stream(request)
         last = b""
         html = request.query.get("rows") == "html"
         while await self.guard.still_admin(admin):

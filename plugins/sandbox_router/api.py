@@ -16,7 +16,7 @@ from aiohttp import web
 
 from plugins.auth import IDENTITY, Identity, UserDirectory, require_csrf
 from plugins.vkey import KeyRejected, check_key
-from proxy_core import error_response
+from proxy_core import error_response, open_event_stream
 from proxy_core.db import StoreError
 
 from .config import SandboxRouterConfig
@@ -55,14 +55,7 @@ def routes(stage: Router) -> Sequence[web.AbstractRouteDef]:
 
     async def events(request: web.Request) -> web.StreamResponse:
         identity = _identity(request)
-        response = web.StreamResponse(
-            headers={
-                "Content-Type": "text/event-stream",
-                "Cache-Control": "no-store",
-                "X-Accel-Buffering": "no",
-            }
-        )
-        await response.prepare(request)
+        response = await open_event_stream(request)
         last: Any = None
         while True:
             row = await stage.lifecycle.store.of_user(identity.user_id)
