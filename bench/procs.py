@@ -170,8 +170,10 @@ def ours(
     )
 
 
-def chp(upstream: str, *, cpus: str | None = None) -> Service:
-    port, api = free_port(), free_port()
+def chp(upstream: str, *, cpus: str | None = None, api: int | None = None, token: str = "") -> Service:
+    """CHP in front of ``upstream``; its REST API on port ``api`` (default: any), with ``token`` as
+    ``CONFIGPROXY_AUTH_TOKEN`` when given."""
+    port, api = free_port(), api or free_port()
     cmd = [
         "node",
         str(chp_script()),
@@ -186,7 +188,8 @@ def chp(upstream: str, *, cpus: str | None = None) -> Service:
         "--default-target",
         upstream,
     ]
-    return spawn("configurable-http-proxy", cmd, port, cpus=cpus)
+    env = {"CONFIGPROXY_AUTH_TOKEN": token} if token else None
+    return spawn("configurable-http-proxy", cmd, port, cpus=cpus, env=env)
 
 
 def naive(upstream: str, *, cpus: str | None = None, uvloop: bool = True) -> Service:
@@ -216,6 +219,36 @@ def rss_kb(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     return 0
+
+
+def group_members(pgid: int) -> list[int]:
+    """The live processes of the process group ``pgid``."""
+    members = []
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, IndexError):
+                fields = Path(f"/proc/{entry.name}/stat").read_text().rsplit(")", 1)[1].split()
+                if int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
+                    members.append(int(entry.name))
+    return members
+
+
+def cpu_seconds(pids: Sequence[int]) -> float:
+    """User + system CPU time the processes ``pids`` have used so far (on a shared machine a steadier
+    figure than wall time: other work delays a process but does not add to its CPU time)."""
+    total = 0
+    for pid in pids:
+        with contextlib.suppress(OSError, IndexError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def pin_group(pgid: int, cpus: str) -> None:
+    """Move every process (and thread) of the group ``pgid`` to ``cpus``, where the machine has 2+."""
+    if two_cpus():
+        for pid in group_members(pgid):
+            subprocess.run(["taskset", "-a", "-p", "-c", cpus, str(pid)], capture_output=True, check=False)
 
 
 def fd_count(pid: int) -> int:

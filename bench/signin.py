@@ -16,15 +16,16 @@ _CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 _CODE = re.compile(r"code is (\d{6})")
 
 
-def pipeline(data_dir: Path, forwarding: str) -> str:
-    """``[database]`` and the ``vkey`` and ``auth`` tables in front of ``forwarding`` (its TOML)."""
+def pipeline(data_dir: Path, forwarding: str, auth_options: str = "", email_options: str = "") -> str:
+    """``[database]`` and the ``vkey`` and ``auth`` tables in front of ``forwarding`` (its TOML);
+    ``auth_options`` and ``email_options`` are more lines of ``auth``'s table and its ``email_code``."""
     return (
         f'[database]\nurl = "sqlite:///{data_dir}/shmastra.db"\n'
         '[[pipeline]]\nstage = "vkey"\n'
         "[pipeline.limits]\nrequests_per_minute = 120\n"
         f'[[pipeline]]\nstage = "auth"\nprovider = "email_code"\nadmins = ["{EMAIL}"]\n'
-        f'data_dir = "{data_dir}"\n'
-        f'[pipeline.email_code]\ndelivery = "mailbox"\nmailbox_dir = "{data_dir}/mailbox"\n'
+        f'data_dir = "{data_dir}"\n{auth_options}'
+        f'[pipeline.email_code]\ndelivery = "mailbox"\nmailbox_dir = "{data_dir}/mailbox"\n{email_options}'
         f"{forwarding}"
     )
 

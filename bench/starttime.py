@@ -336,6 +336,31 @@ async def local_real(root: Path, rounds: int) -> None:
             os.environ.pop("NPM_CONFIG_CACHE", None)
 
 
+async def first_and_resumes(
+    base: str,
+    app: web.Application,
+    folder: Path,
+    probe: Probe,
+    users: dict[str, aiohttp.ClientSession],
+    rounds: int,
+    email: str = "solo@example.com",
+) -> tuple[Timing, list[Timing]]:
+    """A first start of ``email``'s sandbox, then ``rounds`` times: pause it, and time paused -> Studio's
+    first answer (each split into provider, app start and our share)."""
+    router = sandbox_router(app)
+    first = await start_as(base, folder, probe, email, users)
+    user = await user_of(app, email)
+    first.app = await probe.app_start(str(user))
+    split(first, probe, user)
+    resumes = []
+    for _ in range(rounds):
+        await router.lifecycle.pause(user, "bench")
+        timing = await start_as(base, folder, probe, email, users)
+        timing.app = await probe.app_start(str(user))
+        resumes.append(split(timing, probe, user))
+    return first, resumes
+
+
 async def local_tiny(root: Path, rounds: int, herd: int) -> float:
     """The tiny-app part; returns the app's median own start (for the E2B part)."""
     folder = root / "tiny"
@@ -348,16 +373,8 @@ async def local_tiny(root: Path, rounds: int, herd: int) -> float:
         probe = Probe(router.provider, folder / "sandboxes")
         probe.install(router)
         try:
-            first = await start_as(base, folder, probe, "solo@example.com", users)
-            solo = await user_of(app, "solo@example.com")
-            first.app = await probe.app_start(str(solo))
-            show("first sandbox -> Studio", split(first, probe, solo))
-            resumes = []
-            for _ in range(rounds):
-                await router.lifecycle.pause(solo, "bench")
-                timing = await start_as(base, folder, probe, "solo@example.com", users)
-                timing.app = await probe.app_start(str(solo))
-                resumes.append(split(timing, probe, solo))
+            first, resumes = await first_and_resumes(base, app, folder, probe, users, rounds)
+            show("first sandbox -> Studio", first)
             middle = sorted(resumes, key=lambda t: t.ours)[len(resumes) // 2]
             show(f"resume -> Studio (median ours of {rounds})", middle)
             app_start = statistics.median(t.app for t in resumes)

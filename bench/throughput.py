@@ -31,6 +31,7 @@ class WrkResult:
     p50_ms: float
     p99_ms: float
     errors: str
+    requests: int = 0
 
 
 def _ms(text: str) -> float:
@@ -65,11 +66,13 @@ def wrk(
     p50 = re.search(r"^\s+50%\s+(\S+)", out, re.M)
     p99 = re.search(r"^\s+99%\s+(\S+)", out, re.M)
     errors = re.search(r"Socket errors: (.*)|Non-2xx or 3xx responses: (\d+)", out)
+    count = re.search(r"(\d+) requests in", out)
     return WrkResult(
         float(rps.group(1)) if rps else 0.0,
         _ms(p50.group(1)) if p50 else float("nan"),
         _ms(p99.group(1)) if p99 else float("nan"),
         errors.group(0) if errors else "",
+        int(count.group(1)) if count else 0,
     )
 
 

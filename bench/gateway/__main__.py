@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import socket
 import statistics
@@ -56,7 +57,9 @@ def _has(tool: str) -> bool:
 
 
 @contextmanager
-def process(args: list[str], ready_url: str, env: dict[str, str] | None = None) -> Iterator[None]:
+def process(
+    args: list[str], ready_url: str, env: dict[str, str] | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
     with tempfile.TemporaryFile() as log:
         proc = subprocess.Popen(args, cwd=ROOT, env={**os.environ, **(env or {})}, stdout=log, stderr=log)
         yield from _running(proc, log, args, ready_url)
@@ -64,7 +67,7 @@ def process(args: list[str], ready_url: str, env: dict[str, str] | None = None) 
 
 def _running(
     proc: subprocess.Popen[bytes], log: IO[bytes], args: list[str], ready_url: str
-) -> Iterator[None]:
+) -> Iterator[subprocess.Popen[bytes]]:
     try:
         deadline = time.monotonic() + 120
         while True:
@@ -76,7 +79,7 @@ def _running(
                     log.seek(0)
                     sys.exit(f"{args[0]} did not start:\n{log.read().decode(errors='replace')[-3000:]}")
                 time.sleep(0.2)
-        yield
+        yield proc
     finally:
         proc.terminate()
         try:
@@ -99,14 +102,17 @@ class Row:
     rps_c20: float
     ttft_ms: float
     own_overhead_ms: float | None = None
+    requests: int = 0  # every request made (warm-up, both runs, streamed)
 
 
-async def measure(name: str, base: str, key: str, c1_seconds: float, seconds: float) -> Row:
+async def measure(
+    name: str, base: str, key: str, c1_seconds: float, seconds: float, warmup: int = 200, streams: int = 100
+) -> Row:
     url = f"{base}/chat/completions"
     headers = {"Authorization": f"Bearer {key}"}
     connector = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(connector=connector) as http:
-        for _ in range(200):  # warm-up
+        for _ in range(warmup):
             async with http.post(url, json=BODY, headers=headers) as resp:
                 assert resp.status == 200, (name, resp.status, await resp.text())
                 await resp.read()
@@ -137,7 +143,7 @@ async def measure(name: str, base: str, key: str, c1_seconds: float, seconds: fl
         rps_c20 = done / (time.perf_counter() - t0)
 
         ttfts = []
-        for _ in range(100):
+        for _ in range(streams):
             t0 = time.perf_counter()
             async with http.post(url, json={**BODY, "stream": True}, headers=headers) as resp:
                 async for chunk in resp.content.iter_any():
@@ -155,6 +161,7 @@ async def measure(name: str, base: str, key: str, c1_seconds: float, seconds: fl
         rps_c20,
         statistics.median(ttfts) * 1000,
         own,
+        warmup + len(latencies) + done + streams,
     )
 
 
@@ -191,7 +198,18 @@ def main() -> None:
     report(rows)
 
 
-async def litellm_row(standin: str, port: int, args: argparse.Namespace) -> Row:
+def ensure_litellm() -> None:
+    """Install LiteLLM's proxy into its own venv (``$LITELLM_VENV``, default ``/tmp/litellm``) once."""
+    if LITELLM.exists():
+        return
+    venv = LITELLM.parent.parent
+    print(f"installing litellm[proxy] into {venv}", file=sys.stderr, flush=True)
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "litellm[proxy]"], check=True)
+
+
+def litellm(standin: str, port: int) -> contextlib.AbstractContextManager[subprocess.Popen[bytes]]:
+    """LiteLLM's proxy (one worker, master key, no database) on CPU 1 in front of ``standin``."""
     config = Path(tempfile.mkdtemp()) / "litellm.yaml"
     config.write_text(
         "model_list:\n"
@@ -205,8 +223,12 @@ async def litellm_row(standin: str, port: int, args: argparse.Namespace) -> Row:
     )
     env = {"LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_LOG": "ERROR", "DISABLE_SCHEMA_UPDATE": "true"}
     cmd = [*pinned(1), str(LITELLM), "--config", str(config), "--port", str(port), "--num_workers", "1"]
-    base = f"http://127.0.0.1:{port}/v1"
-    with process(cmd, base, env):
+    return process(cmd, f"http://127.0.0.1:{port}/v1", env)
+
+
+async def litellm_row(standin: str, port: int, args: argparse.Namespace) -> Row:
+    with litellm(standin, port):
+        base = f"http://127.0.0.1:{port}/v1"
         return await measure("LiteLLM proxy", base, MASTER_KEY, args.c1_seconds, args.seconds)
 
 
