@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # One command for every benchmark: bench/run.sh [throughput|sse|memory|idle|soak|all] [options]
+# bench/run.sh journey [--quick] [options]: the whole journey side by side (python -m bench.journey)
 # PY picks the Python (default: python3); the project's own dependencies are installed into it if missing.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -8,4 +9,5 @@ if ! "$PY" -c 'import aiohttp, uvloop, httptools, proxy_core' 2>/dev/null; then
   "$PY" -m pip install -e "$root"
 fi
 cd "$root"
+if [ "${1:-}" = journey ]; then shift; exec "$PY" -m bench.journey "$@"; fi
 exec "$PY" -m bench "$@"

@@ -25,6 +25,7 @@ from collections.abc import Sequence
 
 from .. import env
 from ..report import spread, table
+from ..starttime import Timing
 from . import gateway, idle_users, pipeline, resume
 
 
@@ -101,8 +102,15 @@ def report_gateway(result: gateway.Result, rounds: int) -> None:
     print(f"  gateway / LiteLLM requests per CPU-second:  {_ratio(cpu)}")
 
 
-def report_resume(timings: Sequence[resume.Timing]) -> None:
-    ms = lambda values: spread([v * 1000 for v in values], 1)  # noqa: E731
+def _ms(seconds: Sequence[float]) -> str:
+    return spread([v * 1000 for v in seconds], 1)
+
+
+def _mb(kb: int) -> str:
+    return f"{kb / 1024:.1f}"
+
+
+def report_resume(timings: Sequence[Timing]) -> None:
     share = [t.ours / t.total for t in timings]
     table(
         f"(c) paused -> first byte of Studio through the cloud (local provider, nginx app), "
@@ -111,10 +119,10 @@ def report_resume(timings: Sequence[resume.Timing]) -> None:
         [
             (
                 "resume",
-                ms([t.total for t in timings]),
-                ms([t.provider for t in timings]),
-                ms([t.app for t in timings]),
-                ms([t.ours for t in timings]),
+                _ms([t.total for t in timings]),
+                _ms([t.provider for t in timings]),
+                _ms([t.app for t in timings]),
+                _ms([t.ours for t in timings]),
                 f"{statistics.median(share):.2f} ({min(share):.2f}-{max(share):.2f})",
             )
         ],
@@ -124,7 +132,6 @@ def report_resume(timings: Sequence[resume.Timing]) -> None:
 def report_idle(result: idle_users.Result) -> None:
     before, running, held = result.ours
     chp_before, chp_held = result.chp
-    mb = lambda kb: f"{kb / 1024:.1f}"  # noqa: E731
     table(
         f"(d) {result.users} idle users, each with their own running sandbox and one SSE stream held "
         "(proxy process RSS in MB)",
@@ -141,9 +148,9 @@ def report_idle(result: idle_users.Result) -> None:
         [
             (
                 "ours: vkey, auth, sandbox_router",
-                mb(before.rss_kb),
-                mb(running.rss_kb),
-                mb(held.rss_kb),
+                _mb(before.rss_kb),
+                _mb(running.rss_kb),
+                _mb(held.rss_kb),
                 f"{result.ours_kb_per_user:.1f}",
                 f"{result.ours_kb_per_stream:.1f}",
                 before.fds,
@@ -151,9 +158,9 @@ def report_idle(result: idle_users.Result) -> None:
             ),
             (
                 "configurable-http-proxy (a route per sandbox)",
-                mb(chp_before.rss_kb),
+                _mb(chp_before.rss_kb),
                 "-",
-                mb(chp_held.rss_kb),
+                _mb(chp_held.rss_kb),
                 f"{result.chp_kb_per_user:.1f}",
                 "-",
                 chp_before.fds,

@@ -36,7 +36,7 @@ class Result:
     cpu_us: dict[str, list[float]] = field(default_factory=dict)
 
     def median(self, name: str, attribute: str) -> float:
-        return statistics.median(getattr(row, attribute) for row in self.rows[name])
+        return statistics.median(self.values(name, attribute))
 
     def values(self, name: str, attribute: str) -> list[float]:
         return [float(getattr(row, attribute)) for row in self.rows[name]]

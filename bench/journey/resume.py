@@ -12,6 +12,8 @@ from pathlib import Path
 
 import aiohttp
 
+from plugins.sandbox_router import sandbox_router
+
 from .. import starttime
 from ..clients import run_async
 from ..starttime import Probe, Timing
@@ -24,7 +26,7 @@ async def _measure(rounds: int) -> list[Timing]:
     try:
         template = apps.fast_template(folder / "template")
         async with starttime.cloud(folder, template, health_interval=0.01) as (base, app):
-            router = starttime.sandbox_router(app)
+            router = sandbox_router(app)
             probe = Probe(router.provider, folder / "sandboxes")
             probe.install(router)
             _, resumes = await starttime.first_and_resumes(base, app, folder, probe, users, rounds)
