@@ -48,12 +48,12 @@ def run(rounds: int, c1_seconds: float, seconds: float, warmup: int, streams: in
     standin_port, gateway_port, litellm_port = free_port(), free_port(), free_port()
     standin = f"http://127.0.0.1:{standin_port}/v1"
     gateway = f"http://127.0.0.1:{gateway_port}/api/gateway/openai"
-    store = f"sqlite:///{tempfile.mkdtemp(prefix='shmastra-bench-gw-')}/gateway.db"
-    virtual_key = uvloop.run(prepare_store(store))
     standin_cmd = [*pinned(0), py, "-m", "bench.gateway.servers", "standin", str(standin_port), "0.005"]
     gateway_cmd = [*pinned(1), py, "-m", "bench.gateway.servers", "gateway", str(gateway_port)]
     result = Result()
     with contextlib.ExitStack() as stack:
+        store = f"sqlite:///{stack.enter_context(tempfile.TemporaryDirectory())}/gateway.db"
+        virtual_key = uvloop.run(prepare_store(store))
         stack.enter_context(process(standin_cmd, standin))
         gateway_proc = stack.enter_context(process([*gateway_cmd, str(standin_port), store], gateway))
         litellm_proc = stack.enter_context(litellm(standin, litellm_port))

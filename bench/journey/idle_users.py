@@ -127,7 +127,11 @@ async def _chp(ports: Sequence[int]) -> tuple[Snapshot, Snapshot]:
 
 
 def run(users: int) -> Result:
-    template = apps.idle_template(Path(tempfile.mkdtemp(prefix="shmastra-bench-idle-")) / "idle")
+    with tempfile.TemporaryDirectory(prefix="shmastra-bench-template-") as scratch:
+        return _run(apps.idle_template(Path(scratch) / "idle"), users)
+
+
+def _run(template: Path, users: int) -> Result:
     with cloud.start(template, users=users + 1) as the_cloud:
         ours = run_async(_ours(the_cloud, users))
         ports = [port for _, port in the_cloud.sandboxes().values()]

@@ -66,8 +66,11 @@ async def _check(url: str, cookie: str | None) -> None:
 
 
 def run(rounds: int, duration: str, connections: int) -> Result:
-    scratch = Path(tempfile.mkdtemp(prefix="shmastra-bench-journey-"))
-    template = apps.fast_template(scratch / "fast")
+    with tempfile.TemporaryDirectory(prefix="shmastra-bench-template-") as scratch:
+        return _run(apps.fast_template(Path(scratch) / "fast"), rounds, duration, connections)
+
+
+def _run(template: Path, rounds: int, duration: str, connections: int) -> Result:
     with cloud.start(template, cpus=PROXY_CPU) as ours:
         cookie = run_async(_sign_in_and_open(ours))
         [(pgid, port)] = ours.sandboxes().values()
