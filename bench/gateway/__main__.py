@@ -198,6 +198,9 @@ def main() -> None:
     report(rows)
 
 
+LITELLM_VERSION = "1.108.7"  # pinned: the benchmark compares against one known release
+
+
 def ensure_litellm() -> None:
     """Install LiteLLM's proxy into its own venv (``$LITELLM_VENV``, default ``/tmp/litellm``) once."""
     if LITELLM.exists():
@@ -205,7 +208,8 @@ def ensure_litellm() -> None:
     venv = LITELLM.parent.parent
     print(f"installing litellm[proxy] into {venv}", file=sys.stderr, flush=True)
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "litellm[proxy]"], check=True)
+    pip = str(venv / "bin" / "pip")
+    subprocess.run([pip, "install", "-q", f"litellm[proxy]=={LITELLM_VERSION}"], check=True)
 
 
 def litellm(standin: str, port: int) -> contextlib.AbstractContextManager[subprocess.Popen[bytes]]:
