@@ -10,11 +10,12 @@ import logging
 import time
 import uuid
 from contextlib import suppress
+from datetime import datetime
 
 import aiohttp
 from aiohttp import web
 
-from plugins.sandbox_router import SandboxRouterStage
+from plugins.sandbox_router import SandboxRouterStage, TooManyStarts
 from proxy_core.db import Database, StoreError
 
 from .audit import AuditLog
@@ -70,7 +71,8 @@ class RolloutDriver:
                     await self.store.progress(rollout.id, item.user_id, "requeued", 0, state="pending")
             if rollout.state != "running":
                 continue
-            items = await self.store.items(rollout.id)
+            # the sandboxes this rollout is waking take their slots first
+            items = sorted(await self.store.items(rollout.id), key=lambda i: i.woken_at is None)
             busy = sum(1 for key in self.running if key[0] == rollout.id)
             for item in items:
                 if busy >= rollout.concurrency:
@@ -90,6 +92,8 @@ class RolloutDriver:
                 )
 
     async def _start(self, rollout: Rollout, item: Item) -> bool:
+        """Move ``item`` on if it can; True when it now takes one of the rollout's slots (its update
+        started, or its paused sandbox is being woken for it)."""
         if item.state not in ("pending", "deferred"):
             return False
         row = await self.router.lifecycle.store.of_user(item.user_id)
@@ -109,29 +113,38 @@ class RolloutDriver:
                 message="Its last start failed: recover it first.",
             )  # fmt: skip
             return False
-        if row.state not in ("running", "broken"):
-            if row.state == "paused" and not rollout.wake_paused:
-                if item.state != "deferred":
-                    await self.store.progress(
-                        rollout.id, item.user_id, "waiting", 0, state="deferred",
-                        message="Paused: updates on its next resume.",
-                    )  # fmt: skip
-                return False
-            if row.state == "paused":
-                with suppress(Exception):
-                    self.router.lifecycle.start(item.user_id)
-                await self.store.progress(rollout.id, item.user_id, "waking", 5, message="Waking it up.")
-            return False  # starting (or broken/error): looked at again next tick
+        if row.state == "paused" and not rollout.wake_paused:
+            if item.state != "deferred":
+                await self.store.progress(
+                    rollout.id, item.user_id, "waiting", 0, state="deferred",
+                    message="Paused: updates on its next resume.",
+                )  # fmt: skip
+            return False  # its user's next visit resumes it; then it is updated like a running one
+        if row.state == "paused":
+            await self.store.woken(rollout.id, item.user_id)
+            with suppress(TooManyStarts):  # every start slot here is taken: asked again next tick
+                self.router.lifecycle.start(item.user_id)
+            return True
+        if row.state not in ("running", "broken"):  # starting: looked at again next tick
+            return item.woken_at is not None
         if not await self.store.claim(rollout.id, item.user_id, ("pending", "deferred")):
             return False
         key = (rollout.id, item.user_id)
-        task = asyncio.get_running_loop().create_task(self._update(rollout, item.user_id))
+        task = asyncio.get_running_loop().create_task(self._update(rollout, item.user_id, item.woken_at))
         self.running[key] = task
         task.add_done_callback(lambda _: self.running.pop(key, None))
         return True
 
-    async def _update(self, rollout: Rollout, user_id: uuid.UUID) -> None:
+    async def _update(self, rollout: Rollout, user_id: uuid.UUID, woken_at: datetime | None) -> None:
+        """Update the sandbox; one this rollout woke is paused again after (unless its user came back
+        since it was woken)."""
         started = time.monotonic()
+        log.info(
+            "manage: updating the sandbox of %s to %s (rollout %s)",
+            user_id,
+            rollout.target_version,
+            rollout.id,
+        )
 
         async def report(step: str, percent: int) -> None:
             await self.store.progress(rollout.id, user_id, step, percent)
@@ -140,13 +153,20 @@ class RolloutDriver:
             row = await self.router.lifecycle.store.of_user(user_id)
             assert row is not None
             result = await self.updater().update(row, rollout.id, rollout.target_version, report)
+            message = result.message
+            if woken_at is not None:
+                await report("pause", 98)
+                again = await self.router.lifecycle.pause(
+                    user_id, "paused again after its update", unless_active_since=woken_at.timestamp()
+                )
+                message += " Paused again." if again else " Left running: its user came back."
             await self.store.progress(
                 rollout.id,
                 user_id,
                 "done",
                 100,
                 state=result.state,  # type: ignore[arg-type]
-                message=result.message,
+                message=message,
                 previous_version=result.previous_version,
             )
             await self.audit.record(

@@ -17,7 +17,9 @@ FINISHED_ITEMS = ("updated", "rolled_back", "failed", "skipped")
 _ROLLOUT = (
     "id, target_version, concurrency, wake_paused, state, created_by, created_at, updated_at, finished_at"
 )
-_ITEM = "rollout_id, user_id, state, step, percent, previous_version, message, started_at, finished_at"
+_ITEM = (
+    "rollout_id, user_id, state, step, percent, previous_version, message, started_at, finished_at, woken_at"
+)
 
 
 def now() -> datetime:
@@ -48,6 +50,8 @@ class Item:
     message: str | None
     started_at: datetime | None
     finished_at: datetime | None
+    woken_at: datetime | None
+    """When this rollout woke the paused sandbox (it is paused again after its update)."""
 
 
 class Rollouts:
@@ -135,6 +139,16 @@ class Rollouts:
             f"SELECT {_ITEM} FROM rollout_items WHERE rollout_id = $1 AND user_id = $2", rollout_id, user_id
         )
         return None if row is None else _item(row)
+
+    async def woken(self, rollout_id: uuid.UUID, user_id: uuid.UUID) -> None:
+        """Remember that the rollout woke this paused sandbox (the first time only)."""
+        await self.db.execute(
+            "UPDATE rollout_items SET woken_at = COALESCE(woken_at, $3), step = 'waking', percent = 5, "
+            "message = 'Paused: waking it to update it.' WHERE rollout_id = $1 AND user_id = $2",
+            rollout_id,
+            user_id,
+            now(),
+        )
 
     async def claim(self, rollout_id: uuid.UUID, user_id: uuid.UUID, from_states: tuple[str, ...]) -> bool:
         """Mark the item ``updating`` if it is still in ``from_states`` (exactly one claimer wins)."""

@@ -4,7 +4,8 @@ idle, resumed on demand.
 Public API (for the Manage UI and other plugins):
 
 * :class:`SandboxRouterStage` — the stage; :func:`sandbox_router` finds it in an app; its
-  ``lifecycle`` (:class:`Lifecycle`) starts, pauses and kills sandboxes.
+  ``lifecycle`` (:class:`Lifecycle`) starts, pauses and kills sandboxes (:class:`TooManyStarts`: this
+  replica's start slots are all taken).
 * :class:`Sandbox` / :class:`Sandboxes` — a user's sandbox row (state, reason, healer status and
   message, activity) and the queries on it; ``Sandboxes.events`` is its state history and
   ``Sandboxes.running_seconds`` its running time over a period.
@@ -18,7 +19,7 @@ from aiohttp import web
 from proxy_core import find_stage
 
 from .export import export_project
-from .lifecycle import Lifecycle
+from .lifecycle import Lifecycle, TooManyStarts
 from .providers.base import CommandResult, Handle, ProviderError, SandboxProvider
 from .stage import SandboxRouterStage
 from .store import HEALER_STATUSES, STATES, HealerStatus, Sandbox, Sandboxes, State
@@ -42,6 +43,7 @@ __all__ = [
     "SandboxRouterStage",
     "Sandboxes",
     "State",
+    "TooManyStarts",
     "export_project",
     "sandbox_router",
 ]

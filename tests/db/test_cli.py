@@ -32,13 +32,14 @@ def test_upgrade_then_status(db_url: str, tmp_path: Path, capsys: pytest.Capture
         "applied manage 0001_audit_log",
         "applied manage 0002_admin_tokens",
         "applied manage 0003_rollouts",
+        "applied manage 0004_rollout_woken",
         "applied proxy_core 0001_rate_limits",
         "applied sandbox_router 0001_sandboxes",
         "applied sandbox_router 0002_sandbox_runtime",
         "applied vkey 0001_virtual_keys",
         "applied vkey 0002_usage",
         "applied vkey 0003_usage_details",
-        "14 migration(s) applied",
+        "15 migration(s) applied",
     ]
 
     assert main(["db", "upgrade", "-c", config]) == 0
@@ -48,7 +49,7 @@ def test_upgrade_then_status(db_url: str, tmp_path: Path, capsys: pytest.Capture
     lines = capsys.readouterr().out.splitlines()
     assert lines[1:] == [
         "auth: version 0005, up to date",
-        "manage: version 0003, up to date",
+        "manage: version 0004, up to date",
         "proxy_core: version 0001, up to date",
         "sandbox_router: version 0002, up to date",
         "vkey: version 0003, up to date",

@@ -21,6 +21,7 @@ ALL = [
     ("manage", 1, "audit_log"),
     ("manage", 2, "admin_tokens"),
     ("manage", 3, "rollouts"),
+    ("manage", 4, "rollout_woken"),
     ("proxy_core", 1, "rate_limits"),
     ("sandbox_router", 1, "sandboxes"),
     ("sandbox_router", 2, "sandbox_runtime"),
@@ -47,7 +48,7 @@ async def test_upgrade_from_empty_then_no_op(make_db: MakeDatabase) -> None:
     status = {owner.owner: owner for owner in await db.migration_status()}
     assert {name: s.version for name, s in status.items()} == {
         "auth": 5,
-        "manage": 3,
+        "manage": 4,
         "proxy_core": 1,
         "sandbox_router": 2,
         "vkey": 3,

@@ -9,6 +9,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+
 from plugins.manage import AuditLog
 from plugins.manage.rollouts import Rollouts
 
@@ -167,3 +169,130 @@ async def test_recovery_rolls_back_from_the_last_backup(tmp_path: Path, sqlite_u
         assert status == 200 and "rolled back to standin-1" in body["message"]
         assert (await f.row(mia)).template_version == "standin-1"
         assert await run(f, admin, mia, "cat .template-version") == "standin-1"
+
+
+async def visit(session: aiohttp.ClientSession, f: Fleet) -> None:
+    """The user comes back: the progress events resume their sandbox, until it is ready."""
+    async with session.get(f.at("/api/sandbox/events")) as answer:
+        assert answer.status == 200
+        async for raw in answer.content:
+            if raw.startswith(b"event: ready"):
+                return
+            assert not raw.startswith(b"event: failed"), raw
+    raise AssertionError("the event stream ended before the sandbox was ready")
+
+
+async def states_of(f: Fleet, user_id: uuid.UUID) -> list[str]:
+    return [e["state"] for e in await f.router.lifecycle.store.events(user_id)]
+
+
+async def test_paused_sandboxes_update_on_their_next_resume(tmp_path: Path, sqlite_url: str) -> None:
+    async with fleet(tmp_path, sqlite_url) as f:
+        admin = await f.token("ada@example.com")
+        mia, mia_browser = await f.sandbox_of("mia@example.com")
+        bob, bob_browser = await f.sandbox_of("bob@example.com")
+        await run(f, admin, bob, 'touch "$SANDBOX_HOME/FAIL_UPDATE"')
+        for user_id in (mia, bob):
+            assert (await f.call(admin, "POST", f"/sandboxes/{user_id}/pause"))[0] == 200
+        await new_template_version(f, "standin-2")
+
+        status, body = await f.call(admin, "POST", "/rollouts", {"concurrency": 1, "wake_paused": False})
+        assert status == 201
+        rollout_id = body["id"]
+        for _ in range(100):
+            _, body = await f.call(admin, "GET", f"/rollouts/{rollout_id}")
+            if all(s["state"] == "deferred" for s in body["sandboxes"]):
+                break
+            await asyncio.sleep(0.05)
+        assert [s["message"] for s in body["sandboxes"]] == ["Paused: updates on its next resume."] * 2
+        await asyncio.sleep(1)  # ten ticks of the driver: nothing wakes them
+        _, body = await f.call(admin, "GET", f"/rollouts/{rollout_id}")
+        assert body["state"] == "running" and {s["state"] for s in body["sandboxes"]} == {"deferred"}
+        for user_id in (mia, bob):
+            assert (await f.row(user_id)).state == "paused"
+            assert await states_of(f, user_id) == ["provisioning", "running", "paused"]
+
+        # mia comes back: her sandbox resumes and is updated (and left running: she is using it)
+        await visit(mia_browser, f)
+        for _ in range(400):
+            _, body = await f.call(admin, "GET", f"/rollouts/{rollout_id}")
+            items = {s["email"]: s for s in body["sandboxes"]}
+            if items["mia@example.com"]["state"] == "updated":
+                break
+            await asyncio.sleep(0.05)
+        assert items["mia@example.com"]["message"] == "Updated to standin-2."
+        assert items["bob@example.com"]["state"] == "deferred" and body["state"] == "running"
+        assert (await f.row(mia)).template_version == "standin-2"
+        assert await run(f, admin, mia, "cat .template-version") == "standin-2"
+        assert (await f.row(mia)).state == "running"
+        assert (await f.row(bob)).state == "paused"
+
+        # bob comes back: his update fails, is rolled back, and the rollout is done
+        await visit(bob_browser, f)
+        done = await until_rollout(f, admin, rollout_id, "done")
+        items = {s["email"]: s for s in done["sandboxes"]}
+        assert items["bob@example.com"]["state"] == "rolled_back"
+        assert items["bob@example.com"]["message"] == "Failed at install (exit 1); rolled back to standin-1."
+        assert (await f.row(bob)).template_version == "standin-1"
+        assert await run(f, admin, bob, "cat .template-version") == "standin-1"
+        assert (await f.row(bob)).state == "running"
+
+
+async def test_paused_sandboxes_are_woken_updated_and_paused_again(tmp_path: Path, sqlite_url: str) -> None:
+    async with fleet(tmp_path, sqlite_url) as f:
+        admin = await f.token("ada@example.com")
+        mia, _ = await f.sandbox_of("mia@example.com")
+        bob, _ = await f.sandbox_of("bob@example.com")
+        cy, _ = await f.sandbox_of("cy@example.com")  # running: updated and left running
+        await run(f, admin, bob, 'touch "$SANDBOX_HOME/FAIL_UPDATE"')
+        for user_id in (mia, bob):
+            assert (await f.call(admin, "POST", f"/sandboxes/{user_id}/pause"))[0] == 200
+        await new_template_version(f, "standin-2")
+
+        # chosen on the Updates page (a form with the CSRF token), as an admin would
+        page = await f.sign_in("ada@example.com")
+        async with page.get(f.at("/manage/updates")) as answer:
+            html = await answer.text()
+        assert 'name="wake_paused" value="0" checked> update on their next resume' in html
+        assert 'name="wake_paused" value="1"> wake, update and pause again' in html
+        csrf = html.split('name="csrf_token" value="')[1].split('"')[0]
+        async with page.post(
+            f.at("/manage/rollouts"),
+            data={"csrf_token": csrf, "concurrency": "1", "wake_paused": "1"},
+            allow_redirects=False,
+        ) as answer:
+            assert answer.status == 303, await answer.text()
+            rollout_id = answer.headers["Location"].rsplit("/", 1)[1]
+        _, body = await f.call(admin, "GET", f"/rollouts/{rollout_id}")
+        assert body["wake_paused"] is True and body["concurrency"] == 1
+
+        updating_at_once = 0
+        for _ in range(1200):
+            _, body = await f.call(admin, "GET", f"/rollouts/{rollout_id}")
+            awake = [
+                u for u in (mia, bob) if (await f.row(u)).state in ("resuming", "running")
+            ]  # woken ones hold the rollout's one slot too
+            busy = [s for s in body["sandboxes"] if s["state"] == "updating"]
+            updating_at_once = max(updating_at_once, len(busy), len(awake))
+            if body["state"] == "done":
+                break
+            await asyncio.sleep(0.05)
+        assert body["state"] == "done", body
+        assert updating_at_once == 1
+        items = {s["email"]: s for s in body["sandboxes"]}
+        assert items["mia@example.com"]["state"] == "updated"
+        assert items["mia@example.com"]["message"] == "Updated to standin-2. Paused again."
+        assert items["bob@example.com"]["state"] == "rolled_back"
+        assert items["bob@example.com"]["message"] == (
+            "Failed at install (exit 1); rolled back to standin-1. Paused again."
+        )
+        assert items["cy@example.com"]["message"] == "Updated to standin-2."
+        assert (await f.row(mia)).template_version == "standin-2"
+        assert (await f.row(bob)).template_version == "standin-1"
+        woken = ["provisioning", "running", "paused", "resuming", "running", "paused"]
+        assert await states_of(f, mia) == woken
+        assert await states_of(f, bob) == woken
+        last = (await f.router.lifecycle.store.events(mia))[-1]
+        assert last["reason"] == "paused again after its update"
+        assert (await f.row(cy)).state == "running"
+        assert await states_of(f, cy) == ["provisioning", "running"]
