@@ -51,6 +51,16 @@ url = "${LLM_URL}/v1"
 key_env = "OPENAI_API_KEY"
 
 [[pipeline]]
+stage = "manage"
+[pipeline.commands]   # the stand-in template has no pm2: restarting its app leaves a mark instead
+restart_app = 'echo app >> "$SANDBOX_HOME/restarts"'
+[pipeline.rollout]    # each install is logged in the sandbox; SLOW_UPDATE there holds it for seconds
+source = "shmastra"
+install = 'echo start >> "$SANDBOX_HOME/installs"; sleep "$(cat "$SANDBOX_HOME/SLOW_UPDATE" 2>/dev/null || echo 0)"; echo done >> "$SANDBOX_HOME/installs"'
+health_timeout = 10
+tick = 0.2
+
+[[pipeline]]
 stage = "auth"
 provider = "email_code"
 cookie_secret = "${COOKIE_SECRET}"
@@ -63,6 +73,7 @@ mailbox_dir = "${MAILBOX}"
 [[pipeline]]
 stage = "sandbox_router"
 provider = "e2b"
+template_dir = "${TEMPLATE_DIR}"   # what Manage rolls out (sandboxes start from the E2B template)
 idle_timeout = "${IDLE_TIMEOUT}"
 sweep_interval = "${SWEEP_INTERVAL}"
 health_interval = 0.05
@@ -237,12 +248,18 @@ async def running_cluster(
     replicas: int = 3,
     idle_timeout: float = 3600,
     sweep_interval: float = 3600,
+    template_dir: Path | None = None,
 ) -> AsyncIterator[Cluster]:
+    """``template_dir``: the template Manage rolls out (its ``VERSION`` and ``shmastra/``); by default
+    an empty one whose version is unknown, so no sandbox is outdated."""
     nginx = nginx_binary()
     front = free_port()
     config = tmp_path / "proxy.toml"
     config.write_text(CONFIG)
     mailbox = tmp_path / "mailbox"
+    if template_dir is None:
+        template_dir = tmp_path / "rollout-template"
+        template_dir.mkdir()
     env = {
         "PATH": os.environ.get("PATH", ""),
         "HOME": str(tmp_path),
@@ -257,6 +274,7 @@ async def running_cluster(
         "E2B_API_KEY": e2b_env["E2B_API_KEY"],
         "E2B_URL": e2b_env["E2B_API_URL"],
         "E2B_DOMAIN": e2b_env["E2B_DOMAIN"],
+        "TEMPLATE_DIR": str(template_dir),
     }
     cluster = Cluster(f"http://127.0.0.1:{front}", database, config, env, mailbox)
     nginx_process: subprocess.Popen[bytes] | None = None

@@ -2,7 +2,7 @@
 sandboxes at the E2B stand-in: a session made through one replica is valid on every one, a burst of
 requests to a paused sandbox spread over all three makes exactly one resume, each gateway call is
 counted once, one leader at a time pauses idle sandboxes and reconciles, and when it dies another
-replica takes over."""
+replica takes over; a template rollout is driven by one replica."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ import pytest
 from aiohttp.test_utils import TestServer
 from yarl import URL
 
+from proxy_core.db import lock_id
 from tests.deploy.cluster import OPENAI_KEY, Cluster, fresh_database, running_cluster
 from tests.plugins.auth.kit import browser, email_sign_in
 from tests.standins.e2b import E2BStandin, running_e2b_standin
@@ -100,13 +101,54 @@ async def until(condition: Any, what: str, tries: int = 600) -> None:
     raise AssertionError(f"never happened: {what}")
 
 
-async def leader_locks(cluster: Cluster) -> int:
-    """Advisory locks held in this database right now (between requests: only the leader's)."""
+async def leader_locks(cluster: Cluster, job: str) -> int:
+    """How many sessions hold the leader's advisory lock of ``job`` right now."""
+    key = lock_id(job)
     rows = await cluster.query(
         "SELECT count(*) AS held FROM pg_locks l JOIN pg_database d ON d.oid = l.database"
         " WHERE l.locktype = 'advisory' AND l.granted AND d.datname = current_database()"
+        " AND l.classid::bigint = $1 AND l.objid::bigint = $2 AND l.objsubid = 1",
+        (key >> 32) & 0xFFFFFFFF,
+        key & 0xFFFFFFFF,
     )
     return int(rows[0]["held"])
+
+
+def rollout_template(tmp_path: Path, version: str) -> Path:
+    """The template Manage rolls out: the stand-in's at ``version``, with a changed project file."""
+    target = tmp_path / "rollout-template"
+    shutil.copytree(TEMPLATE, target)
+    (target / "VERSION").write_text(f"{version}\n")
+    (target / "shmastra" / "package.json").write_text(f'{{"name": "app", "version": "{version}"}}\n')
+    return target
+
+
+async def manage_api(cluster: Cluster, email: str) -> Any:
+    """``call(method, path, body)`` on ``/manage/api`` through nginx, with an admin token of ``email``
+    (made an admin by the CLI, as an operator would)."""
+    promoted = await cluster.command("users", "set-role", email, "admin")
+    assert promoted.returncode == 0, promoted.stderr
+    created = await cluster.command("admin-token", "create", email)
+    assert created.returncode == 0, created.stderr
+    headers = {"Authorization": f"Bearer {created.stdout.strip()}", **JSON}
+
+    async def call(method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        async with aiohttp.ClientSession() as script:
+            async with script.request(
+                method, cluster.at(f"/manage/api{path}"), json=body, headers=headers
+            ) as answer:
+                return answer.status, await answer.json()
+
+    return call
+
+
+def updaters(cluster: Cluster) -> dict[int, list[str]]:
+    """Replica index -> the users whose sandbox it started updating (from its log), in order."""
+    found: dict[int, list[str]] = {}
+    for replica in cluster.replicas:
+        for message in replica.logged("manage: updating the sandbox of "):
+            found.setdefault(replica.index, []).append(message.split()[5])
+    return found
 
 
 async def test_sessions_single_flight_resume_and_usage_across_three_replicas(
@@ -233,7 +275,7 @@ async def test_one_leader_pauses_idle_sandboxes_and_reconciles_and_another_takes
                 assert await states(cluster, email) == ["provisioning", "running", "paused"]
             (leader,) = pausers(cluster)  # one replica did every pause
             assert pausers(cluster)[leader] == 3
-            assert await leader_locks(cluster) == 1
+            assert await leader_locks(cluster, "sandbox_router.sweeper") == 1
 
             cluster.replicas[leader].kill()
 
@@ -257,7 +299,7 @@ async def test_one_leader_pauses_idle_sandboxes_and_reconciles_and_another_takes
             assert after.pop(leader) == 3
             (successor,) = after
             assert successor != leader and after[successor] == 1
-            assert await leader_locks(cluster) == 1
+            assert await leader_locks(cluster, "sandbox_router.sweeper") == 1
 
             # The new leader also reconciles: bob's sandbox removed at E2B behind the cloud's back.
             rows = await cluster.query(
@@ -289,6 +331,47 @@ async def test_one_leader_pauses_idle_sandboxes_and_reconciles_and_another_takes
             # and bob's next visit makes him a new one
             assert await until_running(cluster, browsers["bob@example.com"]) == "ready"
             assert len(e2b.recorded("create")) == 4
+        finally:
+            for session in sessions:
+                await session.close()
+            await e2b.close()
+
+
+async def test_a_rollout_is_driven_by_one_replica(
+    tmp_path: Path, database: str, e2b: E2BStandin, llm: TestServer
+) -> None:
+    sessions: list[aiohttp.ClientSession] = []
+    llm_url = str(llm.make_url("")).rstrip("/")
+    template = rollout_template(tmp_path, "standin-2")
+    async with running_cluster(tmp_path, database, e2b.env, llm_url, template_dir=template) as cluster:
+        try:
+            people = ["ada@example.com", "bob@example.com", "cy@example.com"]
+            for email in people:
+                assert await until_running(cluster, await sign_in(cluster, email, sessions)) == "ready"
+            api = await manage_api(cluster, "ada@example.com")
+            status, body = await api("GET", "/updates")
+            assert (body["available_version"], body["outdated"]) == ("standin-2", 3)
+
+            # started through nginx (any replica answers); asked about through every replica
+            status, body = await api("POST", "/rollouts", {"concurrency": 2})
+            assert status == 201, body
+            rollout_id = body["id"]
+            found: dict[str, Any] = {}
+
+            async def done() -> bool:
+                _, answer = await api("GET", f"/rollouts/{rollout_id}")
+                found.update(answer)
+                return bool(answer["state"] == "done")
+
+            await until(done, "the rollout done", tries=1200)
+            assert {s["email"]: s["state"] for s in found["sandboxes"]} == dict.fromkeys(people, "updated")
+            (driver,) = updaters(cluster)  # one replica drove every update, each once
+            assert len(updaters(cluster)[driver]) == 3 == len(set(updaters(cluster)[driver]))
+            assert await leader_locks(cluster, "manage.rollouts") == 1
+            rows = await cluster.query("SELECT template_version FROM sandboxes")
+            assert [r["template_version"] for r in rows] == ["standin-2"] * 3
+            for sandbox in e2b.sandboxes.values():
+                assert (sandbox.home / "installs").read_text().split() == ["start", "done"]
         finally:
             for session in sessions:
                 await session.close()
