@@ -173,7 +173,10 @@ class Actions:
         return self.desk
 
     async def sandbox(self, admin: Admin, user_id: uuid.UUID, action: str, **detail: Any) -> Outcome:
-        """``action``: resume, pause, restart-app, rerun-healer, reprovision, delete or logs."""
+        """``action``: resume, pause, restart-app, rerun-healer, reprovision (keeping the files where
+        the provider can), delete or logs."""
+        if action == "reprovision":
+            return await self.reprovision(admin, user_id, keep_files=True)
 
         async def work() -> Outcome:
             desk = self._desk()
@@ -181,8 +184,6 @@ class Actions:
                 return Outcome(True, await desk.resume(user_id))
             if action == "pause":
                 return Outcome(True, await desk.pause(user_id))
-            if action == "reprovision":
-                return Outcome(True, await desk.reprovision(user_id))
             if action == "delete":
                 return Outcome(True, await desk.delete(user_id))
             if action == "logs":
@@ -197,6 +198,17 @@ class Actions:
             raise NotFound(f"no sandbox action {action!r}")
 
         return await self._run(admin, f"sandbox.{action}", user_id, work, **detail)
+
+    async def reprovision(self, admin: Admin, user_id: uuid.UUID, *, keep_files: bool) -> Outcome:
+        """A new sandbox from the current template; ``keep_files``: with the user's files, where the
+        provider can (the audit entry and the answer say whether they were kept)."""
+        kept = keep_files and self.desk is not None and self.desk.keeps_files
+
+        async def work() -> Outcome:
+            message = await self._desk().reprovision(user_id, keep_files)
+            return Outcome(True, message, data={"kept_files": kept})
+
+        return await self._run(admin, "sandbox.reprovision", user_id, work, keep_files=kept)
 
     async def run_command(self, admin: Admin, user_id: uuid.UUID, command: str) -> Outcome:
         async def work() -> Outcome:

@@ -276,12 +276,14 @@ class Api:
     def _rows(self, request: web.Request, views: list[SandboxView]) -> dict[str, Any]:
         """The rows as the page renders them (for the page's own live table)."""
         back = request.query.get("back", "sandboxes")
+        desk = self.manage.desk(request.app)
         context = {
             "views": views,
             "prefix": self.manage.config.path_prefix,
             "csrf_token": request[ADMIN].csrf_token,
             "back": back if back in ("sandboxes", "recovery") else "sandboxes",
             "empty": "Nothing needs attention." if back == "recovery" else "No sandbox matches.",
+            "keeps_files": bool(desk and desk.keeps_files),
         }
         html = aiohttp_jinja2.render_string("sandbox_rows.html", request, context, app_key=TEMPLATES)
         return {"count": len(views), "html": html}
@@ -291,6 +293,11 @@ class Api:
         if action not in SANDBOX_ACTIONS:
             return json_error(request, 404, f"No sandbox action {action!r}.")
         actions = self.manage.actions(request.app)
+        if action == "reprovision":
+            keep = (await self._body(request)).get("keep_files", True)
+            if not isinstance(keep, bool):
+                return json_error(request, 400, "keep_files is true or false.")
+            return self.answer(await actions.reprovision(request[ADMIN], _user_id(request), keep_files=keep))
         return self.answer(await actions.sandbox(request[ADMIN], _user_id(request), action))
 
     async def logs(self, request: web.Request) -> web.Response:

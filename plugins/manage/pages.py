@@ -81,6 +81,7 @@ class Pages:
         self, request: web.Request, name: str, context: Mapping[str, Any], status: int = 200
     ) -> web.Response:
         admin = request[ADMIN]
+        desk = self.manage.desk(request.app)  # what a reprovision's confirmation says
         base = {
             "prefix": self.prefix,
             "me": admin.user,
@@ -88,6 +89,7 @@ class Pages:
             "section": context.get("section_key", name.removesuffix(".html")),
             "flash": request.query.get("msg"),
             "flash_ok": request.query.get("ok") == "1",
+            "keeps_files": bool(desk and desk.keeps_files),
         }
         response = aiohttp_jinja2.render_template(
             name, request, {**base, **context}, app_key=TEMPLATES, status=status

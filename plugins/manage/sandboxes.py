@@ -11,7 +11,15 @@ from typing import Any
 
 from aiohttp import web
 
-from plugins.sandbox_router import CommandResult, ProviderError, Sandbox, SandboxRouterStage, sandbox_router
+from plugins.sandbox_router import (
+    CommandResult,
+    NoSandboxToReprovision,
+    ProviderError,
+    Sandbox,
+    SandboxRouterStage,
+    reprovision_sandbox,
+    sandbox_router,
+)
 
 from .config import ManageConfig
 
@@ -161,11 +169,26 @@ class SandboxDesk:
         result = await self.run(user_id, self.config.commands.logs)
         return (result.stdout + result.stderr)[-self.config.logs_max_chars :]
 
-    async def reprovision(self, user_id: uuid.UUID) -> str:
-        await self.row(user_id)
-        await self.router.lifecycle.kill(user_id)
-        self.router.lifecycle.start(user_id)
-        return "Provisioning a new sandbox."
+    @property
+    def keeps_files(self) -> bool:
+        """Whether a reprovision here can keep the user's files (else the new sandbox starts fresh)."""
+        return self.router.provider.keeps_files
+
+    async def reprovision(self, user_id: uuid.UUID, keep_files: bool = True) -> str:
+        """A new sandbox from the current template (waited for), with the user's files where the
+        provider can; its app is restarted so it runs them."""
+        try:
+            done = await reprovision_sandbox(
+                self.router.lifecycle, user_id, keep_files=keep_files, limit=self.config.command_timeout
+            )
+        except NoSandboxToReprovision as exc:
+            raise NoSandbox(str(exc)) from None
+        if not done.kept_files:
+            return done.message
+        restarted = await self.restart_app(user_id)
+        if restarted.exit_code != 0:
+            return f"{done.message} Restarting its app failed (exit {restarted.exit_code}): restart it again."
+        return done.message
 
     async def delete(self, user_id: uuid.UUID) -> str:
         await self.row(user_id)

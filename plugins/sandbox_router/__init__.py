@@ -10,8 +10,11 @@ Public API (for the Manage UI and other plugins):
   message, activity) and the queries on it; ``Sandboxes.events`` is its state history and
   ``Sandboxes.running_seconds`` its running time over a period.
 * :func:`export_project` — a project's ``.tar.gz``.
+* :func:`reprovision_sandbox` — a new sandbox from the current template, carrying the user's files where
+  the provider can (``SandboxProvider.keeps_files``); :class:`Reprovisioned` says what it did.
 * :class:`SandboxProvider`, :class:`Handle`, :class:`CommandResult`, :class:`ProviderError` — the
-  provider interface the stage's ``provider`` implements (commands, files, endpoint) and its errors.
+  provider interface the stage's ``provider`` implements (commands, files, endpoint, packing files)
+  and its errors.
 """
 
 from aiohttp import web
@@ -21,6 +24,7 @@ from proxy_core import find_stage
 from .export import export_project
 from .lifecycle import Lifecycle, TooManyStarts
 from .providers.base import CommandResult, Handle, ProviderError, SandboxProvider
+from .reprovision import NoSandboxToReprovision, Reprovisioned, reprovision_sandbox
 from .stage import SandboxRouterStage
 from .store import HEALER_STATUSES, STATES, HealerStatus, Sandbox, Sandboxes, State
 
@@ -37,7 +41,9 @@ __all__ = [
     "Handle",
     "HealerStatus",
     "Lifecycle",
+    "NoSandboxToReprovision",
     "ProviderError",
+    "Reprovisioned",
     "Sandbox",
     "SandboxProvider",
     "SandboxRouterStage",
@@ -45,5 +51,6 @@ __all__ = [
     "State",
     "TooManyStarts",
     "export_project",
+    "reprovision_sandbox",
     "sandbox_router",
 ]

@@ -9,9 +9,11 @@ locks or pages (the router's lifecycle owns those). Every failure a caller must 
 from __future__ import annotations
 
 import abc
-from collections.abc import AsyncIterator, Callable, Mapping
+import shlex
+import uuid
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import ClassVar, Literal
 
 from yarl import URL
 
@@ -113,6 +115,10 @@ class SandboxProvider(abc.ABC):
     sandboxes; the router guarantees one lifecycle call at a time per user."""
 
     name: str
+    keeps_files: ClassVar[bool] = True
+    """Whether :meth:`pack_files` and :meth:`unpack_files` work here, so a reprovision can carry the
+    user's files into the new sandbox. A provider that sets it False only makes fresh sandboxes (and
+    Manage says so before an administrator reprovisions)."""
 
     @abc.abstractmethod
     async def create(self, spec: SandboxSpec, on_progress: ProgressCallback) -> Handle:
@@ -164,6 +170,48 @@ class SandboxProvider(abc.ABC):
     @abc.abstractmethod
     async def write_file(self, handle: Handle, path: str, data: bytes) -> None:
         """Write a file inside the sandbox (relative to its home), creating folders as needed."""
+
+    async def pack_files(self, handle: Handle, skip: Sequence[str], *, limit: float) -> bytes:
+        """The sandbox's home as a ``.tar.gz``, without any file or folder whose name is in ``skip``
+        (at any depth) or whose path from the home (``./name``) is; the sandbox must be running where
+        commands need it. This default, which every provider has, packs with ``tar`` inside the
+        sandbox (each command bounded by ``limit``) and reads the archive back with
+        :meth:`read_chunks`; the archive is removed from the sandbox either way."""
+        archive = f".pack-{uuid.uuid4().hex}.tar.gz"
+        pruned = " -o ".join(
+            f"-path {shlex.quote(name)}" if name.startswith("./") else f"-name {shlex.quote(name)}"
+            for name in [*skip, f"./{archive}"]
+        )
+        command = (
+            f'set -e; cd "${{SANDBOX_HOME:-/home/user}}"; '
+            f"find . \\( {pruned} \\) -prune -o ! -type d -print0 "
+            f"| tar --null --no-recursion -czf {archive} -T -"
+        )
+        try:
+            done = await self.run(handle, command, limit=limit)
+            if done.exit_code != 0:
+                raise ProviderError(
+                    f"Packing the files failed: {(done.stderr or done.stdout).strip()[-300:]}"
+                )
+            return b"".join([chunk async for chunk in self.read_chunks(handle, archive)])
+        finally:
+            await self.run(handle, f'rm -f "${{SANDBOX_HOME:-/home/user}}/{archive}"', limit=limit)
+
+    async def unpack_files(self, handle: Handle, archive: bytes, into: str, *, limit: float) -> None:
+        """Unpack :meth:`pack_files`' ``archive`` into the folder ``into`` (relative to the home,
+        made fresh) of a running sandbox. This default writes the archive with :meth:`write_file`
+        and unpacks it with ``tar`` inside the sandbox."""
+        name = f".unpack-{uuid.uuid4().hex}.tar.gz"
+        await self.write_file(handle, name, archive)
+        folder = shlex.quote(into)
+        done = await self.run(
+            handle,
+            f'set -e; cd "${{SANDBOX_HOME:-/home/user}}"; rm -rf {folder}; mkdir -p {folder}; '
+            f"tar -xzf {name} -C {folder}; rm -f {name}",
+            limit=limit,
+        )
+        if done.exit_code != 0:
+            raise ProviderError(f"Unpacking the files failed: {(done.stderr or done.stdout).strip()[-300:]}")
 
     @abc.abstractmethod
     async def close(self) -> None:

@@ -13,6 +13,7 @@ import orjson
 from plugins.manage import AuditLog
 
 from .fleet import JSON, Fleet, fleet, no_leftover_sandboxes
+from .test_rollouts import new_template_version, run
 
 __all__ = ["no_leftover_sandboxes"]
 
@@ -114,6 +115,68 @@ async def test_reprovision_and_delete(tmp_path: Path, sqlite_url: str) -> None:
         assert (await f.row(user_id)).handle is None
         status, body = await f.call(admin, "GET", f"/sandboxes/{user_id}/logs")
         assert status == 409 and "removed" in body["error"]["message"]
+
+
+async def test_reprovision_keeps_the_users_files_and_remakes_the_rest(
+    tmp_path: Path, sqlite_url: str
+) -> None:
+    async with fleet(tmp_path, sqlite_url) as f:
+        admin = await f.token("ada@example.com")
+        user_id, member = await f.sandbox_of("mia@example.com")
+        async with member.post(f.at("/api/mastra/files?name=keep.txt"), data=b"mine") as answer:
+            assert answer.status == 204
+        await run(
+            f, admin, user_id,
+            'cd "$SANDBOX_HOME" && mkdir -p shmastra/node_modules/dep shmastra/.mastra/output && '
+            "echo dep > shmastra/node_modules/dep/index.js && echo out > shmastra/.mastra/output/index.mjs && "
+            """echo '{"name": "mine"}' > shmastra/package.json && echo notes > notes.md && """
+            "echo '# edited' >> app.py",
+        )  # fmt: skip
+        assert (await f.call(admin, "POST", f"/sandboxes/{user_id}/pause"))[0] == 200
+        await new_template_version(f, "standin-2")
+        template_app = (Path(f.router.config.template_dir) / "app.py").read_text()
+        before = (await f.row(user_id)).sandbox_id
+        assert (tmp_path / "sandboxes" / str(before) / "home" / "notes.md").exists()
+
+        # the page says what a reprovision does here before it is confirmed
+        page = await f.sign_in("ada@example.com")
+        async with page.get(f.at("/manage/sandboxes")) as answer:
+            html = await answer.text()
+        assert "replaced by a new one from the current template, keeping the user&#39;s files" in html
+
+        status, body = await f.call(admin, "POST", f"/sandboxes/{user_id}/reprovision", {"keep_files": "yes"})
+        assert status == 400 and "keep_files" in body["error"]["message"]
+        status, body = await f.call(admin, "POST", f"/sandboxes/{user_id}/reprovision")
+        assert status == 200, body
+        assert body["kept_files"] is True and "with the user's files" in body["message"]
+        row = await f.row(user_id)
+        assert row.state == "running" and row.sandbox_id not in (None, before)
+        assert row.template_version == "standin-2"  # made from the current template
+        assert not (tmp_path / "sandboxes" / str(before)).exists()
+
+        # the user's files, seen by the restarted app through the proxy
+        async with member.get(f.at("/api/mastra/files?name=keep.txt")) as answer:
+            assert answer.status == 200 and await answer.read() == b"mine"
+        assert await run(f, admin, user_id, "cat shmastra/package.json") == '{"name": "mine"}'
+        assert await run(f, admin, user_id, "cat notes.md") == "notes"
+        assert await run(f, admin, user_id, "cat restarts") == "app"
+        # what the template owns or rebuilds comes from the current template
+        assert await run(f, admin, user_id, "cat .template-version") == "standin-2"
+        assert await run(f, admin, user_id, "cat app.py") == template_app.strip()
+        listed = await run(f, admin, user_id, "ls -a shmastra; ls -a")
+        assert "node_modules" not in listed and ".mastra" not in listed and ".reprovision" not in listed
+
+        # asked to start fresh: the files are gone
+        status, body = await f.call(admin, "POST", f"/sandboxes/{user_id}/reprovision", {"keep_files": False})
+        assert status == 200 and body["kept_files"] is False and "fresh" in body["message"]
+        async with member.get(f.at("/api/mastra/files?name=keep.txt")) as answer:
+            assert answer.status == 404
+        entries = [
+            (e.action, e.result, e.detail.get("keep_files"))
+            for e in reversed(await AuditLog(f.db).entries())
+            if e.action == "sandbox.reprovision"
+        ]
+        assert entries == [("sandbox.reprovision", "ok", True), ("sandbox.reprovision", "ok", False)]
 
 
 async def test_live_stream_follows_a_pause_and_ends_for_a_demoted_admin(

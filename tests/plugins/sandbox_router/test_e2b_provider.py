@@ -425,3 +425,31 @@ async def test_list_filters_on_a_cloud_id_with_reserved_characters(standin: E2BS
 
     assert [item.sandbox_id for item in await odd.list()] == [mine.sandbox_id]
     assert (await odd.list())[0].metadata["shmastra_cloud"] == "team a&b=c/100%"
+
+
+async def test_files_are_carried_from_one_sandbox_to_another(
+    provider: E2BProvider, standin: E2BStandin
+) -> None:
+    """What a reprovision keeping files does: pack in the old sandbox, write into the new one through
+    the SDK's files API, unpack there; skipped names (at any depth, or from the home) stay behind."""
+    old = await provider.create(SPEC, lambda _: None)
+    new = await provider.create(SPEC, lambda _: None)
+    await provider.write_file(old, "project/src/agent.ts", b"export const agent = 1;\n")
+    await provider.write_file(old, "project/node_modules/dep/index.js", b"dependency")
+    await provider.write_file(old, "notes.md", b"mine")
+    await provider.write_file(old, "cache/build.bin", b"rebuilt")
+    archive = await provider.pack_files(old, ["node_modules", "./cache", "./start.sh"], limit=30)
+    listed = await provider.run(old, "ls -a", limit=10)
+    assert ".pack-" not in listed.stdout  # the archive does not stay behind
+
+    await provider.unpack_files(new, archive, "carried", limit=30)
+    assert await provider.read_file(new, "carried/project/src/agent.ts") == b"export const agent = 1;\n"
+    assert await provider.read_file(new, "carried/notes.md") == b"mine"
+    assert await provider.read_file(new, "carried/health") == b'{"success":true}'
+    home = standin.sandboxes[new.sandbox_id].home
+    assert (home / "carried" / "project").is_dir()
+    for left in ("carried/project/node_modules", "carried/cache", "carried/start.sh"):
+        assert not (home / left).exists(), left
+    listed = await provider.run(new, "ls -a", limit=10)
+    assert ".unpack-" not in listed.stdout
+    assert provider.keeps_files

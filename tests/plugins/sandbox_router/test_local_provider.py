@@ -171,3 +171,27 @@ def _cmdline_has(proc: Path, text: bytes) -> bool:
         return text in (proc / "cmdline").read_bytes()
     except OSError:
         return False
+
+
+async def test_files_are_carried_from_one_sandbox_to_another(tmp_path: Path, template: Path) -> None:
+    """Packing works on a stopped local sandbox (no start needed) and unpacks into a running one."""
+    provider = _provider(tmp_path, template)
+    old = await provider.create(_spec(), lambda _: None)
+    new = await provider.create(_spec(), lambda _: None)
+    try:
+        await provider.write_file(old, "shmastra/src/agent.ts", b"agent")
+        await provider.write_file(old, "shmastra/node_modules/dep/index.js", b"dependency")
+        await provider.write_file(old, "shmastra/.mastra/output/index.mjs", b"build")
+        await provider.pause(old)
+        archive = await provider.pack_files(old, ["node_modules", ".mastra"], limit=30)
+        await provider.unpack_files(new, archive, "carried", limit=30)
+        assert await provider.read_file(new, "carried/shmastra/src/agent.ts") == b"agent"
+        for left in (
+            "carried/shmastra/node_modules/dep/index.js",
+            "carried/shmastra/.mastra/output/index.mjs",
+        ):
+            with pytest.raises(ProviderError):
+                await provider.read_file(new, left)
+    finally:
+        await provider.kill(old)
+        await provider.kill(new)

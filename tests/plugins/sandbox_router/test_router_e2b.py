@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from plugins.sandbox_router import reprovision_sandbox
 from tests.plugins.sandbox_router.conftest import JSON, CloudFactory
 from tests.standins.e2b import E2BStandin, running_e2b_standin
 
@@ -55,3 +56,32 @@ async def test_e2b_sandbox_end_to_end(make_cloud: CloudFactory, standin: E2BStan
     with tarfile.open(fileobj=io.BytesIO(archive), mode="r:gz") as tar:
         names = tar.getnames()
     assert "shmastra/kept.txt" in names and not any("node_modules" in n for n in names)
+
+
+async def test_reprovision_carries_the_users_files_into_a_new_e2b_sandbox(
+    make_cloud: CloudFactory, standin: E2BStandin
+) -> None:
+    settings = {**standin.settings, "start_command": "bash start.sh", "app_check_command": "false"}
+    cloud = await make_cloud(provider="e2b", e2b=settings)
+    ada = await cloud.sign_in("ada@example.com")
+    assert (await cloud.until_running(ada))["event"] == "ready"
+    user_id = await cloud.user_id(ada)
+    async with ada.post(cloud.at("/api/mastra/files?name=kept.txt"), data=b"e2b", headers=JSON) as answer:
+        assert answer.status == 204
+    old = (await cloud.sandbox(user_id)).sandbox_id or ""
+    (standin.sandboxes[old].home / "shmastra" / "node_modules").mkdir(exist_ok=True)
+    (standin.sandboxes[old].home / "shmastra" / "node_modules" / "dep.js").write_text("dependency")
+    assert await cloud.router.lifecycle.pause(user_id, "test")  # packed after a resume: E2B runs no
+    # commands in a paused sandbox
+
+    done = await reprovision_sandbox(cloud.router.lifecycle, user_id, keep_files=True, limit=30)
+    assert done.kept_files and done.archive_bytes > 0
+    row = await cloud.sandbox(user_id)
+    assert row.state == "running" and row.sandbox_id not in (None, old)
+    assert old not in standin.sandboxes  # the old one is removed at E2B
+    home = standin.sandboxes[row.sandbox_id or ""].home
+    assert (home / "shmastra" / "kept.txt").read_bytes() == b"e2b"
+    assert not (home / "shmastra" / "node_modules" / "dep.js").exists()  # the new template's
+    assert not (home / ".reprovision").exists()
+    async with ada.get(cloud.at("/api/mastra/files?name=kept.txt"), headers=JSON) as answer:
+        assert answer.status == 200 and await answer.read() == b"e2b"
