@@ -5,6 +5,7 @@ sandboxes per state for ``/metrics`` (only the leader reports them: workers' num
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 
@@ -13,14 +14,20 @@ from proxy_core.metrics import Gauge
 
 from .lifecycle import Lifecycle
 from .providers.base import Handle, ProviderError
-from .store import now
+from .store import Sandbox, now
 
 log = logging.getLogger(__name__)
 
+LOCK_WAIT = 2.0
+"""Seconds the reconciler waits for a user's lock before leaving that user for the next sweep."""
+
 
 class Sweeper:
-    def __init__(self, lifecycle: Lifecycle, activity: ActivityWriter, states: Gauge) -> None:
+    def __init__(
+        self, lifecycle: Lifecycle, activity: ActivityWriter, states: Gauge, lock_wait: float = LOCK_WAIT
+    ) -> None:
         self.lifecycle = lifecycle
+        self.lock_wait = lock_wait
         self.activity = activity  # this process's pending activity is written before each sweep
         self.states = states
         self.config = lifecycle.config
@@ -67,22 +74,20 @@ class Sweeper:
 
     async def reconcile(self) -> None:
         store = self.lifecycle.store
+        before = await store.all()  # read before the list: a change after it shows under the lock
         listed = {item.sandbox_id: item for item in await self.lifecycle.provider.list()}
-        rows = await store.all()
-        owned = {row.sandbox_id for row in rows if row.sandbox_id is not None}
-        for row in rows:
+        for row in before:
             if row.sandbox_id is None:
                 continue
             seen = listed.get(row.sandbox_id)
             if seen is None and row.state in ("running", "paused", "broken"):
-                await store.set_handle(row.user_id, None)
-                await store.set_state(
-                    row.user_id, "paused", "removed at the provider; a new one is made on the next visit"
+                await self._drifted(
+                    row, "removed at the provider; a new one is made on the next visit", forget=True
                 )
-                self.lifecycle.on_stopped(row.user_id)
             elif seen is not None and seen.state == "paused" and row.state == "running":
-                await store.set_state(row.user_id, "paused", "paused at the provider")
-                self.lifecycle.on_stopped(row.user_id)
+                await self._drifted(row, "paused at the provider", forget=False)
+        rows = await store.all()  # read after the list: a sandbox in it made by a start is in its row
+        owned = {row.sandbox_id for row in rows if row.sandbox_id is not None}
         stuck_before = now().timestamp() - self.config.health_timeout - 60
         for row in rows:
             watch = self.lifecycle.watches.get(row.user_id)
@@ -95,3 +100,28 @@ class Sweeper:
             if sandbox_id not in owned and owner not in starting:  # a start may not have saved it yet
                 log.warning("sandbox_router: killing orphan sandbox %s (owner %s)", sandbox_id, owner)
                 await self.lifecycle.provider.kill(Handle(sandbox_id))
+
+    async def _drifted(self, seen: Sandbox, reason: str, *, forget: bool) -> None:
+        """Record that the provider paused (or, ``forget``, removed) the sandbox of ``seen`` behind the
+        store's back, under the user's lock like every other state change. A user whose lock is not
+        free within ``lock_wait`` (a start or pause in flight) is left for the next sweep, and so is
+        one whose row changed since it was read: the start that changed it knows better."""
+        key = f"sandbox_router:{seen.user_id}"
+        async with contextlib.AsyncExitStack() as held:
+            try:
+                async with asyncio.timeout(self.lock_wait):
+                    await held.enter_async_context(self.lifecycle.db.user_lock(key))
+            except TimeoutError:
+                log.info("sandbox_router: reconcile skips %s this time (a start holds it)", seen.user_id)
+                return
+            row = await self.lifecycle.store.of_user(seen.user_id)
+            if row is None or (row.state, row.sandbox_id, row.state_changed_at) != (
+                seen.state,
+                seen.sandbox_id,
+                seen.state_changed_at,
+            ):
+                return
+            if forget:
+                await self.lifecycle.store.set_handle(row.user_id, None)
+            await self.lifecycle.store.set_state(row.user_id, "paused", reason)
+            self.lifecycle.on_stopped(row.user_id)

@@ -347,6 +347,38 @@ async def test_reconciler_fixes_drift_orphans_and_stuck_starts(make_cloud: Cloud
     assert (await cloud.sandbox(bob_id)).sandbox_id not in (None, bob_row.sandbox_id)
 
 
+async def test_reconciler_records_a_pause_at_the_provider_under_the_users_lock(
+    make_cloud: CloudFactory, db_url: str
+) -> None:
+    """A start in flight holds the user's lock: the reconciler does not write over it (it leaves that
+    user for the next sweep, without waiting long) and still reconciles everyone else."""
+    cloud = await make_cloud(database=db_url)
+    ada = await cloud.sign_in("ada@example.com")
+    await cloud.until_running(ada)
+    bob = await cloud.sign_in("bob@example.com")
+    await cloud.until_running(bob)
+    ada_id, bob_id = await _user(cloud, ada), await _user(cloud, bob)
+    lifecycle, provider, sweeper = cloud.router.lifecycle, cloud.router.provider, cloud.router.sweeper
+    sweeper.lock_wait = 0.3
+    ada_row, bob_row = await cloud.sandbox(ada_id), await cloud.sandbox(bob_id)
+    assert ada_row.handle is not None and bob_row.handle is not None
+    await provider.pause(ada_row.handle)  # both paused behind the store's back
+    await provider.pause(bob_row.handle)
+
+    async with cloud.db.user_lock(f"sandbox_router:{ada_id}"):  # ada's start is resuming it
+        await asyncio.wait_for(sweeper.reconcile(), 10)
+        assert (await cloud.sandbox(ada_id)).state == "running"  # not written under her start
+        assert (await cloud.sandbox(bob_id)).state == "paused"  # the sweep went on
+        handle = await provider.resume(ada_row.handle, lambda _: None)  # the start ends
+        await lifecycle.store.set_state(ada_id, "running", handle=handle)
+
+    await sweeper.reconcile()
+    assert (await cloud.sandbox(ada_id)).state == "running"
+    reasons = [e["reason"] for e in await lifecycle.store.events(ada_id)]
+    assert "paused at the provider" not in reasons
+    assert [e["reason"] for e in await lifecycle.store.events(bob_id)][-1] == "paused at the provider"
+
+
 async def test_export_is_the_project_without_modules_or_secrets(make_cloud: CloudFactory) -> None:
     cloud = await make_cloud()
     ada = await cloud.sign_in("ada@example.com")
