@@ -306,7 +306,7 @@ async def test_gateway_calls_count_as_activity(make_cloud: CloudFactory) -> None
 
 
 async def test_reconciler_fixes_drift_orphans_and_stuck_starts(make_cloud: CloudFactory) -> None:
-    cloud = await make_cloud(health_timeout=1)
+    cloud = await make_cloud()
     ada = await cloud.sign_in("ada@example.com")
     await cloud.until_running(ada)
     bob = await cloud.sign_in("bob@example.com")
