@@ -126,6 +126,17 @@ class Cloud:
         """The sandbox's home folder (the ``local`` provider's layout)."""
         return self.folder / "data" / "sandboxes" / sandbox_id / "home"
 
+    def runs(self, sandbox_id: str) -> bool:
+        """Whether the sandbox's process group is alive (the ``local`` provider's ``state.json``)."""
+        state = self.folder / "data" / "sandboxes" / sandbox_id / "state.json"
+        if not state.is_file():
+            return False
+        try:
+            os.killpg(int(orjson.loads(state.read_bytes())["pid"]), 0)
+        except ProcessLookupError:
+            return False
+        return True
+
     def sandbox_environment(self, sandbox_id: str) -> dict[str, str]:
         """The environment the cloud gave the sandbox (kept in its ``sandbox.json``)."""
         spec = orjson.loads((self.folder / "data" / "sandboxes" / sandbox_id / "sandbox.json").read_bytes())

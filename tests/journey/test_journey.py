@@ -122,10 +122,13 @@ async def _more(codes: list[str], before: int) -> bool:
     return len(codes) > before
 
 
-async def studio_shown(page: Page) -> None:
-    """Studio's own UI is on screen, served through the proxy."""
+async def studio_shown(cloud: Cloud, page: Page) -> None:
+    """Studio's own UI is on screen, served through the proxy (and told to call the cloud, not the
+    sandbox's own port)."""
     await page.wait_for_url(re.compile(r".*/studio/.*"), timeout=START)
     await page.get_by_text("Assistant").first.wait_for(timeout=START)
+    server = await page.evaluate("window.MASTRA_SERVER_HOST + ':' + window.MASTRA_SERVER_PORT")
+    assert cloud.url == f"http://{server}"
 
 
 async def state_of(cloud: Cloud, email: str) -> str:
@@ -159,7 +162,7 @@ async def test_the_whole_journey(
         await sign_in(cloud, ann, "ann@example.com", shots)
         await ann.locator("#title").filter(has_text="Starting your sandbox").wait_for(timeout=60_000)
         await shots(ann, "progress-page-ann")
-        await studio_shown(ann)
+        await studio_shown(cloud, ann)
         await shots(ann, "studio-ann")
         ann_id = (await cloud.sandboxes())["ann@example.com"][1]
 
@@ -199,7 +202,7 @@ async def test_the_whole_journey(
         await sign_in(cloud, bob, "bob@example.com", shots)
         await bob.locator("#title").filter(has_text="Starting your sandbox").wait_for(timeout=60_000)
         await shots(bob, "progress-page-bob")
-        await studio_shown(bob)
+        await studio_shown(cloud, bob)
         await shots(bob, "studio-bob")
         bob_id = (await cloud.sandboxes())["bob@example.com"][1]
         assert bob_id != ann_id
@@ -208,6 +211,7 @@ async def test_the_whole_journey(
         await until(
             lambda: _is(state_of(cloud, "ann@example.com"), "paused"), "ann's idle sandbox is paused", 600
         )
+        assert not cloud.runs(ann_id)
 
         # Meanwhile bob, signed in all along, asks for the same paths: they reach his own sandbox only
         # (ann's would have been resumed by any request routed to it).
@@ -217,15 +221,18 @@ async def test_the_whole_journey(
         assert answer.status == 200 and "assistant" in await answer.json()
         bob_files = await exported(bob)
         assert "shmastra/package.json" in bob_files and f"{NOTE}" not in bob_files
+        await bob.get_by_role("button", name="Cloud").click()
+        await bob.get_by_text("Signed in as bob@example.com").wait_for()
         await shots(bob, "studio-bob-while-ann-sleeps")
         assert await state_of(cloud, "ann@example.com") == "paused"
+        assert not cloud.runs(ann_id)
 
         # Ann comes back: the progress page while it resumes, then Studio with her file still there.
         ann = await ann_context.new_page()
         await ann.goto(cloud.url + "/studio/")
         await shots(ann, "back-resuming")
-        await studio_shown(ann)
-        assert await state_of(cloud, "ann@example.com") == "running"
+        await studio_shown(cloud, ann)
+        assert await state_of(cloud, "ann@example.com") == "running" and cloud.runs(ann_id)
         assert NOTE in await exported(ann)
         await shots(ann, "back-resumed")
 
@@ -243,7 +250,7 @@ async def test_the_whole_journey(
 
         # Bob is still signed in.
         await bob.goto(cloud.url + "/studio/")
-        await studio_shown(bob)
+        await studio_shown(cloud, bob)
         await ann_context.close()
         await bob_context.close()
 
