@@ -126,7 +126,10 @@ async def studio_shown(cloud: Cloud, page: Page) -> None:
     """Studio's own UI is on screen, served through the proxy (and told to call the cloud, not the
     sandbox's own port)."""
     await page.wait_for_url(re.compile(r".*/studio/.*"), timeout=START)
-    await page.get_by_text("Assistant").first.wait_for(timeout=START)
+    failure = page.locator("#failure")
+    await page.get_by_text("Assistant").or_(failure).first.wait_for(timeout=START)
+    if await failure.is_visible():  # the progress page gave up: say why at once, not after START
+        raise AssertionError("the sandbox did not start: " + await page.inner_text("main"))
     server = await page.evaluate("window.MASTRA_SERVER_HOST + ':' + window.MASTRA_SERVER_PORT")
     assert cloud.url == f"http://{server}"
 
