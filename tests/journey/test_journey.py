@@ -129,6 +129,7 @@ async def studio_shown(cloud: Cloud, page: Page) -> None:
     failure = page.locator("#failure")
     await page.get_by_text("Assistant").or_(failure).first.wait_for(timeout=START)
     if await failure.is_visible():  # the progress page gave up: say why at once, not after START
+        await page.screenshot(path=str(SHOTS / "failed-start.png"))
         raise AssertionError("the sandbox did not start: " + await page.inner_text("main"))
     server = await page.evaluate("window.MASTRA_SERVER_HOST + ':' + window.MASTRA_SERVER_PORT")
     assert cloud.url == f"http://{server}"
