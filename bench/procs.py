@@ -92,11 +92,12 @@ def spawn(
     cpus: str | None = None,
     files: Sequence[Path] = (),
     env: dict[str, str] | None = None,
+    repo: Path = REPO,
 ) -> Service:
     proc = subprocess.Popen(
         [*pin(cpus), *cmd],
-        cwd=REPO,
-        env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})},
+        cwd=repo,
+        env={**os.environ, "PYTHONPATH": str(repo), **(env or {})},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
@@ -147,9 +148,11 @@ def ours(
     label: str = "",
     upstream_options: str = "",
     name: str | None = None,
+    repo: Path = REPO,
 ) -> Service:
     """Ours in front of ``upstream``: ``extra_pipeline`` (TOML: ``[database]``, stages) goes before the
-    ``upstream`` stage. The access log goes to stderr, which is ``/dev/null``."""
+    ``upstream`` stage. The access log goes to stderr, which is ``/dev/null``. ``repo``: the checkout
+    whose ``proxy_core`` and plugins run (another one, to compare two versions)."""
     port = free_port()
     conf = write_temp(
         f"[server]\nport = {port}\nworkers = {workers}\naccess_log = {str(access_log).lower()}\n"
@@ -167,6 +170,7 @@ def ours(
         port,
         cpus=cpus,
         files=[conf],
+        repo=repo,
     )
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import re
 import statistics
 import subprocess
@@ -97,12 +96,6 @@ async def until_ready(http: aiohttp.ClientSession, base: str) -> None:
                 return
             if line.startswith(b"event: failed"):
                 raise RuntimeError("the sandbox failed to start")
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far (robust to other work on a shared machine)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def load(http: aiohttp.ClientSession, url: str, seconds: float, concurrency: int) -> tuple[float, int]:
@@ -197,10 +190,10 @@ async def main(rounds: int, seconds: float, starts: int, concurrency: int, bwrap
             for _ in range(rounds):
                 for name in folders:
                     url = f"http://127.0.0.1:{ports[name]}/api/mastra/small"
-                    before = cpu_seconds(servers[name].pid)
+                    before = procs.cpu_seconds([servers[name].pid])
                     rate, count = await load(clients[name], url, seconds, concurrency)
                     results[name].append(rate)
-                    cpu[name].append((cpu_seconds(servers[name].pid) - before) / count * 1e6)
+                    cpu[name].append((procs.cpu_seconds([servers[name].pid]) - before) / count * 1e6)
             medians = {name: statistics.median(values) for name, values in results.items()}
             per_request = {name: statistics.median(values) for name, values in cpu.items()}
             print(f"signed-in small GET, {concurrency} clients, {rounds} interleaved rounds of {seconds:g} s")
