@@ -104,6 +104,18 @@ class OwnedCredentials:
             if name.lower() != "set-cookie" or value.split("=", 1)[0].strip() not in self.cookies
         ]
 
+    def drop_raw_set_cookies(self, items: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+        """:meth:`drop_set_cookies` for headers still in bytes."""
+        if not self.cookies:
+            return items
+        return [
+            (name, value)
+            for name, value in items
+            if len(name) != 10
+            or name.lower() != b"set-cookie"
+            or value.split(b"=", 1)[0].strip().decode("latin-1") not in self.cookies
+        ]
+
 
 @lru_cache(maxsize=1024)
 def _without_owned(owned: OwnedCredentials, value: str) -> str:

@@ -45,8 +45,10 @@ from .headers import (
     origin_form,
     request_headers,
     response_header_items,
+    response_header_raw,
 )
 from .metrics import Metrics
+from .relayed import RelayedResponse
 
 CLIENT_ADDRESS = web.RequestKey("proxy_core.client_address", ClientAddress)
 """The resolved client (after trusted proxies), cached on the request by :meth:`Forwarder.client`."""
@@ -189,8 +191,8 @@ class Forwarder:
                 if length is not None:
                     # the whole (small) answer is already here: one write, headers and body together
                     # (checked here rather than in _respond: no coroutine for the common case)
-                    headers = self.owned.drop_set_cookies(response_header_items(conn.headers))
-                    return web.Response(status=conn.status, headers=headers, body=conn.take_body())
+                    items = self.owned.drop_raw_set_cookies(response_header_raw(conn.headers))
+                    return RelayedResponse(conn.status, items, conn.take_body())
             return await self._respond(request, conn, stage, limits, tap)
         finally:
             if sender is not None and not sender.done():

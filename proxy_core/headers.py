@@ -86,6 +86,11 @@ def request_headers(request: web.BaseRequest) -> CIMultiDict[str]:
 def response_header_items(raw: Iterable[tuple[bytes, bytes]]) -> list[tuple[str, str]]:
     """Upstream response headers (raw, as parsed) minus hop-by-hop ones and Content-Length, as a list
     (a response built from it copies it only once)."""
+    return [(name.decode("latin-1"), value.decode("latin-1")) for name, value in response_header_raw(raw)]
+
+
+def response_header_raw(raw: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """:func:`response_header_items` still as bytes (for a head relayed as the upstream sent it)."""
     kept: list[tuple[bytes, bytes]] = []
     extra: set[bytes] | None = None
     for name, value in raw:
@@ -101,7 +106,7 @@ def response_header_items(raw: Iterable[tuple[bytes, bytes]]) -> list[tuple[str,
         kept.append((name, value))
     if extra:
         kept = [(name, value) for name, value in kept if name.lower() not in extra]
-    return [(name.decode("latin-1"), value.decode("latin-1")) for name, value in kept]
+    return kept
 
 
 @dataclass(frozen=True, slots=True)
