@@ -5,7 +5,7 @@ how to render them. A leaf module: it imports nothing else of the forwarder."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from aiohttp import web
@@ -32,6 +32,11 @@ class Upstream:
 
     origin: Origin
     prefix: str = ""
+    host: str = field(init=False, repr=False, compare=False)
+    """``origin.netloc``, the ``Host`` header it is sent, made once rather than per request."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "host", self.origin.netloc)
 
     @classmethod
     def from_url(cls, url: str | URL) -> Upstream:

@@ -135,7 +135,7 @@ class Forwarder:
         if self.owned:
             self.owned.strip(headers)
         add_forwarded(headers, self.client(request))
-        host = request.headers.get("Host", "") if preserve_host else upstream.origin.netloc
+        host = request.headers.get("Host", "") if preserve_host else upstream.host
         target = upstream.prefix + (origin_form(request) if path is None else path)
         return UpstreamRequest(upstream.origin, target or "/", request.method, headers, host)
 

@@ -170,8 +170,9 @@ def _direct_client(peer: str, scheme: str, host: str) -> ClientAddress:
 
 
 def _peer_ip(request: web.BaseRequest) -> str:
-    transport = request.transport
-    peer = transport.get_extra_info("peername") if transport is not None else None
+    # the connection's peer, which aiohttp's protocol reads once per connection (not ``request.remote``,
+    # which a stage's ``clone(remote=...)`` could change)
+    peer = request.protocol.peername
     if isinstance(peer, tuple | list) and peer:
         return str(peer[0])
     return "unknown"
