@@ -121,6 +121,29 @@ async def test_an_admin_revokes_every_session_of_a_user(
             assert await whoami(bystander, px) is not None
 
 
+async def test_revocation_and_disabling_reach_a_session_answered_from_the_caches(
+    upstream: TestServer, db_url: str, tmp_path: Path
+) -> None:
+    # a long cache: the second and later requests of a browser are answered from the per-process
+    # caches (cookie header -> session -> identity); ending the session or disabling the user still
+    # takes effect at once in this process
+    async with proxy(upstream, db_url, **options(tmp_path, session_cache_seconds=60)) as px:
+        async with browser() as laptop, browser() as phone:
+            for b in (laptop, phone):
+                await email_sign_in(b, px, tmp_path / "mail", "ann@example.com")
+                for _ in range(3):
+                    assert (await whoami(b, px) or {})["email"] == "ann@example.com"
+            ann = await Users(px.auth.db).get_by_email("ann@example.com")
+            sid = next(s.id for s in await px.auth.sessions.active(ann.id))
+            await px.auth.resolver.end(sid)
+            ended, kept = (laptop, phone) if await whoami(laptop, px) is None else (phone, laptop)
+            assert await whoami(ended, px) is None
+            assert await whoami(kept, px) is not None
+            await px.auth.directory.set_disabled(ann.id, True)
+            async with kept.get(px.at("/whoami"), headers={"Accept": "application/json"}) as response:
+                assert response.status in (401, 403)
+
+
 async def test_idle_timeout_and_lifetime(upstream: TestServer, db_url: str, tmp_path: Path) -> None:
     opts = options(tmp_path, idle_timeout=0.6, session_lifetime=1.5, session_cache_seconds=0)
     async with proxy(upstream, db_url, **opts) as px, browser() as b:
