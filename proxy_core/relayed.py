@@ -26,6 +26,21 @@ _SERVER = f"Server: {SERVER_SOFTWARE}\r\n".encode("latin-1")
 _DEFAULT_TYPE = b"Content-Type: application/octet-stream\r\n"
 _CLOSE = b"Connection: close\r\n"
 _KEEP_ALIVE = b"Connection: keep-alive\r\n"
+_INTERNALS = (
+    "_payload_writer",
+    "_eof_sent",
+    "_keep_alive",
+    "_headers",
+    "_cookies",
+    "_compression",
+    "_chunked",
+    "_must_be_empty_body",
+    "_body_length",
+    "_req",
+)
+# The one-write path relies on these attributes of aiohttp's StreamResponse (and the request's
+# ``_payload_writer``), present in 3.12-3.14; an aiohttp without them gets its own response path.
+_FAST_PATH = all(hasattr(web.StreamResponse(), name) for name in _INTERNALS)
 
 
 class RelayedResponse(web.StreamResponse):
@@ -72,7 +87,9 @@ class RelayedResponse(web.StreamResponse):
         if self._eof_sent or self._payload_writer is not None:
             return await super().prepare(request)
         if (
-            self._items is None
+            not _FAST_PATH
+            or getattr(request, "_payload_writer", None) is None
+            or self._items is None
             or self._headers
             or self._cookies
             or self._compression

@@ -178,3 +178,10 @@ async def test_a_line_break_in_a_header_is_never_relayed(aiohttp_server: Any) ->
     writer.close()
     assert b"X-Injected" not in seen
     assert b"body" not in seen
+
+
+def test_the_installed_aiohttp_has_what_the_one_write_path_needs() -> None:
+    """Without these internals every answer silently takes aiohttp's slower path: fail loudly here."""
+    from proxy_core import relayed
+
+    assert relayed._FAST_PATH
