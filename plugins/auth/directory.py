@@ -14,6 +14,7 @@ import logging
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Literal
 
 from aiohttp import web
@@ -21,7 +22,7 @@ from aiohttp import web
 from proxy_core import Readiness, StageContext
 from proxy_core.db import Store, database
 
-from .sessions import Session, revoke_user_sessions
+from .sessions import Session, last_seen, revoke_user_sessions
 from .users import User, Users
 
 log = logging.getLogger(__name__)
@@ -69,6 +70,10 @@ class UserDirectory:
     async def list(self) -> list[User]:
         """Everyone, oldest first."""
         return await Users(self.db).list()
+
+    async def last_seen(self) -> dict[uuid.UUID, datetime]:
+        """When each user who is signed in somewhere last made a request (the signed-out are absent)."""
+        return await last_seen(self.db)
 
     async def create(self, email: str, *, name: str | None = None, role: str = "member") -> User:
         """A new user; :class:`~proxy_core.db.UniqueViolation` when the email is taken."""

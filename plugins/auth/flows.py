@@ -10,7 +10,6 @@ is refused by every worker and replica.
 from __future__ import annotations
 
 import logging
-import re
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -27,7 +26,7 @@ from .config import AuthConfig
 from .cookies import FLOW_TTL
 from .identity import Identity
 from .keys import Keys
-from .mail import DeliveryFailed
+from .mail import DeliveryFailed, valid_address
 from .providers.base import (
     CodeSignIn,
     DecoyCodes,
@@ -50,7 +49,6 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-_EMAIL = re.compile(r"^[^@\s/\\]+@[^@\s/\\]+\.[^@\s/\\]+$")  # no path separators: see MailboxMailer
 UNREACHABLE = "The sign-in provider cannot be reached right now. Try again in a moment."
 
 
@@ -133,14 +131,15 @@ class Flows:
             return pages.problem(prefix=self.prefix, status=status, title=title, message=message)
         return error_response(request, status, message)
 
-    def _base_url(self, request: web.Request) -> str:
+    def base_url(self, request: web.Request) -> str:
+        """Where people reach this cloud: ``[server] public_url``, else the address this request came to."""
         if self.public_url:
             return self.public_url
         client = self.forwarder.client(request)
         return f"{client.proto}://{client.host}"
 
     def _redirect_uri(self, request: web.Request) -> str:
-        return f"{self._base_url(request)}{self.prefix}/callback"
+        return f"{self.base_url(request)}{self.prefix}/callback"
 
     async def _flow(self, request: web.Request) -> dict[str, Any]:
         flow = await self.cookies.flow(request)
@@ -268,7 +267,7 @@ class Flows:
         if not await self._csrf_ok(request, form):
             return await self.sign_in_page(request, "The form expired. Please try again.")
         email = str(form.get("email", "")).strip()
-        if not _EMAIL.match(email) or len(email) > 254:
+        if not valid_address(email):
             return await self.sign_in_page(request, "Enter a valid email address.")
         client_ip = self.forwarder.client(request).ip
         flow = await self._flow(request)
@@ -366,9 +365,9 @@ class Flows:
         location = f"{self.prefix}/sign-in"
         keeper, provider = self.resolver.keeper, self.provider
         if keeper is not None:
-            location = keeper.logout_url(session.data, self._base_url(request) + location) or location
+            location = keeper.logout_url(session.data, self.base_url(request) + location) or location
         elif isinstance(provider, RemoteSignOut):
-            back = self._base_url(request) + location
+            back = self.base_url(request) + location
             location = await provider.end_session_url(session.data, back) or location
         log.info("auth: %s signed out", session.email)
         response = web.Response(status=303, headers={**pages.HEADERS, "Location": location})

@@ -1,24 +1,47 @@
-"""Delivering sign-in codes: to the server log, to a mailbox directory scripts can read, or by SMTP."""
+"""Delivering auth's mail (sign-in codes, invitations): to the server log, to a mailbox directory
+scripts can read, or by SMTP, as ``[pipeline.email_code] delivery`` says."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import os
+import re
 import smtplib
+from dataclasses import dataclass, field
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Protocol
 
-from .config import SmtpConfig
+from .config import EmailCodeConfig, SmtpConfig
 
 log = logging.getLogger(__name__)
 
 SUBJECT = "Your sign-in code"
+INVITATION_SUBJECT = "You are invited to sign in"
+
+_ADDRESS = re.compile(r"^[^@\s/\\]+@[^@\s/\\]+\.[^@\s/\\]+$")  # no path separators: see MailboxMailer
+
+
+def valid_address(email: str) -> bool:
+    """Whether ``email`` (stripped) is an address we send mail to."""
+    return len(email) <= 254 and _ADDRESS.match(email) is not None
 
 
 class DeliveryFailed(Exception):
-    """The code could not be handed to the mail server (or written to the mailbox directory)."""
+    """The mail could not be handed to the mail server (or written to the mailbox directory)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Mail:
+    """One message: ``summary`` is its line in the server log (``log`` delivery), ``fields`` that
+    line's structured fields."""
+
+    to: str
+    subject: str
+    text: str
+    summary: str
+    fields: dict[str, str] = field(default_factory=dict)
 
 
 def body(code: str, minutes: int) -> str:
@@ -28,21 +51,45 @@ def body(code: str, minutes: int) -> str:
     )
 
 
+def code_mail(to: str, code: str, minutes: int) -> Mail:
+    summary = f"Sign-in code for {to}: {code} (valid {minutes} minutes)"
+    return Mail(to, SUBJECT, body(code, minutes), summary, {"event": "sign_in_code", "code": code})
+
+
+def invitation_mail(to: str, sign_in_url: str, invited_by: str) -> Mail:
+    text = (
+        f"{invited_by} invited you to sign in at {sign_in_url}\n\n"
+        f"Sign in there with this address ({to}): a sign-in code is emailed to you then.\n"
+    )
+    summary = f"Invitation for {to}: sign in at {sign_in_url}"
+    return Mail(to, INVITATION_SUBJECT, text, summary, {"event": "invitation", "url": sign_in_url})
+
+
 class Mailer(Protocol):
-    async def send(self, to: str, code: str, minutes: int) -> None: ...
+    async def send(self, mail: Mail) -> None:
+        """Deliver ``mail``; raises :class:`DeliveryFailed`."""
+        ...
+
+
+def build_mailer(config: EmailCodeConfig, data_dir: Path) -> Mailer:
+    """The delivery ``config`` names (``log`` unless told otherwise)."""
+    if config.delivery == "mailbox":
+        return MailboxMailer(config.mailbox_dir or data_dir / "mailbox")
+    if config.delivery == "smtp":
+        assert config.smtp is not None  # the config's validator requires the table
+        return SmtpMailer(config.smtp)
+    return LogMailer()
 
 
 class LogMailer:
-    """Prints the code in the server's log on a line of its own (``==> Sign-in code for …`` on a
-    terminal; a JSON line with ``"event": "sign_in_code"`` otherwise)."""
+    """Prints the mail's summary in the server's log on a line of its own (``==> Sign-in code for …``
+    on a terminal; a JSON line with ``"event": "sign_in_code"`` or ``"invitation"`` otherwise)."""
 
-    async def send(self, to: str, code: str, minutes: int) -> None:
+    async def send(self, mail: Mail) -> None:
         log.warning(
-            "Sign-in code for %s: %s (valid %d minutes)",
-            to,
-            code,
-            minutes,
-            extra={"fields": {"highlight": True, "event": "sign_in_code", "email": to, "code": code}},
+            "%s",
+            mail.summary,
+            extra={"fields": {"highlight": True, **mail.fields, "email": mail.to}},
         )
 
 
@@ -52,11 +99,11 @@ class MailboxMailer:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
 
-    async def send(self, to: str, code: str, minutes: int) -> None:
+    async def send(self, mail: Mail) -> None:
         try:
-            await asyncio.to_thread(self._write, to.lower(), body(code, minutes))
+            await asyncio.to_thread(self._write, mail.to.lower(), mail.text)
         except OSError as exc:
-            log.warning("auth: cannot write the sign-in code to %s: %s", self.directory, exc)
+            log.warning("auth: cannot write mail to %s: %s", self.directory, exc)
             raise DeliveryFailed(str(exc)) from None
 
     def _write(self, to: str, text: str) -> None:
@@ -77,15 +124,15 @@ class SmtpMailer:
     def __init__(self, config: SmtpConfig) -> None:
         self.config = config
 
-    async def send(self, to: str, code: str, minutes: int) -> None:
+    async def send(self, mail: Mail) -> None:
         message = EmailMessage()
-        message["From"], message["To"], message["Subject"] = self.config.sender, to, SUBJECT
-        message.set_content(body(code, minutes))
+        message["From"], message["To"], message["Subject"] = self.config.sender, mail.to, mail.subject
+        message.set_content(mail.text)
         try:
             await asyncio.to_thread(self._send, message)
         except (OSError, smtplib.SMTPException) as exc:
             where = f"{self.config.host}:{self.config.port}"
-            log.warning("auth: cannot send the sign-in code through %s: %s", where, exc)
+            log.warning("auth: cannot send mail through %s: %s", where, exc)
             raise DeliveryFailed(str(exc)) from None
 
     def _send(self, message: EmailMessage) -> None:

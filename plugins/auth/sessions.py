@@ -124,6 +124,20 @@ async def active_sessions(db: Connection, user_id: uuid.UUID) -> list[Session]:
     return [_session(row) for row in rows]
 
 
+async def last_seen(db: Connection) -> dict[uuid.UUID, datetime]:
+    """When each user with a live session last made a request on one (users without one are absent)."""
+    rows = await db.fetch(
+        "SELECT user_id, last_seen_at FROM sessions "
+        "WHERE revoked_at IS NULL AND expires_at > $1 AND idle_expires_at > $1",
+        now(),
+    )
+    seen: dict[uuid.UUID, datetime] = {}
+    for row in rows:
+        user_id, at = row["user_id"], row["last_seen_at"]
+        seen[user_id] = max(at, seen.get(user_id, at))
+    return seen
+
+
 async def revoke_user_sessions(db: Connection, user_id: uuid.UUID) -> list[Session]:
     """Revoke every session of a user that has not ended yet; returns the live ones it ended. Only
     :class:`~plugins.auth.directory.UserDirectory` calls this (it tells the caches)."""

@@ -29,7 +29,9 @@ from .directory import user_directory
 from .flows import Flows
 from .guard import HeaderStripper, PublicPaths
 from .identity import IDENTITY, IDENTITY_HEADER_PREFIX, Identity
+from .invitations import Invitations
 from .keys import Keys, existing_secret, load_or_create_secret
+from .mail import build_mailer
 from .menu import CloudMenu
 from .providers import build_provider
 from .providers.base import SessionKeeper
@@ -68,7 +70,8 @@ class AuthStage(Stage[AuthConfig]):
             flow_path=config.path_prefix,
             forwarder=context.forwarder,
         )
-        self.provider = build_provider(config, self.keys, self.db)
+        mailer = build_mailer(config.email_code, config.data_dir)
+        self.provider = build_provider(config, self.keys, self.db, mailer)
         self.keeper = self.provider if isinstance(self.provider, SessionKeeper) else None
         self.resolver = SessionResolver(config, self.db, self.sessions, self.cookies, self.keys, self.keeper)
         self.directory.subscribe(self.resolver.user_changed)
@@ -86,6 +89,8 @@ class AuthStage(Stage[AuthConfig]):
             str(public_url).rstrip("/") if public_url else None,
         )
         self.menu = CloudMenu(self.resolver, config.path_prefix)
+        sign_in = f"{config.path_prefix}/sign-in"
+        self.invitations = Invitations(self.directory, mailer, config.provider, sign_in, self.flows.base_url)
 
     async def lifespan(self, app: web.Application) -> AsyncIterator[None]:
         async with BackgroundJobs(self.name) as jobs:
@@ -150,10 +155,6 @@ class AuthStage(Stage[AuthConfig]):
         """The sign-in paths (and the menu's script), behind the earlier stages only (``vkey``):
         never sent on to a forwarding stage, never asking for a session themselves."""
         return [*(self.menu.routes() if self.config.menu else ()), *self.flows.routes(self.strip)]
-
-    async def identify(self, request: web.Request) -> Identity | web.StreamResponse:
-        """The identity of the request's live session, or the answer to give instead."""
-        return await self.resolver.identify(request)
 
     async def revoke_user(self, user_id: uuid.UUID) -> int:
         """Sign a user out everywhere (an admin's action): every live session, here and at the provider."""

@@ -9,6 +9,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from aiohttp import web
+
+from plugins.auth import InvitationFailed
 from plugins.sandbox_router import ProviderError
 from proxy_core.db import CheckViolation, NotFound, StoreError, UniqueViolation
 
@@ -62,6 +65,8 @@ class Actions:
             outcome = await work()
         except NotFound as exc:
             outcome = Outcome(False, str(exc.message), 404)
+        except InvitationFailed as exc:
+            outcome = Outcome(False, exc.message, exc.status)
         except (NoSandbox, ConflictError) as exc:
             outcome = Outcome(False, str(exc), 409)
         except ProviderError as exc:
@@ -130,15 +135,16 @@ class Actions:
 
         return await self._run(admin, "key.revoke", user_id, work)
 
-    async def invite(self, admin: Admin, email: str, provider: str) -> Outcome:
+    async def invite(self, admin: Admin, request: web.Request, email: str) -> Outcome:
+        """Mail ``email`` an invitation (a link to this cloud's sign-in page) and add them as a member."""
+
         async def work() -> Outcome:
-            if provider != "email_code":
-                raise ValueError(
-                    f"Invitations are for email-code sign-in; this cloud signs in with {provider}."
-                )
-            user = await self.people.invite(email)
+            user = await self.people.invite(request, email, admin.user)
             return Outcome(
-                True, f"{user.email} may now sign in with an emailed code.", 201, data={"id": str(user.id)}
+                True,
+                f"{user.email} was sent an invitation and may now sign in with an emailed code.",
+                201,
+                data={"id": str(user.id)},
             )
 
         return await self._run(admin, "user.invite", None, work, email=email.strip())

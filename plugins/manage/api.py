@@ -14,7 +14,6 @@ import aiohttp_jinja2
 import orjson
 from aiohttp import web
 
-from plugins.auth import auth_stage
 from proxy_core import open_event_stream
 
 from .actions import Outcome
@@ -106,7 +105,7 @@ class Api:
         )
 
     async def users(self, request: web.Request) -> web.Response:
-        people = await self.manage.people(request.app).list()
+        people = await self.manage.people.list()
         return web.json_response(
             {
                 "users": [
@@ -141,8 +140,7 @@ class Api:
         email = body.get("email")
         if not isinstance(email, str) or not email.strip():
             return json_error(request, 400, 'Give the email to invite: {"email": "..."}.')
-        provider = auth_stage(request.app).config.provider
-        return self.answer(await self.manage.actions(request.app).invite(request[ADMIN], email, provider))
+        return self.answer(await self.manage.actions(request.app).invite(request[ADMIN], request, email))
 
     async def set_role(self, request: web.Request) -> web.Response:
         body = await self._body(request)
@@ -174,7 +172,7 @@ class Api:
 
     async def audit(self, request: web.Request) -> web.StreamResponse:
         entries = await self.manage.audit.entries(audit_filter(request.query), self.manage.config.audit_limit)
-        emails = await self.manage.people(request.app).emails()
+        emails = await self.manage.people.emails()
         if request.query.get("format") == "csv":
             return web.Response(
                 text=entries_csv(entries, emails),
@@ -203,7 +201,7 @@ class Api:
         except ValueError as exc:
             return json_error(request, 400, str(exc))
         view = await self.manage.usage(request.app, period, grouping(request.query))
-        emails = await self.manage.people(request.app).emails()
+        emails = await self.manage.people.emails()
         if request.query.get("format") == "csv":
             return web.Response(
                 text=usage_csv(view, emails),
@@ -393,7 +391,7 @@ class Api:
         return self.answer(await actions.control_rollout(request[ADMIN], rollout_id, command))
 
     async def tokens(self, request: web.Request) -> web.Response:
-        emails = await self.manage.people(request.app).emails()
+        emails = await self.manage.people.emails()
         return web.json_response(
             {
                 "tokens": [

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from plugins.auth import IDENTITY, Identity, User, auth_stage, check_csrf
+from plugins.auth import IDENTITY, Identity, User, check_csrf, identify
 from proxy_core.db import NotFound
 
 from .tokens import AdminToken, AdminTokens, looks_like_token
@@ -88,7 +88,7 @@ class Guard:
             return await self._checked(request, refuse, token.user_id, None, token)
         identity = request.get(IDENTITY)
         if identity is None:
-            found = await auth_stage(request.app).identify(request)
+            found = await identify(request)
             if not isinstance(found, Identity):
                 return found
             identity = request[IDENTITY] = found

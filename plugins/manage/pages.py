@@ -11,7 +11,7 @@ import aiohttp_jinja2
 from aiohttp import web
 from yarl import URL
 
-from plugins.auth import ROLES, auth_stage
+from plugins.auth import ROLES, sign_in_method
 from plugins.sandbox_router import STATES
 
 from .actions import Outcome
@@ -105,8 +105,8 @@ class Pages:
         raise web.HTTPFound(f"{self.prefix}/users")
 
     async def users(self, request: web.Request, extra: Mapping[str, Any] | None = None) -> web.Response:
-        people = await self.manage.people(request.app).list()
-        provider = auth_stage(request.app).config.provider
+        people = await self.manage.people.list()
+        provider = sign_in_method(request.app)
         context = {"people": people, "roles": ROLES, "can_invite": provider == "email_code", "secret": None}
         return self.render(request, "users.html", {**context, **(extra or {})})
 
@@ -116,9 +116,8 @@ class Pages:
 
     async def invite(self, request: web.Request) -> web.Response:
         email = (await self._form(request)).get("email", "")
-        provider = auth_stage(request.app).config.provider
         return self.back(
-            "users", await self.manage.actions(request.app).invite(request[ADMIN], email, provider)
+            "users", await self.manage.actions(request.app).invite(request[ADMIN], request, email)
         )
 
     async def set_role(self, request: web.Request) -> web.Response:
@@ -161,7 +160,7 @@ class Pages:
             "audit.html",
             {
                 "entries": entries,
-                "emails": await self.manage.people(request.app).emails(),
+                "emails": await self.manage.people.emails(),
                 "actions": await self.manage.audit.actions(),
                 "query": request.query,
                 "csv_url": URL(f"{self.prefix}/audit.csv").with_query(request.query),
@@ -170,7 +169,7 @@ class Pages:
 
     async def audit_csv(self, request: web.Request) -> web.Response:
         entries = await self.manage.audit.entries(audit_filter(request.query), self.manage.config.audit_limit)
-        emails = await self.manage.people(request.app).emails()
+        emails = await self.manage.people.emails()
         return web.Response(
             text=entries_csv(entries, emails),
             content_type="text/csv",
@@ -184,7 +183,7 @@ class Pages:
             raise web.HTTPBadRequest(text=str(exc)) from None
         by = grouping(request.query)
         view = await self.manage.usage(request.app, period, by)
-        emails = await self.manage.people(request.app).emails()
+        emails = await self.manage.people.emails()
         top = view.users[:20]
         return self.render(
             request,
@@ -212,7 +211,7 @@ class Pages:
         except ValueError as exc:
             raise web.HTTPBadRequest(text=str(exc)) from None
         view = await self.manage.usage(request.app, period, grouping(request.query))
-        emails = await self.manage.people(request.app).emails()
+        emails = await self.manage.people.emails()
         return web.Response(
             text=usage_csv(view, emails),
             content_type="text/csv",
@@ -350,7 +349,7 @@ class Pages:
     async def tokens(self, request: web.Request, extra: Mapping[str, Any] | None = None) -> web.Response:
         context = {
             "tokens": await self.manage.tokens.list(),
-            "emails": await self.manage.people(request.app).emails(),
+            "emails": await self.manage.people.emails(),
             "secret": None,
         }
         return self.render(request, "tokens.html", {**context, **(extra or {})})

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 
 from aiohttp import web
 
-from plugins.auth import ROLES, User, UserDirectory, auth_stage
+from plugins.auth import ROLES, User, UserDirectory, invite
 from plugins.vkey import IssuedKey, KeyService
 
 
@@ -24,10 +24,9 @@ class Person:
 
 
 class People:
-    def __init__(self, users: UserDirectory, keys: KeyService, app: web.Application) -> None:
+    def __init__(self, users: UserDirectory, keys: KeyService) -> None:
         self.users = users
         self.keys = keys
-        self.app = app
 
     async def get(self, user_id: uuid.UUID) -> User:
         """Raises :class:`~proxy_core.db.NotFound`."""
@@ -43,13 +42,11 @@ class People:
         for listing in await self.keys.list():
             record = listing.record
             newest[record.user_id] = (record.prefix, record.state(now))
-        sessions = auth_stage(self.app).sessions
+        seen = await self.users.last_seen()
         people = []
         for user in users:
-            active = await sessions.active(user.id)
-            seen = max((s.last_seen_at for s in active), default=None)
             prefix, state = newest.get(user.id, (None, None))
-            people.append(Person(user, prefix, state, seen))
+            people.append(Person(user, prefix, state, seen.get(user.id)))
         return people
 
     async def set_role(self, user_id: uuid.UUID, role: str) -> User:
@@ -71,6 +68,7 @@ class People:
     async def revoke_keys(self, user_id: uuid.UUID) -> int:
         return await self.keys.revoke(user_id)
 
-    async def invite(self, email: str) -> User:
-        """A new member who may now sign in with an emailed code; ``UniqueViolation`` if known."""
-        return await self.users.create(email)
+    async def invite(self, request: web.Request, email: str, invited_by: User) -> User:
+        """A new member, mailed an invitation to sign in (auth's :func:`~plugins.auth.invite`: raises
+        :class:`~plugins.auth.InvitationFailed`, nothing written)."""
+        return await invite(request, email, invited_by=invited_by)

@@ -33,14 +33,12 @@ class Manage:
         self.db = db
         self.keys = keys
         self.users = users
+        self.people = People(users, keys)
         self.audit = AuditLog(db)
         self.tokens = AdminTokens(db)
         self.driver: RolloutDriver | None = None
         """Drives rollouts; set by the stage when this cloud has sandboxes."""
         self._listed: tuple[float, dict[str, str]] | None = None
-
-    def people(self, app: web.Application) -> People:
-        return People(self.users, self.keys, app)
 
     def default_budget(self, app: web.Application) -> float:
         """The gateway's monthly budget per user (0: none), when this cloud has a ``vkey`` stage."""
@@ -63,7 +61,7 @@ class Manage:
     async def usage(self, app: web.Application, period: Period, by: Grouping) -> UsageView:
         return await usage_view(
             self.db,
-            await self.people(app).emails(),
+            await self.people.emails(),
             await self.keys.list(),
             self.default_budget(app),
             period,
@@ -85,7 +83,7 @@ class Manage:
         now = time.monotonic()
         if self._listed is None or now - self._listed[0] >= self.config.provider_list_seconds:
             self._listed = (now, await desk.listed())
-        emails = await self.people(app).emails()
+        emails = await self.people.emails()
         return await desk.views(emails, await self.target(app), self._listed[1])
 
     async def target(self, app: web.Application) -> str | None:
@@ -106,7 +104,7 @@ class Manage:
         return desk.default_target(), target, behind
 
     async def rollout_rows(self, app: web.Application, rollout_id: uuid.UUID) -> list[dict[str, Any]]:
-        emails = await self.people(app).emails()
+        emails = await self.people.emails()
         items = await Rollouts(self.db).items(rollout_id)
         order = {"updating": 0, "failed": 1, "rolled_back": 2, "deferred": 3, "pending": 4}
         return [
@@ -123,4 +121,4 @@ class Manage:
         ]
 
     def actions(self, app: web.Application) -> Actions:
-        return Actions(self.audit, self.people(app), self.tokens, self.desk(app), self.driver)
+        return Actions(self.audit, self.people, self.tokens, self.desk(app), self.driver)

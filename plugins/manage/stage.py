@@ -12,7 +12,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from plugins.auth import MenuEntry, auth_stage, user_directory
+from plugins.auth import MenuEntry, add_menu_entry, user_directory
 from plugins.vkey import key_service
 from proxy_core import Next, Stage, StageContext
 from proxy_core.db import database
@@ -44,7 +44,7 @@ class ManageStage(Stage[ManageConfig]):
 
     async def lifespan(self, app: web.Application) -> AsyncIterator[None]:
         try:
-            auth_stage(app).menu.add(MenuEntry("Manage", self.config.path_prefix, admins_only=True))
+            add_menu_entry(app, MenuEntry("Manage", self.config.path_prefix, admins_only=True))
         except LookupError:
             log.info("manage: no auth stage; no cloud menu entry")
         router = router_of(app)

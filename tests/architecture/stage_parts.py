@@ -1,7 +1,8 @@
-"""Reach-ins on another plugin's stage object, read from the source: ``other_stage(app).part.call()``
-or ``find_stage(app, OtherStage).part...`` (directly or through a name bound to it). A stage's parts
-(its resolver, key checker, config) are its own; other plugins use its package's functions or the
-stage's own methods."""
+"""Reach-ins on another plugin's stage object, read from the source: any attribute of
+``other_stage(app)`` or ``find_stage(app, OtherStage)`` (directly or through a name bound to it), be
+it a part (``.resolver.session``), a setting (``.config.provider``), a part bound to a name
+(``sessions = other_stage(app).sessions``) or a method (``.identify(request)``). A stage and its parts
+are its own plugin's; other plugins use the functions its package exports."""
 
 from __future__ import annotations
 
@@ -43,10 +44,8 @@ def reach_ins(source: str, owner: str) -> list[tuple[int, str]]:
             targets = node.targets if isinstance(node, ast.Assign) else [node.target]
             if _is_stage(node.value, foreign, set()):
                 bound.update(t.id for t in targets if isinstance(t, ast.Name))
-    return [
+    return sorted(
         (node.lineno, ast.unparse(node))
         for node in ast.walk(tree)
-        if isinstance(node, ast.Attribute)
-        and isinstance(node.value, ast.Attribute)
-        and _is_stage(node.value.value, foreign, bound)
-    ]
+        if isinstance(node, ast.Attribute) and _is_stage(node.value, foreign, bound)
+    )

@@ -29,7 +29,7 @@ from proxy_core.tasks import BackgroundJobs
 
 from ..codes import LoginCodes
 from ..config import EmailCodeConfig
-from ..mail import DeliveryFailed, Mailer
+from ..mail import DeliveryFailed, Mailer, code_mail
 from .base import SignedIn, SignInRefused
 
 log = logging.getLogger(__name__)
@@ -89,14 +89,14 @@ class EmailCodeProvider:
         )
         if not deliver:
             return
-        minutes = round(self.config.code_ttl / 60)
+        mail = code_mail(email, code, round(self.config.code_ttl / 60))
         if not getattr(self._mailer, "slow", False):  # the log or a mailbox: quick, and readable at once
-            await self._mailer.send(email, code, minutes)
+            await self._mailer.send(mail)
             return
 
         async def deliver_now() -> None:
             try:
-                await self._mailer.send(email, code, minutes)
+                await self._mailer.send(mail)
             except DeliveryFailed:
                 log.error("auth: the sign-in code for %s could not be sent (see the warning above)", email)
 

@@ -13,6 +13,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 from aiohttp.test_utils import TestServer
+from aiosmtpd.smtp import SMTP, Envelope, Session
 from yarl import URL
 
 from plugins.auth import IDENTITY, AuthStage, auth_stage
@@ -137,3 +138,14 @@ async def email_sign_in(
     response = await enter_code(session, proxy, page, mailbox_code(mailbox, email))
     assert response.status == 303, response.status
     return response.headers["Location"]
+
+
+class Inbox:
+    """An aiosmtpd handler that keeps every message it is given."""
+
+    def __init__(self) -> None:
+        self.messages: list[Envelope] = []
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        self.messages.append(envelope)
+        return "250 OK"

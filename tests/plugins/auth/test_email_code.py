@@ -254,11 +254,11 @@ async def test_an_address_with_path_separators_never_reaches_the_mailbox(
 
 
 async def test_the_mailbox_refuses_names_that_leave_it(tmp_path: Path) -> None:
-    from plugins.auth.mail import DeliveryFailed, MailboxMailer
+    from plugins.auth.mail import DeliveryFailed, MailboxMailer, code_mail
 
     mailer = MailboxMailer(tmp_path / "mail")
     with pytest.raises(DeliveryFailed):
-        await mailer.send("../outside@example.com", "123456", 10)
+        await mailer.send(code_mail("../outside@example.com", "123456", 10))
     assert not (tmp_path / "outside@example.com").exists()
 
 

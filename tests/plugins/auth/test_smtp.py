@@ -12,22 +12,10 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestServer
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from proxy_core.testing import echo_app
 
-from .kit import SECRET, ask_code, browser, enter_code, proxy, whoami
-
-
-class Inbox:
-    """An aiosmtpd handler that keeps every message it is given."""
-
-    def __init__(self) -> None:
-        self.messages: list[Envelope] = []
-
-    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
-        self.messages.append(envelope)
-        return "250 OK"
+from .kit import SECRET, Inbox, ask_code, browser, enter_code, proxy, whoami
 
 
 @pytest.fixture

@@ -6,15 +6,18 @@ from __future__ import annotations
 import csv
 import io
 import uuid
+from email import message_from_bytes
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 from aiohttp.test_utils import TestServer
+from aiosmtpd.controller import Controller
 
 from plugins.auth import UserDirectory
 from plugins.manage import AdminTokens, AuditLog
 from plugins.vkey import KeyService
+from tests.plugins.auth.kit import Inbox
 
 from .kit import JSON, Cloud, cloud
 
@@ -150,18 +153,78 @@ async def test_role_changes_and_bad_input(upstream: TestServer, db_url: str, tmp
         assert (await UserDirectory(c.db).get(mia.id)).role == "admin"
 
 
-async def test_invite_by_email(upstream: TestServer, db_url: str, tmp_path: Path) -> None:
+async def test_invite_mails_the_sign_in_page_and_adds_a_member(
+    upstream: TestServer, db_url: str, tmp_path: Path
+) -> None:
     async with cloud(upstream, db_url, tmp_path, allowed_domains=[]) as c:
         await c.user("ada@example.com", "admin")
         admin = await token_for(c, "ada@example.com")
-        status, _ = await call(c, admin, "POST", "/users", {"email": "new@example.com"})
-        assert status == 201
+        status, body = await call(c, admin, "POST", "/users", {"email": "new@example.com"})
+        assert status == 201, body
+        mail = (c.mailbox / "new@example.com").read_text()
+        assert f"ada@example.com invited you to sign in at {c.url}/auth/sign-in" in mail
         async with await c.browser("new@example.com") as invited:  # may now sign in
             async with invited.get(c.at("/work"), headers=JSON) as response:
                 assert response.status == 200
-        assert (await call(c, admin, "POST", "/users", {"email": "NEW@example.com"}))[0] == 409
-        assert (await call(c, admin, "POST", "/users", {"email": "not an email"}))[0] == 400
+        new = await UserDirectory(c.db).get("new@example.com")
+        assert new.role == "member"
+
+        (c.mailbox / "new@example.com").unlink()
+        status, body = await call(c, admin, "POST", "/users", {"email": "NEW@example.com"})
+        assert status == 409 and body["error"]["message"] == "NEW@example.com is already a user here."
+        assert not (c.mailbox / "new@example.com").exists()  # nobody is mailed twice
+        status, body = await call(c, admin, "POST", "/users", {"email": "not an email"})
+        assert status == 400 and body["error"]["message"] == "Not an email address: 'not an email'."
         assert (await call(c, admin, "POST", "/users", {}))[0] == 400
+        assert [u.email for u in await UserDirectory(c.db).list()] == ["ada@example.com", "new@example.com"]
+        entries = await AuditLog(c.db).entries()
+        assert [(e.action, e.result) for e in entries if e.action == "user.invite"] == [
+            ("user.invite", "failed: Not an email address: 'not an email'."),
+            ("user.invite", "failed: NEW@example.com is already a user here."),
+            ("user.invite", "ok"),
+        ]
+
+        # the page's form: the same action, the same answer
+        async with await c.browser("ada@example.com") as browser:
+            form = {"csrf_token": await c.csrf(browser), "email": "page@example.com"}
+            async with browser.post(c.at("/manage/users"), data=form) as response:
+                assert response.status == 200
+                assert "page@example.com was sent an invitation" in await response.text()
+        assert "invited you to sign in" in (c.mailbox / "page@example.com").read_text()
+
+
+async def test_invitations_go_by_smtp_and_a_failed_one_adds_nobody(
+    upstream: TestServer, db_url: str, tmp_path: Path, unused_tcp_port_factory: Any
+) -> None:
+    inbox = Inbox()
+    port = unused_tcp_port_factory()
+    smtp = {"host": "127.0.0.1", "port": port, "starttls": False, "sender": "cloud@example.com", "timeout": 2}
+    controller = Controller(inbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        async with cloud(upstream, db_url, tmp_path, email_code={"delivery": "smtp", "smtp": smtp}) as c:
+            await c.user("ada@example.com", "admin")
+            admin = await token_for(c, "ada@example.com")
+            status, body = await call(c, admin, "POST", "/users", {"email": "sam@example.com"})
+            assert status == 201, body
+            (envelope,) = inbox.messages  # sent before the answer
+            assert envelope.rcpt_tos == ["sam@example.com"] and envelope.mail_from == "cloud@example.com"
+            message = message_from_bytes(envelope.original_content or b"")
+            assert message["Subject"] == "You are invited to sign in"
+            assert f"{c.url}/auth/sign-in" in message.get_payload()
+
+            controller.stop()  # the mail server goes away
+            status, body = await call(c, admin, "POST", "/users", {"email": "tom@example.com"})
+            assert status == 503
+            assert body["error"]["message"] == (
+                "The invitation to tom@example.com could not be sent, so nobody was added. Try again later."
+            )
+            assert await UserDirectory(c.db).find_by_email("tom@example.com") is None
+            (entry, *_) = await AuditLog(c.db).entries()
+            assert entry.action == "user.invite" and entry.result.startswith("failed: The invitation")
+    finally:
+        if controller.loop.is_running():
+            controller.stop()
 
 
 async def test_audit_log_filters_and_exports_csv(upstream: TestServer, db_url: str, tmp_path: Path) -> None:
