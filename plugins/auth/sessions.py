@@ -9,14 +9,19 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from proxy_core.db import Connection, Row
+from proxy_core.db import Connection, Row, Store
 
 from .tokens import random_token
-from .users import Role
+from .users import Role, Users
 
 _COLUMNS = (
     "s.id, s.user_id, s.created_at, s.last_seen_at, s.expires_at, s.idle_expires_at, s.data, "
     "u.email, u.name, u.role, u.disabled"
+)
+
+_INSERT = (
+    "INSERT INTO sessions (id, user_id, created_at, last_seen_at, expires_at, idle_expires_at, data) "
+    "VALUES ($1, $2, $3, $3, $4, $5, $6)"
 )
 
 
@@ -48,25 +53,27 @@ def now() -> datetime:
 class Sessions:
     """Queries on ``sessions``; ``lifetime`` and ``idle`` are seconds."""
 
-    def __init__(self, db: Connection, *, lifetime: float, idle: float) -> None:
+    def __init__(self, db: Store, *, lifetime: float, idle: float) -> None:
         self.db = db
         self.lifetime = timedelta(seconds=lifetime)
         self.idle = timedelta(seconds=idle)
 
     async def create(self, user_id: uuid.UUID, data: dict[str, Any]) -> str:
-        """A new session; returns the token for the cookie (never stored)."""
+        """A new session, and the user's last sign-in set to its start, in one transaction; returns
+        the token for the cookie (never stored)."""
         token = random_token(32)
         at = now()
-        await self.db.execute(
-            "INSERT INTO sessions (id, user_id, created_at, last_seen_at, expires_at, idle_expires_at, data) "
-            "VALUES ($1, $2, $3, $3, $4, $5, $6)",
-            session_id(token),
-            user_id,
-            at,
-            at + self.lifetime,
-            min(at + self.idle, at + self.lifetime),
-            data,
-        )
+        async with self.db.transaction() as tx:
+            await tx.execute(
+                _INSERT,
+                session_id(token),
+                user_id,
+                at,
+                at + self.lifetime,
+                min(at + self.idle, at + self.lifetime),
+                data,
+            )
+            await Users(tx).signed_in(user_id, at)
         return token
 
     async def get(self, sid: str) -> Session | None:

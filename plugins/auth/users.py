@@ -13,7 +13,7 @@ from proxy_core.db import CheckViolation, Connection, NotFound, Row
 Role = Literal["member", "admin"]
 ROLES: tuple[Role, ...] = get_args(Role)
 
-_COLUMNS = "id, external_id, email, name, role, disabled, created_at, updated_at"
+_COLUMNS = "id, external_id, email, name, role, disabled, created_at, updated_at, last_sign_in_at"
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +26,8 @@ class User:
     disabled: bool
     created_at: datetime
     updated_at: datetime
+    last_sign_in_at: datetime | None = None
+    """When they last signed in (by any method); ``None``: never."""
 
     @property
     def is_admin(self) -> bool:
@@ -109,6 +111,10 @@ class Users:
 
     async def set_disabled(self, user_id: uuid.UUID, disabled: bool) -> User:
         return await self._update(user_id, "disabled = $2", disabled)
+
+    async def signed_in(self, user_id: uuid.UUID, at: datetime) -> None:
+        """Record a sign-in at ``at`` (the session's start: call it in the transaction creating it)."""
+        await self.db.execute("UPDATE users SET last_sign_in_at = $2 WHERE id = $1", user_id, at)
 
     async def update_profile(self, user: User, email: str, name: str | None) -> User:
         """``user`` with the email and name a provider now gives (a ``None`` name keeps the stored one)."""

@@ -117,6 +117,7 @@ class Api:
                         "disabled": p.user.disabled,
                         "key_prefix": p.key_prefix,
                         "key_state": p.key_state,
+                        "last_sign_in": _iso(p.user.last_sign_in_at),
                         "last_seen": _iso(p.last_seen),
                     }
                     for p in people

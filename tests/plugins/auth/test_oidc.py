@@ -90,6 +90,9 @@ async def test_the_whole_flow_with_admin_claim(upstream: TestServer, issuer: str
             assert (await whoami(b, px) or {})["role"] == "member"
         ann = await Users(px.auth.db).get_by_email("ann@example.com")
         assert ann.external_id == "ann" and ann.name == "Ann Lee"
+        bob = await Users(px.auth.db).get_by_email("bob@example.com")
+        assert ann.last_sign_in_at is not None and bob.last_sign_in_at is not None  # SSO sign-ins too
+        assert ann.last_sign_in_at < bob.last_sign_in_at
 
 
 async def test_unverified_email_is_refused(upstream: TestServer, issuer: str, sqlite_url: str) -> None:

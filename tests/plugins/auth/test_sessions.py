@@ -225,6 +225,25 @@ async def test_store_down_means_503_not_a_crash(upstream: TestServer, tmp_path: 
             assert response.status == 200
 
 
+async def test_every_sign_in_records_its_time_with_its_session(
+    upstream: TestServer, db_url: str, tmp_path: Path
+) -> None:
+    async with proxy(upstream, db_url, **options(tmp_path)) as px:
+        users = Users(px.auth.db)
+        bob = await users.create("bob@example.com")
+        assert bob.last_sign_in_at is None  # added, never signed in
+        starts = []
+        for _ in range(2):
+            async with browser() as b:
+                await email_sign_in(b, px, tmp_path / "mail", "ann@example.com")
+                ann = await users.get_by_email("ann@example.com")
+                newest = (await px.auth.sessions.active(ann.id))[0]
+                assert ann.last_sign_in_at == newest.created_at  # written with the session
+                starts.append(newest.created_at)
+        assert starts[0] < starts[1]
+        assert (await users.get(bob.id)).last_sign_in_at is None
+
+
 async def test_sessions_repository(db: Database) -> None:
     users = Users(db)
     ann = await users.create("ann@example.com")

@@ -48,10 +48,17 @@ async def test_users_list_shows_role_state_key_prefix_and_never_a_key(
         (row,) = [u for u in body["users"] if u["email"] == "mia@example.com"]
         assert row["role"] == "member" and row["disabled"] is False
         assert row["key_prefix"] == issued.record.prefix and row["key_state"] == "active"
+        assert row["last_sign_in"] is None and row["last_seen"] is None  # never signed in
         assert issued.key not in str(body)
         async with await c.browser("ada@example.com") as admin, admin.get(c.at("/manage/users")) as page:
             text = await page.text()
         assert issued.record.prefix in text and issued.key not in text
+        ada = await UserDirectory(c.db).get("ada@example.com")
+        assert ada.last_sign_in_at is not None
+        assert f"<td>{ada.last_sign_in_at:%Y-%m-%d %H:%M}</td>" in text
+        status, body = await call(c, await token_for(c, "ada@example.com"), "GET", "/users")
+        (row,) = [u for u in body["users"] if u["email"] == "ada@example.com"]
+        assert row["last_sign_in"] == ada.last_sign_in_at.isoformat() and row["last_seen"] is not None
 
 
 async def test_disable_cuts_sessions_and_keys_at_once_and_enable_restores_keys(
