@@ -17,7 +17,7 @@ def test_upgrade_then_status(db_url: str, tmp_path: Path, capsys: pytest.Capture
     out = capsys.readouterr().out
     assert (
         "auth: version 0000, pending: 0001_users, 0002_sessions, 0003_login_codes, 0004_sso, "
-        "0005_login_codes_per_flow" in out
+        "0005_login_codes_per_flow, 0006_last_sign_in" in out
     )
     assert "sandbox_router: version 0000, pending: 0001_sandboxes, 0002_sandbox_runtime" in out
 
@@ -29,6 +29,7 @@ def test_upgrade_then_status(db_url: str, tmp_path: Path, capsys: pytest.Capture
         "applied auth 0003_login_codes",
         "applied auth 0004_sso",
         "applied auth 0005_login_codes_per_flow",
+        "applied auth 0006_last_sign_in",
         "applied manage 0001_audit_log",
         "applied manage 0002_admin_tokens",
         "applied manage 0003_rollouts",
@@ -39,7 +40,7 @@ def test_upgrade_then_status(db_url: str, tmp_path: Path, capsys: pytest.Capture
         "applied vkey 0001_virtual_keys",
         "applied vkey 0002_usage",
         "applied vkey 0003_usage_details",
-        "15 migration(s) applied",
+        "16 migration(s) applied",
     ]
 
     assert main(["db", "upgrade", "-c", config]) == 0
@@ -48,7 +49,7 @@ def test_upgrade_then_status(db_url: str, tmp_path: Path, capsys: pytest.Capture
     assert main(["db", "status", "-c", config]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[1:] == [
-        "auth: version 0005, up to date",
+        "auth: version 0006, up to date",
         "manage: version 0004, up to date",
         "proxy_core: version 0001, up to date",
         "sandbox_router: version 0002, up to date",

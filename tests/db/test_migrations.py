@@ -18,6 +18,7 @@ ALL = [
     ("auth", 3, "login_codes"),
     ("auth", 4, "sso"),
     ("auth", 5, "login_codes_per_flow"),
+    ("auth", 6, "last_sign_in"),
     ("manage", 1, "audit_log"),
     ("manage", 2, "admin_tokens"),
     ("manage", 3, "rollouts"),
@@ -47,7 +48,7 @@ async def test_upgrade_from_empty_then_no_op(make_db: MakeDatabase) -> None:
     assert [(r["owner"], r["version"], r["name"]) for r in rows] == ALL
     status = {owner.owner: owner for owner in await db.migration_status()}
     assert {name: s.version for name, s in status.items()} == {
-        "auth": 5,
+        "auth": 6,
         "manage": 4,
         "proxy_core": 1,
         "sandbox_router": 2,
