@@ -4,7 +4,6 @@ Errors come back as ``{"error": {"status", "title", "message"}}``."""
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import Sequence
 from datetime import datetime
 from http import HTTPStatus
@@ -21,6 +20,7 @@ from .audit import entries_csv
 from .filters import audit_filter
 from .guard import ADMIN, Guard
 from .listing import select
+from .paths import SANDBOX_ACTIONS, path_id, twin_routes
 from .rollouts import Rollout, Rollouts
 from .sandboxes import SandboxView
 from .services import Manage
@@ -47,35 +47,13 @@ class Api:
 
     def routes(self, base: str) -> Sequence[web.RouteDef]:
         protect = self.guard.protect
-        user = f"{base}/users/{{user_id}}"
         table = [
+            *twin_routes(base, self),
             ("GET", f"{base}/me", self.me),
-            ("GET", f"{base}/users", self.users),
-            ("POST", f"{base}/users", self.invite),
-            ("POST", f"{user}/role", self.set_role),
-            ("POST", f"{user}/disable", self.disable),
-            ("POST", f"{user}/enable", self.enable),
-            ("POST", f"{user}/sign-out", self.sign_out),
-            ("POST", f"{user}/key/rotate", self.rotate_key),
-            ("POST", f"{user}/key/revoke", self.revoke_keys),
-            ("GET", f"{base}/audit", self.audit),
-            ("GET", f"{base}/usage", self.usage),
-            ("GET", f"{base}/tokens", self.tokens),
-            ("POST", f"{base}/tokens", self.create_token),
-            ("POST", f"{base}/tokens/{{token_id}}/revoke", self.revoke_token),
-            ("GET", f"{base}/sandboxes", self.sandboxes),
             ("GET", f"{base}/sandboxes/stream", self.stream),
             ("POST", f"{base}/sandboxes/restart-failed", self.restart_failed),
             ("GET", f"{base}/sandboxes/{{user_id}}/logs", self.logs),
-            ("POST", f"{base}/sandboxes/{{user_id}}/run", self.run_command),
-            ("POST", f"{base}/sandboxes/{{user_id}}/rollback", self.roll_back),
-            ("POST", f"{base}/sandboxes/{{user_id}}/{{action}}", self.sandbox_action),
-            ("GET", f"{base}/updates", self.updates),
-            ("POST", f"{base}/updates/target", self.set_target),
-            ("POST", f"{base}/rollouts", self.start_rollout),
-            ("GET", f"{base}/rollouts/{{rollout_id}}", self.rollout),
             ("GET", f"{base}/rollouts/{{rollout_id}}/stream", self.rollout_stream),
-            ("POST", f"{base}/rollouts/{{rollout_id}}/{{command}}", self.control_rollout),
         ]
         return [web.route(method, path, protect(handler, json_error)) for method, path, handler in table]
 
@@ -148,28 +126,30 @@ class Api:
         role = body.get("role")
         if not isinstance(role, str):
             return json_error(request, 400, 'Give the role: {"role": "member" or "admin"}.')
-        target = _user_id(request)
+        target = path_id(request, "user_id")
         return self.answer(await self.manage.actions(request.app).set_role(request[ADMIN], target, role))
 
     async def disable(self, request: web.Request) -> web.Response:
         actions = self.manage.actions(request.app)
-        return self.answer(await actions.set_disabled(request[ADMIN], _user_id(request), True))
+        return self.answer(await actions.set_disabled(request[ADMIN], path_id(request, "user_id"), True))
 
     async def enable(self, request: web.Request) -> web.Response:
         actions = self.manage.actions(request.app)
-        return self.answer(await actions.set_disabled(request[ADMIN], _user_id(request), False))
+        return self.answer(await actions.set_disabled(request[ADMIN], path_id(request, "user_id"), False))
 
     async def sign_out(self, request: web.Request) -> web.Response:
-        return self.answer(await self.manage.actions(request.app).sign_out(request[ADMIN], _user_id(request)))
+        return self.answer(
+            await self.manage.actions(request.app).sign_out(request[ADMIN], path_id(request, "user_id"))
+        )
 
     async def rotate_key(self, request: web.Request) -> web.Response:
         return self.answer(
-            await self.manage.actions(request.app).rotate_key(request[ADMIN], _user_id(request))
+            await self.manage.actions(request.app).rotate_key(request[ADMIN], path_id(request, "user_id"))
         )
 
     async def revoke_keys(self, request: web.Request) -> web.Response:
         actions = self.manage.actions(request.app)
-        return self.answer(await actions.revoke_keys(request[ADMIN], _user_id(request)))
+        return self.answer(await actions.revoke_keys(request[ADMIN], path_id(request, "user_id")))
 
     async def audit(self, request: web.Request) -> web.StreamResponse:
         entries = await self.manage.audit.entries(audit_filter(request.query), self.manage.config.audit_limit)
@@ -296,19 +276,21 @@ class Api:
             keep = (await self._body(request)).get("keep_files", True)
             if not isinstance(keep, bool):
                 return json_error(request, 400, "keep_files is true or false.")
-            return self.answer(await actions.reprovision(request[ADMIN], _user_id(request), keep_files=keep))
-        return self.answer(await actions.sandbox(request[ADMIN], _user_id(request), action))
+            return self.answer(
+                await actions.reprovision(request[ADMIN], path_id(request, "user_id"), keep_files=keep)
+            )
+        return self.answer(await actions.sandbox(request[ADMIN], path_id(request, "user_id"), action))
 
     async def logs(self, request: web.Request) -> web.Response:
         actions = self.manage.actions(request.app)
-        return self.answer(await actions.sandbox(request[ADMIN], _user_id(request), "logs"))
+        return self.answer(await actions.sandbox(request[ADMIN], path_id(request, "user_id"), "logs"))
 
     async def run_command(self, request: web.Request) -> web.Response:
         command = (await self._body(request)).get("command")
         if not isinstance(command, str):
             return json_error(request, 400, 'Give the command: {"command": "ls"}.')
         actions = self.manage.actions(request.app)
-        return self.answer(await actions.run_command(request[ADMIN], _user_id(request), command))
+        return self.answer(await actions.run_command(request[ADMIN], path_id(request, "user_id"), command))
 
     async def restart_failed(self, request: web.Request) -> web.Response:
         views = await self.manage.sandbox_views(request.app)
@@ -317,7 +299,7 @@ class Api:
 
     async def roll_back(self, request: web.Request) -> web.Response:
         return self.answer(
-            await self.manage.actions(request.app).roll_back(request[ADMIN], _user_id(request))
+            await self.manage.actions(request.app).roll_back(request[ADMIN], path_id(request, "user_id"))
         )
 
     async def updates(self, request: web.Request) -> web.Response:
@@ -351,7 +333,7 @@ class Api:
         )
 
     async def rollout(self, request: web.Request) -> web.Response:
-        rollout_id = _uuid(request.match_info["rollout_id"])
+        rollout_id = path_id(request, "rollout_id")
         found = await Rollouts(self.manage.db).get(rollout_id)
         if found is None:
             return json_error(request, 404, "No such rollout.")
@@ -361,7 +343,7 @@ class Api:
     async def rollout_stream(self, request: web.Request) -> web.StreamResponse:
         """The rollout and each sandbox's step, as server-sent events whenever they change."""
         admin = request[ADMIN]
-        rollout_id = _uuid(request.match_info["rollout_id"])
+        rollout_id = path_id(request, "rollout_id")
         store = Rollouts(self.manage.db)
         if await store.get(rollout_id) is None:
             return json_error(request, 404, "No such rollout.")
@@ -386,7 +368,7 @@ class Api:
         return response
 
     async def control_rollout(self, request: web.Request) -> web.Response:
-        rollout_id = _uuid(request.match_info["rollout_id"])
+        rollout_id = path_id(request, "rollout_id")
         command = request.match_info["command"]
         actions = self.manage.actions(request.app)
         return self.answer(await actions.control_rollout(request[ADMIN], rollout_id, command))
@@ -417,7 +399,7 @@ class Api:
         return self.answer(await self.manage.actions(request.app).create_token(request[ADMIN], name))
 
     async def revoke_token(self, request: web.Request) -> web.Response:
-        token_id = _uuid(request.match_info["token_id"])
+        token_id = path_id(request, "token_id")
         return self.answer(await self.manage.actions(request.app).revoke_token(request[ADMIN], token_id))
 
 
@@ -431,17 +413,3 @@ def _rollout_json(rollout: Rollout) -> dict[str, Any]:
         "created_at": rollout.created_at.isoformat(),
         "finished_at": _iso(rollout.finished_at),
     }
-
-
-SANDBOX_ACTIONS = frozenset({"resume", "pause", "restart-app", "rerun-healer", "reprovision", "delete"})
-
-
-def _uuid(text: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(text)
-    except ValueError:
-        raise web.HTTPNotFound(text="No such id.") from None
-
-
-def _user_id(request: web.Request) -> uuid.UUID:
-    return _uuid(request.match_info["user_id"])

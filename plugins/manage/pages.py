@@ -3,7 +3,6 @@ action as the API, then redirects back with the result (or, for a new key or tok
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -15,12 +14,12 @@ from plugins.auth import ROLES, sign_in_method
 from plugins.sandbox_router import STATES
 
 from .actions import Outcome
-from .api import SANDBOX_ACTIONS
 from .audit import entries_csv
 from .chart import bar_chart
 from .filters import audit_filter
 from .guard import ADMIN, Guard
 from .listing import SORTS, select
+from .paths import SANDBOX_ACTIONS, path_id, twin_routes
 from .rollouts import Rollouts
 from .services import Manage
 from .templates import TEMPLATES
@@ -44,36 +43,14 @@ class Pages:
         self.prefix = manage.config.path_prefix
 
     def routes(self, prefix: str) -> Sequence[web.RouteDef]:
-        user = f"{prefix}/users/{{user_id}}"
         table = [
+            *twin_routes(prefix, self),
             ("GET", prefix, self.home),
-            ("GET", f"{prefix}/users", self.users),
-            ("POST", f"{prefix}/users", self.invite),
-            ("POST", f"{user}/role", self.set_role),
-            ("POST", f"{user}/disable", self.disable),
-            ("POST", f"{user}/enable", self.enable),
-            ("POST", f"{user}/sign-out", self.sign_out),
-            ("POST", f"{user}/key/rotate", self.rotate_key),
-            ("POST", f"{user}/key/revoke", self.revoke_keys),
-            ("GET", f"{prefix}/audit", self.audit),
             ("GET", f"{prefix}/audit.csv", self.audit_csv),
-            ("GET", f"{prefix}/usage", self.usage),
             ("GET", f"{prefix}/usage.csv", self.usage_csv),
-            ("GET", f"{prefix}/tokens", self.tokens),
-            ("POST", f"{prefix}/tokens", self.create_token),
-            ("POST", f"{prefix}/tokens/{{token_id}}/revoke", self.revoke_token),
-            ("GET", f"{prefix}/sandboxes", self.sandboxes),
             ("GET", f"{prefix}/recovery", self.recovery),
             ("POST", f"{prefix}/recovery/restart-failed", self.restart_failed),
             ("GET", f"{prefix}/sandboxes/{{user_id}}", self.sandbox),
-            ("POST", f"{prefix}/sandboxes/{{user_id}}/run", self.run_command),
-            ("POST", f"{prefix}/sandboxes/{{user_id}}/rollback", self.roll_back),
-            ("POST", f"{prefix}/sandboxes/{{user_id}}/{{action}}", self.sandbox_action),
-            ("GET", f"{prefix}/updates", self.updates),
-            ("POST", f"{prefix}/updates/target", self.set_target),
-            ("POST", f"{prefix}/rollouts", self.start_rollout),
-            ("GET", f"{prefix}/rollouts/{{rollout_id}}", self.rollout),
-            ("POST", f"{prefix}/rollouts/{{rollout_id}}/{{command}}", self.control_rollout),
         ]
         return [web.route(method, path, self.guard.protect(h, not_allowed)) for method, path, h in table]
 
@@ -122,27 +99,32 @@ class Pages:
 
     async def set_role(self, request: web.Request) -> web.Response:
         role = (await self._form(request)).get("role", "")
-        outcome = await self.manage.actions(request.app).set_role(request[ADMIN], _user_id(request), role)
+        outcome = await self.manage.actions(request.app).set_role(
+            request[ADMIN], path_id(request, "user_id"), role
+        )
         return self.back("users", outcome)
 
     async def disable(self, request: web.Request) -> web.Response:
         actions = self.manage.actions(request.app)
-        outcome = await actions.set_disabled(request[ADMIN], _user_id(request), True)
+        outcome = await actions.set_disabled(request[ADMIN], path_id(request, "user_id"), True)
         return self.back("users", outcome)
 
     async def enable(self, request: web.Request) -> web.Response:
         outcome = await self.manage.actions(request.app).set_disabled(
-            request[ADMIN], _user_id(request), False
+            request[ADMIN], path_id(request, "user_id"), False
         )
         return self.back("users", outcome)
 
     async def sign_out(self, request: web.Request) -> web.Response:
         return self.back(
-            "users", await self.manage.actions(request.app).sign_out(request[ADMIN], _user_id(request))
+            "users",
+            await self.manage.actions(request.app).sign_out(request[ADMIN], path_id(request, "user_id")),
         )
 
     async def rotate_key(self, request: web.Request) -> web.Response:
-        outcome = await self.manage.actions(request.app).rotate_key(request[ADMIN], _user_id(request))
+        outcome = await self.manage.actions(request.app).rotate_key(
+            request[ADMIN], path_id(request, "user_id")
+        )
         if not outcome.ok:
             return self.back("users", outcome)
         return await self.users(
@@ -150,7 +132,9 @@ class Pages:
         )
 
     async def revoke_keys(self, request: web.Request) -> web.Response:
-        outcome = await self.manage.actions(request.app).revoke_keys(request[ADMIN], _user_id(request))
+        outcome = await self.manage.actions(request.app).revoke_keys(
+            request[ADMIN], path_id(request, "user_id")
+        )
         return self.back("users", outcome)
 
     async def audit(self, request: web.Request) -> web.Response:
@@ -256,7 +240,7 @@ class Pages:
         )
 
     async def sandbox(self, request: web.Request, output: Mapping[str, Any] | None = None) -> web.Response:
-        user_id = _user_id(request)
+        user_id = path_id(request, "user_id")
         views = [v for v in await self.manage.sandbox_views(request.app) if v.user_id == user_id]
         if not views:
             raise web.HTTPNotFound(text="This user has no sandbox.")
@@ -270,7 +254,7 @@ class Pages:
     async def run_command(self, request: web.Request) -> web.Response:
         command = (await self._form(request)).get("command", "")
         outcome = await self.manage.actions(request.app).run_command(
-            request[ADMIN], _user_id(request), command
+            request[ADMIN], path_id(request, "user_id"), command
         )
         return await self.sandbox(request, {"command": command, "outcome": outcome})
 
@@ -279,11 +263,15 @@ class Pages:
         if action not in SANDBOX_ACTIONS:
             raise web.HTTPNotFound(text="No such action.")
         back = (await self._form(request)).get("back", "sandboxes")
-        outcome = await self.manage.actions(request.app).sandbox(request[ADMIN], _user_id(request), action)
+        outcome = await self.manage.actions(request.app).sandbox(
+            request[ADMIN], path_id(request, "user_id"), action
+        )
         return self.back(back if back in BACK_PAGES else "sandboxes", outcome)
 
     async def roll_back(self, request: web.Request) -> web.Response:
-        outcome = await self.manage.actions(request.app).roll_back(request[ADMIN], _user_id(request))
+        outcome = await self.manage.actions(request.app).roll_back(
+            request[ADMIN], path_id(request, "user_id")
+        )
         return self.back("recovery", outcome)
 
     async def updates(self, request: web.Request) -> web.Response:
@@ -322,7 +310,7 @@ class Pages:
         return self.back("updates", outcome)
 
     async def rollout(self, request: web.Request) -> web.Response:
-        rollout_id = _uuid(request.match_info["rollout_id"])
+        rollout_id = path_id(request, "rollout_id")
         found = await Rollouts(self.manage.db).get(rollout_id)
         if found is None:
             raise web.HTTPNotFound(text="No such rollout.")
@@ -338,7 +326,7 @@ class Pages:
         )
 
     async def control_rollout(self, request: web.Request) -> web.Response:
-        rollout_id = _uuid(request.match_info["rollout_id"])
+        rollout_id = path_id(request, "rollout_id")
         command = request.match_info["command"]
         outcome = await self.manage.actions(request.app).control_rollout(request[ADMIN], rollout_id, command)
         location = URL(f"{self.prefix}/rollouts/{rollout_id}").with_query(
@@ -364,21 +352,10 @@ class Pages:
         )
 
     async def revoke_token(self, request: web.Request) -> web.Response:
-        token_id = _uuid(request.match_info["token_id"])
+        token_id = path_id(request, "token_id")
         return self.back(
             "tokens", await self.manage.actions(request.app).revoke_token(request[ADMIN], token_id)
         )
 
 
 BACK_PAGES = frozenset({"sandboxes", "recovery", "updates"})
-
-
-def _uuid(text: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(text)
-    except ValueError:
-        raise web.HTTPNotFound(text="No such id.") from None
-
-
-def _user_id(request: web.Request) -> uuid.UUID:
-    return _uuid(request.match_info["user_id"])
