@@ -1,6 +1,7 @@
 """Manage in Debian's Chromium: an admin signs in and works the users page (role change, key
 rotation shown once, a disable that asks first), the audit log and usage render on a laptop screen,
-keyboard focus is visible, and a member gets the plain "not allowed" page."""
+every page passes the accessibility checks (contrast, labels, visible focus), and a member gets the
+plain "not allowed" page."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from playwright.async_api import Browser
 from plugins.auth import UserDirectory
 from plugins.vkey import USAGE_WRITER, KeyService, UsageRow
 
-from .browser import browser, no_horizontal_scroll, shoot, sign_in
+from .browser import assert_accessible, browser, no_horizontal_scroll, shoot, sign_in
 from .kit import Cloud, cloud
 
 __all__ = ["browser"]
@@ -65,6 +66,7 @@ async def test_admin_works_the_users_page_and_a_member_is_refused(
         await page.get_by_role("status").filter(has_text="mia@example.com is now admin.").wait_for()
         assert (await UserDirectory(c.db).get(mia.id)).role == "admin"
         await shoot(page, "users")
+        await assert_accessible(page, "users")
 
         await page.get_by_role("button", name="Rotate key: mia@example.com").click()
         secret = page.get_by_label("The new key, shown only this once:")
@@ -94,12 +96,14 @@ async def test_admin_works_the_users_page_and_a_member_is_refused(
         await page.get_by_label("Action").select_option("")
         await page.get_by_role("button", name="Filter").click()
         await shoot(page, "audit")
+        await assert_accessible(page, "audit")
 
         await seed_usage(c, mia.id)
         await page.get_by_role("link", name="Usage").click()
         await page.get_by_role("img", name="Cost per day (USD)").wait_for()
         assert await no_horizontal_scroll(page)
         await shoot(page, "usage")
+        await assert_accessible(page, "usage")
 
         await page.get_by_role("link", name="Admin tokens").click()
         await page.get_by_label("Name").fill("deploy script")
@@ -109,6 +113,7 @@ async def test_admin_works_the_users_page_and_a_member_is_refused(
         await page.reload()
         assert token not in await page.content()
         await shoot(page, "tokens")
+        await assert_accessible(page, "tokens")
         assert page.errors == []  # type: ignore[attr-defined]
 
         await c.user("bob@example.com")

@@ -1,6 +1,7 @@
 """Manage's live parts in Debian's Chromium against real local sandboxes: the sandbox list follows a
 pause made elsewhere without a reload, a rollout where one sandbox fails shows it rolled back live,
-and a broken sandbox is recovered from the Recovery page."""
+and a broken sandbox is recovered from the Recovery page; each page passes the accessibility checks
+(contrast, labels, visible focus)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pathlib import Path
 import aiohttp
 from playwright.async_api import Browser
 
-from .browser import browser, no_horizontal_scroll, shoot, sign_in
+from .browser import assert_accessible, browser, no_horizontal_scroll, shoot, sign_in
 from .fleet import fleet, no_leftover_sandboxes
 from .test_rollouts import new_template_version, run
 
@@ -30,6 +31,7 @@ async def test_live_list_rollout_and_recovery_in_the_browser(
         assert await mia_state.inner_text() == "running"
         assert await no_horizontal_scroll(page)
         await shoot(page, "sandboxes")
+        await assert_accessible(page, "sandboxes")
 
         # paused elsewhere (the API, as the idle sweeper would): the open page follows, no reload
         marker = await page.evaluate("window.performance.timeOrigin")
@@ -48,6 +50,7 @@ async def test_live_list_rollout_and_recovery_in_the_browser(
         await page.get_by_role("link", name="Updates").click()
         await page.get_by_label("At a time").fill("1")
         await shoot(page, "updates")
+        await assert_accessible(page, "updates")
         await page.get_by_role("button", name="Update all outdated").click()
         await page.get_by_role("heading", name="Rollout of standin-2").wait_for()
         await page.locator("[data-rollout-state]").filter(has_text="done").wait_for(timeout=60_000)
@@ -69,6 +72,7 @@ async def test_live_list_rollout_and_recovery_in_the_browser(
         broken = page.locator('tr[data-user="bob@example.com"]')
         await broken.filter(has_text="cannot find module './tools'").wait_for()
         await shoot(page, "recovery")
+        await assert_accessible(page, "recovery")
         await broken.get_by_role("button", name="Restart app: bob@example.com").click()
         await page.get_by_role("status").filter(has_text="Restarted.").wait_for()
         assert (await run(f, admin, bob, 'cat "$SANDBOX_HOME/restarts"')).splitlines()[-1] == "app"
