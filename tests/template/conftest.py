@@ -27,20 +27,16 @@ from plugins.sandbox_router.template import (
     populate_workspace,
     prepare,
 )
+from tests.npm_cache import cache_root
 
 HERE = Path(__file__).parent
 VIRTUAL_KEY = "vk_u1_" + "ab12" * 6
 SCRIPTS = ("VERSION", "env.sh", "start.sh", "pm2.sh", "ecosystem.config.js", "healer", "runtime")
 
 
-def cache_dir() -> Path:
-    configured = os.environ.get("SHMASTRA_TEST_CACHE")
-    return Path(configured) if configured else Path.home() / ".cache" / "shmastra-cloud-tests"
-
-
 @pytest.fixture(scope="session")
 def template_cache() -> Path:
-    path = cache_dir()
+    path = cache_root()
     path.mkdir(parents=True, exist_ok=True)
     return path
 

@@ -10,8 +10,8 @@ frame it received, with 1006 when the connection dropped without one:
 - client behaviours: ``close_4002`` (close with 4002 "bye"), ``close_empty``, ``wait`` (send "go", wait
   for the server to end it), ``drop`` (send "go", cut the TCP connection).
 
-Implementations: the ``websockets`` package (in-process), Node's ``ws`` (installed once per machine
-into a cache folder from the npm registry), and a raw-socket peer that records the exact bytes of the
+Implementations: the ``websockets`` package (in-process), Node's ``ws`` (installed from the npm
+registry into the test cache, once per lockfile), and a raw-socket peer that records the exact bytes of the
 close frames it receives. ``proxy_to`` puts the proxy (the production runner) in front of a peer.
 """
 
@@ -22,10 +22,7 @@ import base64
 import contextlib
 import hashlib
 import os
-import shutil
 import struct
-import subprocess
-import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -39,29 +36,16 @@ from yarl import URL
 
 from proxy_core.stages.upstream import UpstreamStage
 from proxy_core.testing import config_from_toml, make_app, run_proxy, stage
+from tests.npm_cache import npm_installed
 
 HERE = Path(__file__).parent
-NODE_WS_VERSION = "8.18.3"
 Seen = tuple[int, str]
 
 
 def node_modules() -> Path:
-    """``node_modules`` holding ``ws``, installed from the npm registry once per machine (a clean
-    clone, such as CI's, installs it on first use)."""
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "shmastra-tests"
-    target = cache / f"node-ws-{NODE_WS_VERSION}"
-    if not (target / "node_modules" / "ws" / "package.json").is_file():
-        cache.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix="node-ws-", dir=cache))
-        subprocess.run(
-            ["npm", "install", "--prefix", str(staging), "--no-audit", "--no-fund", f"ws@{NODE_WS_VERSION}"],
-            check=True,
-            capture_output=True,
-            timeout=300,
-        )
-        shutil.rmtree(target, ignore_errors=True)
-        staging.rename(target)
-    return target / "node_modules"
+    """``node_modules`` holding ``ws`` (the version this folder's lockfile pins), installed into the
+    test cache by :func:`tests.npm_cache.npm_installed`."""
+    return npm_installed("ws-peers", HERE) / "node_modules"
 
 
 def _seen(connection: Any) -> Seen:

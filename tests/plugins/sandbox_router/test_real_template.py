@@ -7,8 +7,8 @@ from __future__ import annotations
 import pytest
 
 from plugins.sandbox_router.template import BUNDLED_TEMPLATE_DIR
+from tests.npm_cache import cache_root
 from tests.plugins.sandbox_router.conftest import JSON, CloudFactory
-from tests.template.conftest import cache_dir
 
 
 @pytest.mark.slow
@@ -17,7 +17,7 @@ async def test_first_visit_with_the_bundled_mastra_template(make_cloud: CloudFac
         template_dir=str(BUNDLED_TEMPLATE_DIR),
         health_timeout=240,
         start_timeout=900,
-        local={"cache_dir": str(cache_dir())},
+        local={"cache_dir": str(cache_root())},
     )
     ada = await cloud.sign_in("ada@example.com")
     final = await cloud.until_running(ada)

@@ -1,24 +1,23 @@
 """panva's ``oidc-provider`` (an OpenID Certified implementation, from npm) with its default settings,
 run by Node on loopback: see ``server.mjs`` for what is configured and why.
 
-:func:`install` runs ``npm ci`` once per version of this folder into a cache directory (a clean clone
-installs on its first run); :func:`running` starts the server and yields its issuer URL.
+:func:`install` installs it into the test cache (:func:`tests.npm_cache.npm_installed`, once per
+version of this folder); :func:`running` starts the server and yields its issuer URL.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import select
-import shutil
 import subprocess
-import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from tests.npm_cache import npm_installed
 
 HERE = Path(__file__).parent
 FILES = ("package.json", "package-lock.json", "server.mjs")
@@ -27,28 +26,9 @@ CLIENTS = ("shmastra", "shmastra-ed25519", "shmastra-eddsa")
 """Registered clients; the last two sign id_tokens with ``Ed25519`` and ``EdDSA`` (else ``RS256``)."""
 
 
-def install(cache: Path) -> Path:
-    """The folder with ``server.mjs`` and its ``node_modules``, installed by ``npm ci`` when missing."""
-    digest = hashlib.sha256(b"".join((HERE / name).read_bytes() for name in FILES)).hexdigest()[:16]
-    target = cache / digest
-    if (target / "node_modules" / "oidc-provider").is_dir():
-        return target
-    cache.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix="install-", dir=cache))
-    for name in FILES:
-        shutil.copy(HERE / name, staging / name)
-    subprocess.run(
-        ["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"],
-        cwd=staging,
-        check=True,
-        stdout=subprocess.DEVNULL,
-        timeout=600,
-    )
-    try:
-        staging.rename(target)  # atomic: a concurrent run that got there first keeps its copy
-    except OSError:
-        shutil.rmtree(staging, ignore_errors=True)
-    return target
+def install() -> Path:
+    """The folder with ``server.mjs`` and its ``node_modules``."""
+    return npm_installed("oidc-provider", HERE, FILES, scripts=True)
 
 
 @contextmanager
