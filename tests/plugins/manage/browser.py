@@ -121,6 +121,12 @@ _CONTRAST = """() => {
     const text = over(channels(e instanceof SVGElement ? style.fill : style.color), back);
     const found = ratio(text, back);
     if (found < 4.5) problems.push(`${describe(e)}: contrast ${found.toFixed(2)}:1 (${style.color} on rgb(${back.slice(0, 3)}))`);
+    if (e.placeholder && !e.value) {  // shown instead of the value: text like any other
+      const hint = getComputedStyle(e, "::placeholder");
+      const shown = over(channels(hint.color).map((v, i) => (i === 3 ? v * Number(hint.opacity) : v)), back);
+      const contrast = ratio(shown, back);
+      if (contrast < 4.5) problems.push(`${describe(e)} placeholder: contrast ${contrast.toFixed(2)}:1 (${hint.color})`);
+    }
   }
   return problems;
 }"""
