@@ -17,6 +17,7 @@ from aiohttp.test_utils import TestServer
 
 from plugins.auth.codes import LoginCodes, PendingCode
 from plugins.auth.config import EmailCodeConfig
+from plugins.auth.mail import Mail
 from plugins.auth.providers.base import SignedIn, SignInRefused
 from plugins.auth.providers.email_code import EmailCodeProvider
 from proxy_core.db import Database
@@ -38,8 +39,8 @@ class Inbox:
     def __init__(self) -> None:
         self.codes: dict[str, str] = {}
 
-    async def send(self, to: str, code: str, minutes: int) -> None:
-        self.codes[to] = code
+    async def send(self, mail: Mail) -> None:
+        self.codes[mail.to] = mail.fields["code"]
 
 
 class Clock:
