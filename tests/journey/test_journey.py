@@ -27,8 +27,8 @@ from typing import Any
 import pytest
 from playwright.async_api import Browser, BrowserContext, Page, Request, async_playwright
 
+from tests.npm_cache import cache_root
 from tests.standins.llm_providers import STATE, WORDS, standin_app
-from tests.template.conftest import cache_dir
 
 from .cloud import REPO, Cloud, serving
 
@@ -155,7 +155,7 @@ async def test_the_whole_journey(
     provider = await aiohttp_server(standin_app({"openai": REAL_KEY}, event_delay=0.4))
     received = provider.app[STATE].received
     llm_url = str(provider.make_url("")).rstrip("/")
-    async with serving(llm_url, REAL_KEY, cache_dir(), IDLE_TIMEOUT) as cloud:
+    async with serving(llm_url, REAL_KEY, cache_root(), IDLE_TIMEOUT) as cloud:
         ann_context, bob_context = await browser.new_context(), await browser.new_context()
         ann_seen = Seen()
         ann_seen.watch(ann_context)
