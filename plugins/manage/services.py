@@ -10,8 +10,7 @@ from typing import Any
 from aiohttp import web
 
 from plugins.auth import UserDirectory
-from plugins.vkey import KeyService, VKeyStage
-from proxy_core import STAGES
+from plugins.vkey import KeyService, monthly_budget
 from proxy_core.db import Database
 
 from .actions import Actions
@@ -42,10 +41,7 @@ class Manage:
 
     def default_budget(self, app: web.Application) -> float:
         """The gateway's monthly budget per user (0: none), when this cloud has a ``vkey`` stage."""
-        for stage in app[STAGES]:
-            if isinstance(stage, VKeyStage):
-                return stage.config.limits.monthly_budget_usd
-        return 0.0
+        return monthly_budget(app)
 
     async def running_hours(self, app: web.Application, period: Period) -> dict[uuid.UUID, float] | None:
         """Sandbox running hours per user in ``period`` (``None``: this cloud has no sandboxes),

@@ -7,6 +7,7 @@ Public API (for the sandbox router and the Manage UI):
 * :class:`KeyService` / :func:`key_service` — issue / rotate / revoke / disable / list keys;
   :class:`IssuedKey` carries the key itself, once.
 * :func:`check_key` — whose usable key a presented ``vk_...`` is (the healer's bearer token).
+* :func:`monthly_budget` — the gateway's default monthly budget per user in USD (0: none).
 * :func:`gateway_activity` — the per-user :class:`Activity` of an app's gateway (listen for batches).
 * :class:`UsageReports` — who spent what: per key (last use, this month) and grouped by day,
   provider or model.
@@ -32,6 +33,14 @@ async def check_key(app: web.Application, key: str) -> KeyRecord:
     Raises :class:`KeyRejected` for an unknown, revoked, expired or disabled key, ``LookupError`` when
     the app has no ``vkey`` stage, and :class:`~proxy_core.db.StoreError` when the store cannot answer."""
     return await find_stage(app, VKeyStage).keys.check(key)
+
+
+def monthly_budget(app: web.Application) -> float:
+    """The default monthly budget per user in USD of the app's ``vkey`` stage (0: none, or no stage)."""
+    try:
+        return find_stage(app, VKeyStage).config.limits.monthly_budget_usd
+    except LookupError:
+        return 0.0
 
 
 def gateway_activity(app: web.Application) -> Activity:
@@ -61,4 +70,5 @@ __all__ = [
     "display_prefix",
     "gateway_activity",
     "key_service",
+    "monthly_budget",
 ]
