@@ -4,12 +4,13 @@ One run, side by side (each part bounded; a few minutes in all):
 
 1. ``local``, the bundled Mastra template (``--no-real`` skips it; needs the npm registry): the first
    sandbox of the template version (a fresh template cache and a fresh npm cache: a registry install),
-   a later user (the prepared copy shared), and a resume (paused -> first byte of Studio). Each is
+   a later user (the prepared copy shared), and resumes (paused -> first byte of Studio) from a frozen
+   sandbox (``pause = "freeze"``, the default) and from a stopped one (``pause = "stop"``). Each is
    split into the provider's part (prepare + workspace + spawn), the app's own start (its ``/health``
    probed every 10 ms from the spawn on, beside the router) and the rest: OUR share (lookup, lock,
    store writes, the health wait loop, the proxy). Then the resident memory of that running sandbox's
    process group and of the cloud.
-2. ``local``, a tiny aiohttp app as template (what start costs without Mastra): a resume, split the
+2. ``local``, a tiny aiohttp app as template (what start costs without Mastra): resumes, split the
    same way (our share with a fast app), then a herd: ``--herd`` users open Studio at the same moment;
    every one must reach it; the p50/p95/max waits, the queue positions and "starting right now"
    messages their progress pages showed, and the cloud's memory per running sandbox.
@@ -55,6 +56,7 @@ from proxy_core.testing import make_app, run_proxy, stage
 from .sandbox import write_template
 
 HTML = {"Accept": "text/html"}
+PAUSE_MODES = ("frozen", "stopped")  # [pipeline.local] pause = "freeze" (the default) and "stop"
 PROGRESS_PAGE = b"<title>Starting your sandbox"
 
 
@@ -316,11 +318,13 @@ async def local_real(root: Path, rounds: int) -> None:
                 show_steps(timing)
             lifecycle = router.lifecycle
             later = await user_of(app, "later0@example.com")
-            for n in range(rounds):
-                await lifecycle.pause(later, "bench")
-                timing = await start_as(base, folder, probe, "later0@example.com", users)
-                timing.app = await probe.app_start(str(later))
-                show(f"resume paused #{n + 1} -> Studio", split(timing, probe, later))
+            for mode in PAUSE_MODES:
+                router.provider.freeze = mode == "frozen"  # type: ignore[attr-defined]
+                for n in range(rounds):
+                    await lifecycle.pause(later, "bench")
+                    timing = await start_as(base, folder, probe, "later0@example.com", users)
+                    timing.app = await probe.app_start(str(later))
+                    show(f"resume {mode} #{n + 1} -> Studio", split(timing, probe, later))
             row = await lifecycle.store.of_user(later)
             assert row is not None and row.sandbox_id is not None
             state = orjson.loads((folder / "sandboxes" / row.sandbox_id / "state.json").read_bytes())
@@ -347,18 +351,32 @@ async def first_and_resumes(
 ) -> tuple[Timing, list[Timing]]:
     """A first start of ``email``'s sandbox, then ``rounds`` times: pause it, and time paused -> Studio's
     first answer (each split into provider, app start and our share)."""
-    router = sandbox_router(app)
     first = await start_as(base, folder, probe, email, users)
     user = await user_of(app, email)
     first.app = await probe.app_start(str(user))
     split(first, probe, user)
+    return first, await resumes_of(base, app, folder, probe, users, rounds, email)
+
+
+async def resumes_of(
+    base: str,
+    app: web.Application,
+    folder: Path,
+    probe: Probe,
+    users: dict[str, aiohttp.ClientSession],
+    rounds: int,
+    email: str,
+) -> list[Timing]:
+    """``rounds`` times: pause ``email``'s sandbox, and time paused -> Studio's first answer."""
+    router = sandbox_router(app)
+    user = await user_of(app, email)
     resumes = []
     for _ in range(rounds):
         await router.lifecycle.pause(user, "bench")
         timing = await start_as(base, folder, probe, email, users)
         timing.app = await probe.app_start(str(user))
         resumes.append(split(timing, probe, user))
-    return first, resumes
+    return resumes
 
 
 async def local_tiny(root: Path, rounds: int, herd: int) -> float:
@@ -373,11 +391,15 @@ async def local_tiny(root: Path, rounds: int, herd: int) -> float:
         probe = Probe(router.provider, folder / "sandboxes")
         probe.install(router)
         try:
+            router.provider.freeze = False  # type: ignore[attr-defined]
             first, resumes = await first_and_resumes(base, app, folder, probe, users, rounds)
             show("first sandbox -> Studio", first)
-            middle = sorted(resumes, key=lambda t: t.ours)[len(resumes) // 2]
-            show(f"resume -> Studio (median ours of {rounds})", middle)
-            app_start = statistics.median(t.app for t in resumes)
+            app_start = statistics.median(t.app for t in resumes)  # the app's own start (for E2B)
+            router.provider.freeze = True  # type: ignore[attr-defined]
+            frozen = await resumes_of(base, app, folder, probe, users, rounds, "solo@example.com")
+            for mode, timings in zip(reversed(PAUSE_MODES), (resumes, frozen), strict=True):
+                middle = sorted(timings, key=lambda t: t.ours)[len(timings) // 2]
+                show(f"resume {mode} -> Studio (median ours of {rounds})", middle)
 
             before = rss_kib(os.getpid())
             emails = [f"herd{n}@example.com" for n in range(herd)]

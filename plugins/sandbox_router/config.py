@@ -27,6 +27,12 @@ class LocalConfig(StageConfig):
     """Folders a sandbox under bubblewrap cannot see (the store, the cookie secret)."""
     stop_grace: float = Field(5.0, gt=0)
     """Seconds between SIGTERM and SIGKILL of a sandbox's process group."""
+    pause: Literal["freeze", "stop"] = "freeze"
+    """How a sandbox is paused: ``freeze`` stops its processes where they are (SIGSTOP: no CPU, memory
+    kept, so a resume is a SIGCONT, like E2B's memory snapshot); ``stop`` ends them (memory freed, a
+    resume starts the app from nothing: ~20 s or more for ``mastra dev``)."""
+    frozen_limit: float = Field(3600.0, gt=0)
+    """Seconds a frozen sandbox keeps its memory; past it, the next sweep (or pause) stops it."""
 
 
 class SandboxRouterConfig(StageConfig):
@@ -47,11 +53,11 @@ class SandboxRouterConfig(StageConfig):
     start_timeout: float = Field(600.0, gt=0)
     """Seconds a whole start may take (provider calls, waiting in its queue, health) before it is an
     ``error``: a hanging provider never leaves an endless spinner."""
-    health_interval: float = Field(0.1, gt=0)
+    health_interval: float = Field(0.05, gt=0)
     """Seconds before the second health check of a starting sandbox; each later wait is 1.25 times
-    the one before, up to ``health_interval_max`` (a quick resume is seen at once, a slow start is not
-    asked ten times a second)."""
-    health_interval_max: float = Field(0.25, gt=0)
+    the one before, up to ``health_interval_max`` (a quick resume is seen at once; a slow start is
+    seen at most ``health_interval_max`` late, 50 ms on average: each check is one small request)."""
+    health_interval_max: float = Field(0.1, gt=0)
     """Longest wait between health checks: what the polling can add to a slow start, at most."""
     max_running: int | None = Field(None, ge=1)
     """Sandboxes of this cloud running at once; starting one more first pauses the least recently

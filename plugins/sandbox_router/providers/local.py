@@ -6,8 +6,12 @@ group's pid and port while it runs), and ``home/`` (the workspace, ``$SANDBOX_HO
 output goes to its ``.sandbox.log``).
 Everything lives in files, so any worker or replica on the machine can pause or resume any sandbox.
 
-Stopping: SIGTERM to the whole group, a grace period, then SIGKILL to the group (``mastra dev``'s
-server child ignores SIGTERM and outlives its parent). Under bubblewrap (when installed) a sandbox
+Pausing freezes the group (SIGSTOP; ``freeze=True``, the default of ``[pipeline.local] pause``): no
+CPU, the memory kept, and a resume is a SIGCONT, as fast as E2B's resume from a memory snapshot. A
+group frozen longer than ``frozen_limit`` is stopped by the next :meth:`LocalProvider.list` (the
+reconciler's sweep). Stopping: SIGTERM (and SIGCONT, for a frozen group) to the whole group, a grace
+period, then SIGKILL to the group (``mastra dev``'s server child ignores SIGTERM and outlives its
+parent); a stopped sandbox's resume starts the app from nothing. Under bubblewrap (when installed) a sandbox
 sees the machine read-only, its workspace writable, and neither the other workspaces nor the cloud's
 data folder. That is weaker isolation than E2B's microVMs: same kernel, same network.
 """
@@ -65,6 +69,8 @@ class LocalProvider(SandboxProvider):
         hidden_paths: Sequence[Path] = (),
         stop_grace: float = 5.0,
         host: str = "127.0.0.1",
+        freeze: bool = False,
+        frozen_limit: float = 3600.0,
     ) -> None:
         self.root = root.resolve()
         self.template_dir = template_dir.resolve()
@@ -76,6 +82,8 @@ class LocalProvider(SandboxProvider):
         self.hidden = [p.resolve() for p in hidden_paths]
         self.stop_grace = stop_grace
         self.host = host
+        self.freeze = freeze
+        self.frozen_limit = frozen_limit
         self._children: dict[str, asyncio.subprocess.Process] = {}
         self._node: Path | bool | None = None
 
@@ -102,6 +110,9 @@ class LocalProvider(SandboxProvider):
         async with _folder_lock(folder):  # one start per sandbox, whichever process asks
             state = _read_json(folder / "state.json")
             if state is not None and self._running(int(state["pid"])):
+                if state.get("frozen_at") is not None:
+                    _signal_group(int(state["pid"]), signal.SIGCONT)
+                    _write_private(folder / "state.json", orjson.dumps(_thawed(state)))
                 return Handle(handle.sandbox_id, {"port": str(state["port"])})
             on_progress(Progress("start", 60, "Starting your sandbox"))
             return await self._start(handle.sandbox_id)
@@ -112,13 +123,29 @@ class LocalProvider(SandboxProvider):
             return
         async with _folder_lock(folder):
             state = _read_json(folder / "state.json")
-            if state is not None:
-                await self._stop_group(int(state["pid"]))
-            with contextlib.suppress(FileNotFoundError):
-                (folder / "state.json").unlink()
+            if self.freeze and state is not None and self._running(int(state["pid"])):
+                if state.get("frozen_at") is None:
+                    _signal_group(int(state["pid"]), signal.SIGSTOP)
+                    _write_private(folder / "state.json", orjson.dumps({**state, "frozen_at": time.time()}))
+                return
+            await self._stop_locked(folder, state)
+
+    async def _stop(self, sandbox_id: str) -> None:
+        """End the sandbox's processes (frozen or not); its files stay."""
+        folder = self.root / sandbox_id
+        if not folder.is_dir():
+            return
+        async with _folder_lock(folder):
+            await self._stop_locked(folder, _read_json(folder / "state.json"))
+
+    async def _stop_locked(self, folder: Path, state: Any) -> None:
+        if state is not None:
+            await self._stop_group(int(state["pid"]))
+        with contextlib.suppress(FileNotFoundError):
+            (folder / "state.json").unlink()
 
     async def kill(self, handle: Handle) -> None:
-        await self.pause(handle)
+        await self._stop(handle.sandbox_id)
         await asyncio.to_thread(shutil.rmtree, self.root / handle.sandbox_id, True)
 
     async def extend(self, handle: Handle, seconds: float) -> None:
@@ -134,6 +161,10 @@ class LocalProvider(SandboxProvider):
                 continue
             state = _read_json(folder / "state.json")
             running = state is not None and self._running(int(state["pid"]))
+            frozen_at = state.get("frozen_at") if running else None
+            if frozen_at is not None and time.time() - float(frozen_at) > self.frozen_limit:
+                await self._stop(folder.name)  # frozen too long: give its memory back
+            running = running and frozen_at is None
             listed.append(Listed(folder.name, "running" if running else "paused", dict(record["metadata"])))
         return listed
 
@@ -286,6 +317,7 @@ class LocalProvider(SandboxProvider):
         if not _group_members(pgid):
             return
         _signal_group(pgid, signal.SIGTERM)
+        _signal_group(pgid, signal.SIGCONT)  # a frozen process only sees the SIGTERM once thawed
         deadline = time.monotonic() + self.stop_grace
         while time.monotonic() < deadline:
             await asyncio.sleep(0.05)
@@ -334,6 +366,10 @@ def _group_members(pgid: int) -> int:
 def _signal_group(pgid: int, sig: signal.Signals) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, sig)
+
+
+def _thawed(state: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in state.items() if key != "frozen_at"}
 
 
 def _free_port(host: str) -> int:
