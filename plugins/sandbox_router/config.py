@@ -32,7 +32,13 @@ class LocalConfig(StageConfig):
     kept, so a resume is a SIGCONT, like E2B's memory snapshot); ``stop`` ends them (memory freed, a
     resume starts the app from nothing: ~20 s or more for ``mastra dev``)."""
     frozen_limit: float = Field(3600.0, gt=0)
-    """Seconds a frozen sandbox keeps its memory; past it, the next sweep (or pause) stops it."""
+    """Seconds a frozen sandbox keeps its memory; past it, the next sweep stops it."""
+    spares: int = Field(0, ge=0, le=16)
+    """Sandboxes of the current template version kept started in advance, with nobody's environment
+    (``mastra dev`` loaded and bundled, its server waiting): a new user's or a re-provisioned sandbox
+    takes one and is up in the app server's own start (seconds) instead of a cold start. A new spare
+    is started 10 s after one is taken (or after a create without one). Each holds a running app's
+    memory. Needs a template whose app honours ``SHMASTRA_ENV_FILE`` (the bundled one does)."""
 
 
 class SandboxRouterConfig(StageConfig):

@@ -30,4 +30,5 @@ def build_provider(config: SandboxRouterConfig) -> SandboxProvider:
         stop_grace=local.stop_grace,
         freeze=local.pause == "freeze",
         frozen_limit=local.frozen_limit,
+        spares=local.spares,
     )
