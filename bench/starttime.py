@@ -4,7 +4,8 @@ One run, side by side (each part bounded; a few minutes in all):
 
 1. ``local``, the bundled Mastra template (``--no-real`` skips it; needs the npm registry): the first
    sandbox of the template version (a fresh template cache and a fresh npm cache: a registry install),
-   a later user (the prepared copy shared), and resumes (paused -> first byte of Studio) from a frozen
+   a later user (the prepared copy shared; with ``--spares 1`` one arriving when a spare is waiting),
+   and resumes (paused -> first byte of Studio) from a frozen
    sandbox (``pause = "freeze"``, the default) and from a stopped one (``pause = "stop"``). Each is
    split into the provider's part (prepare + workspace + spawn), the app's own start (its ``/health``
    probed every 10 ms from the spawn on, beside the router) and the rest: OUR share (lookup, lock,
@@ -297,13 +298,24 @@ def show_steps(timing: Timing) -> None:
     print("    progress page: " + ", ".join(f"{s} {p}% @{t:.1f}s" for t, s, p in timing.steps))
 
 
-async def local_real(root: Path, rounds: int) -> None:
+async def spare_waiting(sandboxes: Path) -> float:
+    """Seconds until a spare's app server waits for its environment (a later user who arrives then)."""
+    started = time.monotonic()
+    while not list(sandboxes.glob("*/home/.sandbox-env.json.waiting")):
+        if time.monotonic() - started > 600:
+            raise RuntimeError("no spare became ready within 600 s")
+        await asyncio.sleep(0.2)
+    return time.monotonic() - started
+
+
+async def local_real(root: Path, rounds: int, spares: int) -> None:
     folder = root / "real"
     folder.mkdir()
     os.environ["NPM_CONFIG_CACHE"] = str(folder / "npm-cache")  # a true registry install
     users: dict[str, aiohttp.ClientSession] = {}
-    print("local provider, the bundled Mastra template (bwrap off)")
-    async with cloud(folder, BUNDLED_TEMPLATE_DIR, health_timeout=300) as (base, app):
+    print(f"local provider, the bundled Mastra template (bwrap off, spares = {spares})")
+    local = {"spares": spares}
+    async with cloud(folder, BUNDLED_TEMPLATE_DIR, health_timeout=300, local=local) as (base, app):
         router = sandbox_router(app)
         probe = Probe(router.provider, folder / "sandboxes")
         probe.install(router)
@@ -311,11 +323,20 @@ async def local_real(root: Path, rounds: int) -> None:
             for label, email in [("first sandbox of the version", "first@example.com")] + [
                 (f"later user #{n + 1}", f"later{n}@example.com") for n in range(rounds)
             ]:
+                if spares and label.startswith("later"):
+                    waited = await spare_waiting(folder / "sandboxes")
+                    print(f"  (a spare was waiting after {waited:.1f} s more; the user arrives now)")
                 timing = await start_as(base, folder, probe, email, users)
                 user = await user_of(app, email)
                 timing.app = await probe.app_start(str(user))
                 show(label, split(timing, probe, user))
                 show_steps(timing)
+            if spares:  # the same wait without a spare, in the same run
+                router.provider.spares = 0  # type: ignore[attr-defined]
+                timing = await start_as(base, folder, probe, "cold@example.com", users)
+                user = await user_of(app, "cold@example.com")
+                timing.app = await probe.app_start(str(user))
+                show("later user, no spare (cold start)", split(timing, probe, user))
             lifecycle = router.lifecycle
             later = await user_of(app, "later0@example.com")
             for mode in PAUSE_MODES:
@@ -482,7 +503,7 @@ async def main(options: argparse.Namespace) -> None:
     root = Path(tempfile.mkdtemp(prefix="bench-starttime-"))
     try:
         if options.real:
-            await local_real(root, options.rounds)
+            await local_real(root, options.rounds, options.spares)
         app_start = await local_tiny(root, options.rounds, options.herd)
         await e2b(root, options.rounds, options.latency, app_start)
     finally:
@@ -496,5 +517,6 @@ if __name__ == "__main__":
     parser.add_argument("--rounds", type=int, default=3, help="later users and resumes per part")
     parser.add_argument("--herd", type=int, default=20)
     parser.add_argument("--latency", type=float, default=0.05, help="the E2B stand-in's delay per API call")
+    parser.add_argument("--spares", type=int, default=0, help="[pipeline.local] spares for the Mastra part")
     parser.add_argument("--no-real", dest="real", action="store_false", help="skip the Mastra template")
     asyncio.run(main(parser.parse_args()))
