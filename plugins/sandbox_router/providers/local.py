@@ -183,7 +183,7 @@ class LocalProvider(SandboxProvider):
             state = _read_json(folder / "state.json")
             if state is not None and self._running(int(state["pid"])):
                 if state.get("frozen_at") is not None:
-                    _signal_group(int(state["pid"]), signal.SIGCONT)
+                    _signal_tree(_tree(int(state["pid"])), signal.SIGCONT)
                     _write_private(folder / "state.json", orjson.dumps(_thawed(state)))
                 return Handle(handle.sandbox_id, {"port": str(state["port"])})
             on_progress(Progress("start", 60, "Starting your sandbox"))
@@ -197,7 +197,7 @@ class LocalProvider(SandboxProvider):
             state = _read_json(folder / "state.json")
             if self.freeze and state is not None and self._running(int(state["pid"])):
                 if state.get("frozen_at") is None:
-                    _signal_group(int(state["pid"]), signal.SIGSTOP)
+                    _signal_tree(_tree(int(state["pid"])), signal.SIGSTOP)
                     _write_private(folder / "state.json", orjson.dumps({**state, "frozen_at": time.time()}))
                 return
             await self._stop_locked(folder, state)
@@ -392,18 +392,21 @@ class LocalProvider(SandboxProvider):
         return _group_members(pid) > 0
 
     async def _stop_group(self, pgid: int) -> None:
-        if not _group_members(pgid):
+        """SIGTERM to the group and every descendant (pm2's apps run in groups of their own), a grace
+        period, then SIGKILL to whatever of them is left."""
+        tree = _tree(pgid)  # taken first: once a parent dies, its children lose the link to it
+        if not tree:
             return
-        _signal_group(pgid, signal.SIGTERM)
-        _signal_group(pgid, signal.SIGCONT)  # a frozen process only sees the SIGTERM once thawed
+        _signal_tree(tree, signal.SIGTERM)
+        _signal_tree(tree, signal.SIGCONT)  # a frozen process only sees the SIGTERM once thawed
         deadline = time.monotonic() + self.stop_grace
         while time.monotonic() < deadline:
             await asyncio.sleep(0.05)
-            if not _group_members(pgid):
+            if not any(map(_alive, tree)):
                 return
-        _signal_group(pgid, signal.SIGKILL)
+        _signal_tree(tree, signal.SIGKILL)
         for _ in range(100):  # SIGKILL cannot be ignored; give the kernel a moment to finish them
-            if not _group_members(pgid):
+            if not any(map(_alive, tree)):
                 return
             await asyncio.sleep(0.02)
 
@@ -439,6 +442,50 @@ def _group_members(pgid: int) -> int:
         if int(fields[2]) == pgid and fields[0] not in (b"Z", b"X"):
             count += 1
     return count
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            return stat.read().rsplit(b")", 1)[1].split()[0] not in (b"Z", b"X")
+    except OSError:
+        return False
+
+
+def _tree(pgid: int) -> list[int]:
+    """The live processes of group ``pgid`` and all their descendants, parents first (pm2 starts its
+    apps in process groups of their own, so a signal to the group alone misses them)."""
+    parents: dict[int, list[int]] = {}
+    members: list[int] = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat", "rb") as stat:
+                fields = stat.read().rsplit(b")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] in (b"Z", b"X"):
+            continue
+        parents.setdefault(int(fields[1]), []).append(int(entry.name))
+        if int(fields[2]) == pgid:
+            members.append(int(entry.name))
+    tree: list[int] = []
+    seen: set[int] = set()
+    queue = sorted(members, key=lambda pid: pid != pgid)
+    while queue:
+        pid = queue.pop(0)
+        if pid not in seen:
+            seen.add(pid)
+            tree.append(pid)
+            queue.extend(parents.get(pid, []))
+    return tree
+
+
+def _signal_tree(pids: list[int], sig: signal.Signals) -> None:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, sig)
 
 
 def _signal_group(pgid: int, sig: signal.Signals) -> None:

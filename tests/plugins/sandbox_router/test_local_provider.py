@@ -212,15 +212,23 @@ def _states(pgid: int) -> set[str]:
 
 
 async def test_a_frozen_sandbox_resumes_where_it_was(tmp_path: Path, template: Path) -> None:
+    start = template / "start.sh"  # plus a process in a session of its own, as pm2 starts its apps
+    start.write_text(
+        start.read_text().replace(
+            "exec ", 'setsid sleep 300 & echo $! > "$SANDBOX_HOME/.other.pid"\nexec ', 1
+        )
+    )
     provider = LocalProvider(tmp_path / "root", template, tmp_path / "cache", stop_grace=0.5, freeze=True)
     handle = await provider.create(_spec(), lambda _: None)
     folder = tmp_path / "root" / handle.sandbox_id
     try:
         assert await _healthy(provider, handle)
         pid = orjson.loads((folder / "state.json").read_bytes())["pid"]
+        other = int((folder / "home" / ".other.pid").read_text())
+        assert _states(other) == {"S"}
         await provider.pause(handle)
         await provider.pause(handle)  # pausing a frozen sandbox is not an error
-        assert _states(pid) == {"T"}  # every process stopped where it was, none ended
+        assert _states(pid) == {"T"} and _states(other) == {"T"}  # all stopped where they were
         assert [s.state for s in await provider.list()] == ["paused"]
         url = provider.endpoint(handle).base_url / "health"
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=0.5)) as http:
@@ -233,12 +241,13 @@ async def test_a_frozen_sandbox_resumes_where_it_was(tmp_path: Path, template: P
             "pid": pid,
             "port": int(handle.data["port"]),
         }
-        assert "T" not in _states(pid) and [s.state for s in await provider.list()] == ["running"]
+        assert "T" not in _states(pid) | _states(other)
+        assert [s.state for s in await provider.list()] == ["running"]
 
         await provider.pause(handle)
         provider.frozen_limit = 0.0  # frozen too long: the next listing ends the processes
         assert [s.state for s in await provider.list()] == ["paused"]
-        assert _states(pid) == set() and not (folder / "state.json").exists()
+        assert _states(pid) == _states(other) == set() and not (folder / "state.json").exists()
         restarted = await provider.resume(handle, lambda _: None)  # from nothing, as after a stop
         assert await _healthy(provider, restarted)
         assert orjson.loads((folder / "state.json").read_bytes())["pid"] != pid
