@@ -4,12 +4,14 @@ One run, side by side (each part bounded; a few minutes in all):
 
 1. ``local``, the bundled Mastra template (``--no-real`` skips it; needs the npm registry): the first
    sandbox of the template version (a fresh template cache and a fresh npm cache: a registry install),
-   a later user (the prepared copy shared), and a resume (paused -> first byte of Studio). Each is
+   a later user (the prepared copy shared; with ``--spares 1`` one arriving when a spare is waiting),
+   and resumes (paused -> first byte of Studio) from a frozen
+   sandbox (``pause = "freeze"``, the default) and from a stopped one (``pause = "stop"``). Each is
    split into the provider's part (prepare + workspace + spawn), the app's own start (its ``/health``
    probed every 10 ms from the spawn on, beside the router) and the rest: OUR share (lookup, lock,
    store writes, the health wait loop, the proxy). Then the resident memory of that running sandbox's
    process group and of the cloud.
-2. ``local``, a tiny aiohttp app as template (what start costs without Mastra): a resume, split the
+2. ``local``, a tiny aiohttp app as template (what start costs without Mastra): resumes, split the
    same way (our share with a fast app), then a herd: ``--herd`` users open Studio at the same moment;
    every one must reach it; the p50/p95/max waits, the queue positions and "starting right now"
    messages their progress pages showed, and the cloud's memory per running sandbox.
@@ -55,6 +57,7 @@ from proxy_core.testing import make_app, run_proxy, stage
 from .sandbox import write_template
 
 HTML = {"Accept": "text/html"}
+PAUSE_MODES = ("frozen", "stopped")  # [pipeline.local] pause = "freeze" (the default) and "stop"
 PROGRESS_PAGE = b"<title>Starting your sandbox"
 
 
@@ -295,13 +298,24 @@ def show_steps(timing: Timing) -> None:
     print("    progress page: " + ", ".join(f"{s} {p}% @{t:.1f}s" for t, s, p in timing.steps))
 
 
-async def local_real(root: Path, rounds: int) -> None:
+async def spare_waiting(sandboxes: Path) -> float:
+    """Seconds until a spare's app server waits for its environment (a later user who arrives then)."""
+    started = time.monotonic()
+    while not list(sandboxes.glob("*/home/.sandbox-env.json.waiting")):
+        if time.monotonic() - started > 600:
+            raise RuntimeError("no spare became ready within 600 s")
+        await asyncio.sleep(0.2)
+    return time.monotonic() - started
+
+
+async def local_real(root: Path, rounds: int, spares: int) -> None:
     folder = root / "real"
     folder.mkdir()
     os.environ["NPM_CONFIG_CACHE"] = str(folder / "npm-cache")  # a true registry install
     users: dict[str, aiohttp.ClientSession] = {}
-    print("local provider, the bundled Mastra template (bwrap off)")
-    async with cloud(folder, BUNDLED_TEMPLATE_DIR, health_timeout=300) as (base, app):
+    print(f"local provider, the bundled Mastra template (bwrap off, spares = {spares})")
+    local = {"spares": spares}
+    async with cloud(folder, BUNDLED_TEMPLATE_DIR, health_timeout=300, local=local) as (base, app):
         router = sandbox_router(app)
         probe = Probe(router.provider, folder / "sandboxes")
         probe.install(router)
@@ -309,18 +323,29 @@ async def local_real(root: Path, rounds: int) -> None:
             for label, email in [("first sandbox of the version", "first@example.com")] + [
                 (f"later user #{n + 1}", f"later{n}@example.com") for n in range(rounds)
             ]:
+                if spares and label.startswith("later"):
+                    waited = await spare_waiting(folder / "sandboxes")
+                    print(f"  (a spare was waiting after {waited:.1f} s more; the user arrives now)")
                 timing = await start_as(base, folder, probe, email, users)
                 user = await user_of(app, email)
                 timing.app = await probe.app_start(str(user))
                 show(label, split(timing, probe, user))
                 show_steps(timing)
+            if spares:  # the same wait without a spare, in the same run
+                router.provider.spares = 0  # type: ignore[attr-defined]
+                timing = await start_as(base, folder, probe, "cold@example.com", users)
+                user = await user_of(app, "cold@example.com")
+                timing.app = await probe.app_start(str(user))
+                show("later user, no spare (cold start)", split(timing, probe, user))
             lifecycle = router.lifecycle
             later = await user_of(app, "later0@example.com")
-            for n in range(rounds):
-                await lifecycle.pause(later, "bench")
-                timing = await start_as(base, folder, probe, "later0@example.com", users)
-                timing.app = await probe.app_start(str(later))
-                show(f"resume paused #{n + 1} -> Studio", split(timing, probe, later))
+            for mode in PAUSE_MODES:
+                router.provider.freeze = mode == "frozen"  # type: ignore[attr-defined]
+                for n in range(rounds):
+                    await lifecycle.pause(later, "bench")
+                    timing = await start_as(base, folder, probe, "later0@example.com", users)
+                    timing.app = await probe.app_start(str(later))
+                    show(f"resume {mode} #{n + 1} -> Studio", split(timing, probe, later))
             row = await lifecycle.store.of_user(later)
             assert row is not None and row.sandbox_id is not None
             state = orjson.loads((folder / "sandboxes" / row.sandbox_id / "state.json").read_bytes())
@@ -347,18 +372,32 @@ async def first_and_resumes(
 ) -> tuple[Timing, list[Timing]]:
     """A first start of ``email``'s sandbox, then ``rounds`` times: pause it, and time paused -> Studio's
     first answer (each split into provider, app start and our share)."""
-    router = sandbox_router(app)
     first = await start_as(base, folder, probe, email, users)
     user = await user_of(app, email)
     first.app = await probe.app_start(str(user))
     split(first, probe, user)
+    return first, await resumes_of(base, app, folder, probe, users, rounds, email)
+
+
+async def resumes_of(
+    base: str,
+    app: web.Application,
+    folder: Path,
+    probe: Probe,
+    users: dict[str, aiohttp.ClientSession],
+    rounds: int,
+    email: str,
+) -> list[Timing]:
+    """``rounds`` times: pause ``email``'s sandbox, and time paused -> Studio's first answer."""
+    router = sandbox_router(app)
+    user = await user_of(app, email)
     resumes = []
     for _ in range(rounds):
         await router.lifecycle.pause(user, "bench")
         timing = await start_as(base, folder, probe, email, users)
         timing.app = await probe.app_start(str(user))
         resumes.append(split(timing, probe, user))
-    return first, resumes
+    return resumes
 
 
 async def local_tiny(root: Path, rounds: int, herd: int) -> float:
@@ -373,11 +412,15 @@ async def local_tiny(root: Path, rounds: int, herd: int) -> float:
         probe = Probe(router.provider, folder / "sandboxes")
         probe.install(router)
         try:
+            router.provider.freeze = False  # type: ignore[attr-defined]
             first, resumes = await first_and_resumes(base, app, folder, probe, users, rounds)
             show("first sandbox -> Studio", first)
-            middle = sorted(resumes, key=lambda t: t.ours)[len(resumes) // 2]
-            show(f"resume -> Studio (median ours of {rounds})", middle)
-            app_start = statistics.median(t.app for t in resumes)
+            app_start = statistics.median(t.app for t in resumes)  # the app's own start (for E2B)
+            router.provider.freeze = True  # type: ignore[attr-defined]
+            frozen = await resumes_of(base, app, folder, probe, users, rounds, "solo@example.com")
+            for mode, timings in zip(reversed(PAUSE_MODES), (resumes, frozen), strict=True):
+                middle = sorted(timings, key=lambda t: t.ours)[len(timings) // 2]
+                show(f"resume {mode} -> Studio (median ours of {rounds})", middle)
 
             before = rss_kib(os.getpid())
             emails = [f"herd{n}@example.com" for n in range(herd)]
@@ -460,7 +503,7 @@ async def main(options: argparse.Namespace) -> None:
     root = Path(tempfile.mkdtemp(prefix="bench-starttime-"))
     try:
         if options.real:
-            await local_real(root, options.rounds)
+            await local_real(root, options.rounds, options.spares)
         app_start = await local_tiny(root, options.rounds, options.herd)
         await e2b(root, options.rounds, options.latency, app_start)
     finally:
@@ -474,5 +517,6 @@ if __name__ == "__main__":
     parser.add_argument("--rounds", type=int, default=3, help="later users and resumes per part")
     parser.add_argument("--herd", type=int, default=20)
     parser.add_argument("--latency", type=float, default=0.05, help="the E2B stand-in's delay per API call")
+    parser.add_argument("--spares", type=int, default=0, help="[pipeline.local] spares for the Mastra part")
     parser.add_argument("--no-real", dest="real", action="store_false", help="skip the Mastra template")
     asyncio.run(main(parser.parse_args()))

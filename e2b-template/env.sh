@@ -17,6 +17,12 @@ fi
 export PM2_HOME
 export PATH="$here/runtime/node_modules/.bin:$PATH"
 
+# A sandbox made from a snapshot with the app already started gets its own settings from this JSON
+# file, written by the cloud after create (see sandbox-env.mjs); the app's server waits for it.
+if [ -n "${SHMASTRA_ENV_FILE:-}" ]; then
+  export NODE_OPTIONS="--import=$here/sandbox-env.mjs${NODE_OPTIONS:+ $NODE_OPTIONS}"
+fi
+
 # The pid of this sandbox's pm2-runtime if it is running (start.sh writes none of it: pm2 keeps
 # $PM2_HOME/pm2.pid while it runs and removes it on a clean stop).
 pm2_runtime_pid() {

@@ -10,6 +10,7 @@ Python standard library only.
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import time
@@ -17,6 +18,7 @@ from types import FrameType
 
 import gitrepo
 import repair
+import sandbox_env
 from app import App
 from detect import Detector
 from log import log
@@ -109,4 +111,5 @@ def _stop(_signum: int, _frame: FrameType | None) -> None:
 if __name__ == "__main__":
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
+    sandbox_env.load(os.environ)
     Healer(Settings.from_env()).run()

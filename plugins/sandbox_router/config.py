@@ -27,6 +27,18 @@ class LocalConfig(StageConfig):
     """Folders a sandbox under bubblewrap cannot see (the store, the cookie secret)."""
     stop_grace: float = Field(5.0, gt=0)
     """Seconds between SIGTERM and SIGKILL of a sandbox's process group."""
+    pause: Literal["freeze", "stop"] = "freeze"
+    """How a sandbox is paused: ``freeze`` stops its processes where they are (SIGSTOP: no CPU, memory
+    kept, so a resume is a SIGCONT, like E2B's memory snapshot); ``stop`` ends them (memory freed, a
+    resume starts the app from nothing: ~20 s or more for ``mastra dev``)."""
+    frozen_limit: float = Field(3600.0, gt=0)
+    """Seconds a frozen sandbox keeps its memory; past it, the next sweep stops it."""
+    spares: int = Field(0, ge=0, le=16)
+    """Sandboxes of the current template version kept started in advance, with nobody's environment
+    (``mastra dev`` loaded and bundled, its server waiting): a new user's or a re-provisioned sandbox
+    takes one and is up in the app server's own start (seconds) instead of a cold start. A new spare
+    is started 10 s after one is taken (or after a create without one). Each holds a running app's
+    memory. Needs a template whose app honours ``SHMASTRA_ENV_FILE`` (the bundled one does)."""
 
 
 class SandboxRouterConfig(StageConfig):
@@ -47,11 +59,11 @@ class SandboxRouterConfig(StageConfig):
     start_timeout: float = Field(600.0, gt=0)
     """Seconds a whole start may take (provider calls, waiting in its queue, health) before it is an
     ``error``: a hanging provider never leaves an endless spinner."""
-    health_interval: float = Field(0.1, gt=0)
+    health_interval: float = Field(0.05, gt=0)
     """Seconds before the second health check of a starting sandbox; each later wait is 1.25 times
-    the one before, up to ``health_interval_max`` (a quick resume is seen at once, a slow start is not
-    asked ten times a second)."""
-    health_interval_max: float = Field(0.25, gt=0)
+    the one before, up to ``health_interval_max`` (a quick resume is seen at once; a slow start is
+    seen at most ``health_interval_max`` late, 50 ms on average: each check is one small request)."""
+    health_interval_max: float = Field(0.1, gt=0)
     """Longest wait between health checks: what the polling can add to a slow start, at most."""
     max_running: int | None = Field(None, ge=1)
     """Sandboxes of this cloud running at once; starting one more first pauses the least recently

@@ -24,6 +24,12 @@ for its app port; processes see it as ``$PORT`` (with ``SANDBOX_HOME`` = its hom
 script that serves on ``$PORT`` is reachable through the edge. :meth:`E2BStandin.wire` points a
 sandbox port at any URL instead (e.g. an ``aiohttp_server``).
 
+A template may have a start command (``start_commands``: what ``set_start_cmd`` bakes in): E2B runs it
+at build time and snapshots the sandbox with it running, so every sandbox made from that template
+starts with the command already running, with the TEMPLATE's environment and not the ``envVars`` of
+the create call (those reach only processes started later through envd). The stand-in starts it at
+create, before answering, with the template's environment, and waits for its ready command.
+
 Faults for tests: :meth:`E2BStandin.fail` (an HTTP status, with ``Retry-After``), :meth:`hang`
 (slow answers), and ``latency`` on every API call. Every API request is recorded in ``requests``.
 
@@ -107,6 +113,16 @@ class StandinProcess:
     pumps: list[asyncio.Task[None]]
 
 
+@dataclass(frozen=True)
+class StartCommand:
+    """A template's start command, its ready check (a shell command that exits 0 once ready) and the
+    template's own environment (``set_envs``)."""
+
+    command: str
+    ready: str = "true"
+    envs: dict[str, str] = field(default_factory=dict)
+
+
 @dataclass
 class StandinSandbox:
     sandbox_id: str
@@ -162,9 +178,11 @@ class E2BStandin:
         latency: float = 0.0,
         app_port: int = 4111,
         templates: dict[str, Path] | None = None,
+        start_commands: dict[str, StartCommand] | None = None,
     ) -> None:
         self.root = root
         self.templates = templates or {}
+        self.start_commands = start_commands or {}
         self.api_key = api_key
         self.domain = domain
         self.latency = latency
@@ -311,6 +329,16 @@ class E2BStandin:
         self.sandboxes[sandbox_id] = sandbox
         if key:
             self.idempotent[key] = sandbox_id
+        start = self.start_commands.get(sandbox.template_id.split(":")[0])
+        if start is not None:  # as restored from the template's snapshot: already running
+            await self._spawn(sandbox, "/bin/bash", ["-c", start.command], None, start.envs, snapshot=True)
+            while True:
+                check = await self._spawn(
+                    sandbox, "/bin/bash", ["-c", start.ready], None, start.envs, snapshot=True
+                )
+                if await check.process.wait() == 0:
+                    break
+                await asyncio.sleep(0.02)
         return web.json_response(self._sandbox_json(sandbox), status=201)
 
     async def _connect(self, request: web.Request) -> web.Response:
@@ -524,6 +552,46 @@ class E2BStandin:
     async def _start_process(self, request: web.Request, sandbox: StandinSandbox) -> web.StreamResponse:
         start = json.loads(_unframe(await request.read()))
         config = start.get("process", {})
+        proc = await self._spawn(
+            sandbox, config["cmd"], config.get("args", []), config.get("cwd"), config.get("envs") or {}
+        )
+        process = proc.process
+        deadline_ms = request.headers.get("Connect-Timeout-Ms")
+        if deadline_ms:
+            asyncio.get_running_loop().call_later(int(deadline_ms) / 1000, _kill_group, process)
+
+        response = web.StreamResponse(headers={"Content-Type": "application/connect+json"})
+        await response.prepare(request)
+        with contextlib.suppress(ConnectionResetError):  # the caller stopped listening
+            await response.write(_frame({"event": {"start": {"pid": process.pid}}}))
+            open_pipes = 2
+            while open_pipes:
+                item = await proc.output.get()
+                if item is None:
+                    open_pipes -= 1
+                    continue
+                stream, chunk = item
+                event = {"data": {stream: base64.b64encode(chunk).decode()}}
+                await response.write(_frame({"event": event}))
+            code = await process.wait()
+            end = {"exitCode": code, "exited": code >= 0, "status": f"exit status {code}"}
+            await response.write(_frame({"event": {"end": end}}))
+            await response.write(_frame({}, end_stream=True))
+            await response.write_eof()
+        return response
+
+    async def _spawn(
+        self,
+        sandbox: StandinSandbox,
+        cmd: str,
+        args: list[str],
+        cwd: str | None,
+        envs: dict[str, str],
+        *,
+        snapshot: bool = False,
+    ) -> StandinProcess:
+        """A process in the sandbox (its own group); ``snapshot``: one the template's snapshot runs,
+        which never saw the create call's ``envVars``."""
         home = str(sandbox.home)
         env = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
@@ -531,14 +599,13 @@ class E2BStandin:
             "USER": "user",
             "SANDBOX_HOME": home,
             "PORT": str(sandbox.app_port),
-            **sandbox.envs,
-            **(config.get("envs") or {}),
+            **({} if snapshot else sandbox.envs),
+            **envs,
         }
-        cwd = sandbox.path(config["cwd"]) if config.get("cwd") else sandbox.home
         process = await asyncio.create_subprocess_exec(
-            config["cmd"],
-            *config.get("args", []),
-            cwd=cwd,
+            cmd,
+            *args,
+            cwd=sandbox.path(cwd) if cwd else sandbox.home,
             env=env,
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
@@ -555,29 +622,7 @@ class E2BStandin:
         ]
         proc = StandinProcess(process.pid, process, output, pumps)
         sandbox.processes.append(proc)
-        deadline_ms = request.headers.get("Connect-Timeout-Ms")
-        if deadline_ms:
-            asyncio.get_running_loop().call_later(int(deadline_ms) / 1000, _kill_group, process)
-
-        response = web.StreamResponse(headers={"Content-Type": "application/connect+json"})
-        await response.prepare(request)
-        with contextlib.suppress(ConnectionResetError):  # the caller stopped listening
-            await response.write(_frame({"event": {"start": {"pid": process.pid}}}))
-            open_pipes = 2
-            while open_pipes:
-                item = await output.get()
-                if item is None:
-                    open_pipes -= 1
-                    continue
-                stream, chunk = item
-                event = {"data": {stream: base64.b64encode(chunk).decode()}}
-                await response.write(_frame({"event": event}))
-            code = await process.wait()
-            end = {"exitCode": code, "exited": code >= 0, "status": f"exit status {code}"}
-            await response.write(_frame({"event": {"end": end}}))
-            await response.write(_frame({}, end_stream=True))
-            await response.write_eof()
-        return response
+        return proc
 
 
 async def _relay(

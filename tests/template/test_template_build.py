@@ -40,6 +40,7 @@ def test_dry_run_lists_the_steps_and_calls_nothing(
         "COPY pm2.sh /home/user/pm2.sh",
         "COPY ecosystem.config.js /home/user/ecosystem.config.js",
         "COPY healer /home/user/healer",
+        "COPY sandbox-env.mjs /home/user/sandbox-env.mjs",
         f"RUN echo {VERSION} > /home/user/.template-version",
         "ENV MASTRA_TELEMETRY_DISABLED=1",
     ]
@@ -85,7 +86,12 @@ async def test_the_build_uploads_the_files_and_runs_the_steps_on_e2b(
     assert build.status == "ready"
     started = build.started or {}
     assert started["fromImage"] == "node:22"
-    assert "startCmd" not in started or not started["startCmd"]
+    # the app is started at build time and snapshotted running; its server waits for the sandbox's
+    # own environment (the ready check), which the e2b provider writes after create
+    assert (started["startCmd"], started["readyCmd"]) == (
+        "/home/user/start.sh",
+        "[ -f /home/user/.sandbox-env.json.waiting ]",
+    )
     copies = {step["args"][0]: step["filesHash"] for step in started["steps"] if step["type"] == "COPY"}
     assert set(copies) == {
         "runtime/package.json",
@@ -95,6 +101,7 @@ async def test_the_build_uploads_the_files_and_runs_the_steps_on_e2b(
         "pm2.sh",
         "ecosystem.config.js",
         "healer",
+        "sandbox-env.mjs",
     }
     healer = state.uploaded_names(copies["healer"])
     assert "healer/main.py" in healer and "healer/tools.py" in healer

@@ -28,4 +28,7 @@ def build_provider(config: SandboxRouterConfig) -> SandboxProvider:
         bwrap={"auto": None, "always": True, "never": False}[local.bwrap],
         hidden_paths=local.hidden_paths,
         stop_grace=local.stop_grace,
+        freeze=local.pause == "freeze",
+        frozen_limit=local.frozen_limit,
+        spares=local.spares,
     )

@@ -23,6 +23,7 @@ not used.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import posixpath
@@ -113,6 +114,11 @@ class E2BConfig(StageConfig):
     """Exits 0 when the app's process manager already runs (a template start command started it)."""
     start_command: str = "/home/user/start.sh"
     """Started in the background when ``app_check_command`` fails; empty to never start anything."""
+    env_file: str = Field("/home/user/.sandbox-env.json", pattern=r"^(/.*)?$")
+    """Where a new sandbox's own environment is written (one JSON object) right after create, before
+    the app is checked or started: a template snapshotted with the app already running cannot have
+    it (its app's server waits for this file; see ``e2b-template/sandbox-env.mjs``). Empty: not
+    written (templates without a start command get the environment from the create call alone)."""
 
 
 class E2BProvider(SandboxProvider):
@@ -164,6 +170,12 @@ class E2BProvider(SandboxProvider):
         self._connected[sandbox.sandbox_id] = sandbox
         on_progress(Progress("created", 50, "Sandbox created"))
         try:
+            if self.config.env_file:
+                await self._bounded(
+                    "give the environment to",
+                    self.config.request_timeout,
+                    sandbox.files.write(self.config.env_file, json.dumps(dict(spec.env))),
+                )
             await self._ensure_app(sandbox, on_progress)
         except BaseException:
             # Not handed to the router, so nobody would ever pause or kill it.

@@ -6,8 +6,19 @@ group's pid and port while it runs), and ``home/`` (the workspace, ``$SANDBOX_HO
 output goes to its ``.sandbox.log``).
 Everything lives in files, so any worker or replica on the machine can pause or resume any sandbox.
 
-Stopping: SIGTERM to the whole group, a grace period, then SIGKILL to the group (``mastra dev``'s
-server child ignores SIGTERM and outlives its parent). Under bubblewrap (when installed) a sandbox
+Spares (``spares=N``): after each create, N sandboxes of the current template version are started
+with nobody's environment (their folder holds ``spare.json`` instead of ``sandbox.json``, so nothing
+lists them). Their app's server waits for ``home/.sandbox-env.json`` (``SHMASTRA_ENV_FILE``, see the
+template's ``sandbox-env.mjs``) once ``mastra dev`` has loaded and bundled, which is most of a cold
+start. A create takes a spare when there is one: it becomes the user's sandbox by getting its record
+and that file, and the server starts with the user's environment. Each spare holds a whole app's memory.
+
+Pausing freezes the group (SIGSTOP; ``freeze=True``, the default of ``[pipeline.local] pause``): no
+CPU, the memory kept, and a resume is a SIGCONT, as fast as E2B's resume from a memory snapshot. A
+group frozen longer than ``frozen_limit`` is stopped by the next :meth:`LocalProvider.list` (the
+reconciler's sweep). Stopping: SIGTERM (and SIGCONT, for a frozen group) to the whole group, a grace
+period, then SIGKILL to the group (``mastra dev``'s server child ignores SIGTERM and outlives its
+parent); a stopped sandbox's resume starts the app from nothing. Under bubblewrap (when installed) a sandbox
 sees the machine read-only, its workspace writable, and neither the other workspaces nor the cloud's
 data folder. That is weaker isolation than E2B's microVMs: same kernel, same network.
 """
@@ -50,6 +61,8 @@ from .base import (
 log = logging.getLogger(__name__)
 
 _PASSED_THROUGH = ("LANG", "LC_ALL", "TZ")
+SPARE = "spare.json"
+ENV_FILE = ".sandbox-env.json"
 
 
 class LocalProvider(SandboxProvider):
@@ -65,6 +78,10 @@ class LocalProvider(SandboxProvider):
         hidden_paths: Sequence[Path] = (),
         stop_grace: float = 5.0,
         host: str = "127.0.0.1",
+        freeze: bool = False,
+        frozen_limit: float = 3600.0,
+        spares: int = 0,
+        spare_delay: float = 10.0,
     ) -> None:
         self.root = root.resolve()
         self.template_dir = template_dir.resolve()
@@ -76,6 +93,11 @@ class LocalProvider(SandboxProvider):
         self.hidden = [p.resolve() for p in hidden_paths]
         self.stop_grace = stop_grace
         self.host = host
+        self.freeze = freeze
+        self.frozen_limit = frozen_limit
+        self.spares = spares
+        self.spare_delay = spare_delay  # the sandbox just made gets the CPU first
+        self._replenishing: asyncio.Task[None] | None = None
         self._children: dict[str, asyncio.subprocess.Process] = {}
         self._node: Path | bool | None = None
 
@@ -88,20 +110,81 @@ class LocalProvider(SandboxProvider):
             prepared = await template.prepare(self.template_dir, self.cache_dir, _scaled(on_progress, 5, 35))
         except (template.TemplateError, OSError) as exc:
             raise ProviderError(f"The sandbox template could not be prepared: {exc}") from exc
+        if self.spares:
+            claimed = await self._claim_spare(prepared, spec)
+            self._replenish_soon(prepared)
+            if claimed is not None:
+                on_progress(Progress("start", 60, "Starting your sandbox (prepared in advance)"))
+                return claimed
         on_progress(Progress("workspace", 40, "Creating your workspace"))
         home = folder / "home"
         home.mkdir(parents=True)
         await asyncio.to_thread(template.populate_workspace, prepared, home)
-        record = {"user_id": spec.user_id, "metadata": {**spec.metadata, "user_id": spec.user_id}}
-        _write_private(folder / "sandbox.json", orjson.dumps({**record, "env": dict(spec.env)}))
+        _write_private(folder / "sandbox.json", _record(spec))
         on_progress(Progress("start", 60, "Starting your sandbox"))
         return await self._start(sandbox_id)
+
+    # spares ----------------------------------------------------------------------------------------
+
+    async def _claim_spare(self, prepared: template.PreparedTemplate, spec: SandboxSpec) -> Handle | None:
+        """A running spare of ``prepared``'s version, made the sandbox of ``spec`` (None: no spare)."""
+        for folder in await asyncio.to_thread(self._spare_folders):
+            try:
+                async with _folder_lock(folder):
+                    spare, state = _read_json(folder / SPARE), _read_json(folder / "state.json")
+                    if spare is None or spare.get("key") != prepared.key or state is None:
+                        continue
+                    if not self._running(int(state["pid"])):
+                        continue
+                    _write_private(folder / "sandbox.json", _record(spec))
+                    _write_private(folder / "home" / ENV_FILE, orjson.dumps(dict(spec.env)))
+                    (folder / SPARE).unlink()
+                    log.info("local sandboxes: spare %s taken for user %s", folder.name, spec.user_id)
+                    return Handle(folder.name, {"port": str(state["port"])})
+            except FileNotFoundError:  # discarded meanwhile
+                continue
+        return None
+
+    def _replenish_soon(self, prepared: template.PreparedTemplate) -> None:
+        if self._replenishing is None or self._replenishing.done():
+            self._replenishing = asyncio.get_running_loop().create_task(self._replenish(prepared))
+
+    async def _replenish(self, prepared: template.PreparedTemplate) -> None:
+        """Discard spares of another version or whose processes ended; start new ones up to ``spares``."""
+        try:
+            await asyncio.sleep(self.spare_delay)
+            live = 0
+            for folder in await asyncio.to_thread(self._spare_folders):
+                spare, state = _read_json(folder / SPARE), _read_json(folder / "state.json")
+                current = spare is not None and spare.get("key") == prepared.key
+                if current and state is not None and self._running(int(state["pid"])):
+                    live += 1
+                else:
+                    await self._stop(folder.name)
+                    await asyncio.to_thread(shutil.rmtree, folder, True)
+            for _ in range(self.spares - live):
+                sandbox_id = uuid.uuid4().hex
+                home = self.root / sandbox_id / "home"
+                home.mkdir(parents=True)
+                await asyncio.to_thread(template.populate_workspace, prepared, home)
+                _write_private(self.root / sandbox_id / SPARE, orjson.dumps({"key": prepared.key}))
+                await self._start(sandbox_id)
+        except (OSError, ProviderError) as exc:
+            log.warning("local sandboxes: could not prepare a spare: %s", exc)
+
+    def _spare_folders(self) -> list[Path]:
+        if not self.root.is_dir():
+            return []
+        return sorted(folder for folder in self.root.iterdir() if (folder / SPARE).is_file())
 
     async def resume(self, handle: Handle, on_progress: ProgressCallback) -> Handle:
         folder = self._folder(handle)
         async with _folder_lock(folder):  # one start per sandbox, whichever process asks
             state = _read_json(folder / "state.json")
             if state is not None and self._running(int(state["pid"])):
+                if state.get("frozen_at") is not None:
+                    _signal_tree(_tree(int(state["pid"])), signal.SIGCONT)
+                    _write_private(folder / "state.json", orjson.dumps(_thawed(state)))
                 return Handle(handle.sandbox_id, {"port": str(state["port"])})
             on_progress(Progress("start", 60, "Starting your sandbox"))
             return await self._start(handle.sandbox_id)
@@ -112,13 +195,29 @@ class LocalProvider(SandboxProvider):
             return
         async with _folder_lock(folder):
             state = _read_json(folder / "state.json")
-            if state is not None:
-                await self._stop_group(int(state["pid"]))
-            with contextlib.suppress(FileNotFoundError):
-                (folder / "state.json").unlink()
+            if self.freeze and state is not None and self._running(int(state["pid"])):
+                if state.get("frozen_at") is None:
+                    _signal_tree(_tree(int(state["pid"])), signal.SIGSTOP)
+                    _write_private(folder / "state.json", orjson.dumps({**state, "frozen_at": time.time()}))
+                return
+            await self._stop_locked(folder, state)
+
+    async def _stop(self, sandbox_id: str) -> None:
+        """End the sandbox's processes (frozen or not); its files stay."""
+        folder = self.root / sandbox_id
+        if not folder.is_dir():
+            return
+        async with _folder_lock(folder):
+            await self._stop_locked(folder, _read_json(folder / "state.json"))
+
+    async def _stop_locked(self, folder: Path, state: Any) -> None:
+        if state is not None:
+            await self._stop_group(int(state["pid"]))
+        with contextlib.suppress(FileNotFoundError):
+            (folder / "state.json").unlink()
 
     async def kill(self, handle: Handle) -> None:
-        await self.pause(handle)
+        await self._stop(handle.sandbox_id)
         await asyncio.to_thread(shutil.rmtree, self.root / handle.sandbox_id, True)
 
     async def extend(self, handle: Handle, seconds: float) -> None:
@@ -134,6 +233,10 @@ class LocalProvider(SandboxProvider):
                 continue
             state = _read_json(folder / "state.json")
             running = state is not None and self._running(int(state["pid"]))
+            frozen_at = state.get("frozen_at") if running else None
+            if frozen_at is not None and time.time() - float(frozen_at) > self.frozen_limit:
+                await self._stop(folder.name)  # frozen too long: give its memory back
+            running = running and frozen_at is None
             listed.append(Listed(folder.name, "running" if running else "paused", dict(record["metadata"])))
         return listed
 
@@ -190,6 +293,10 @@ class LocalProvider(SandboxProvider):
 
     async def close(self) -> None:
         """Stop the sandboxes this process started (their files stay; the reconciler sees them paused)."""
+        if self._replenishing is not None:
+            self._replenishing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._replenishing
         children, self._children = self._children, {}
         await asyncio.gather(*(self._stop_group(p.pid) for p in children.values()), return_exceptions=True)
 
@@ -239,6 +346,8 @@ class LocalProvider(SandboxProvider):
             }
         )
         (home / ".tmp").mkdir(exist_ok=True)
+        if (folder / SPARE).is_file():  # nobody's yet: the app's server waits for its environment
+            env["SHMASTRA_ENV_FILE"] = str(home / ENV_FILE)
         if port is not None:
             env["PORT"] = str(port)
         return env
@@ -283,17 +392,21 @@ class LocalProvider(SandboxProvider):
         return _group_members(pid) > 0
 
     async def _stop_group(self, pgid: int) -> None:
-        if not _group_members(pgid):
+        """SIGTERM to the group and every descendant (pm2's apps run in groups of their own), a grace
+        period, then SIGKILL to whatever of them is left."""
+        tree = _tree(pgid)  # taken first: once a parent dies, its children lose the link to it
+        if not tree:
             return
-        _signal_group(pgid, signal.SIGTERM)
+        _signal_tree(tree, signal.SIGTERM)
+        _signal_tree(tree, signal.SIGCONT)  # a frozen process only sees the SIGTERM once thawed
         deadline = time.monotonic() + self.stop_grace
         while time.monotonic() < deadline:
             await asyncio.sleep(0.05)
-            if not _group_members(pgid):
+            if not any(map(_alive, tree)):
                 return
-        _signal_group(pgid, signal.SIGKILL)
+        _signal_tree(tree, signal.SIGKILL)
         for _ in range(100):  # SIGKILL cannot be ignored; give the kernel a moment to finish them
-            if not _group_members(pgid):
+            if not any(map(_alive, tree)):
                 return
             await asyncio.sleep(0.02)
 
@@ -331,9 +444,62 @@ def _group_members(pgid: int) -> int:
     return count
 
 
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            return stat.read().rsplit(b")", 1)[1].split()[0] not in (b"Z", b"X")
+    except OSError:
+        return False
+
+
+def _tree(pgid: int) -> list[int]:
+    """The live processes of group ``pgid`` and all their descendants, parents first (pm2 starts its
+    apps in process groups of their own, so a signal to the group alone misses them)."""
+    parents: dict[int, list[int]] = {}
+    members: list[int] = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat", "rb") as stat:
+                fields = stat.read().rsplit(b")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] in (b"Z", b"X"):
+            continue
+        parents.setdefault(int(fields[1]), []).append(int(entry.name))
+        if int(fields[2]) == pgid:
+            members.append(int(entry.name))
+    tree: list[int] = []
+    seen: set[int] = set()
+    queue = sorted(members, key=lambda pid: pid != pgid)
+    while queue:
+        pid = queue.pop(0)
+        if pid not in seen:
+            seen.add(pid)
+            tree.append(pid)
+            queue.extend(parents.get(pid, []))
+    return tree
+
+
+def _signal_tree(pids: list[int], sig: signal.Signals) -> None:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, sig)
+
+
 def _signal_group(pgid: int, sig: signal.Signals) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, sig)
+
+
+def _record(spec: SandboxSpec) -> bytes:
+    metadata = {**spec.metadata, "user_id": spec.user_id}
+    return orjson.dumps({"user_id": spec.user_id, "metadata": metadata, "env": dict(spec.env)})
+
+
+def _thawed(state: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in state.items() if key != "frozen_at"}
 
 
 def _free_port(host: str) -> int:

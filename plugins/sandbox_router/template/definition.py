@@ -2,10 +2,14 @@
 SDK's template builder (Node 22 base image, system packages, pnpm, the Shmastra project at a pinned ref
 with its dependencies, pm2, our sandbox scripts, ``.template-version``).
 
-No start command is baked into the image: E2B snapshots a template's start command already running,
-with the BUILD's environment, while each sandbox's app must run with that sandbox's own environment
-(its ``MASTRA_AUTH_TOKEN``, virtual key, gateway URLs). So the router starts ``/home/user/start.sh``
-after creating a sandbox (as the original cloud does) and waits for ``GET :4111/health``.
+The start command ``start.sh`` is baked in: E2B runs it at build time and snapshots the sandbox with it
+running, so a new sandbox starts with pm2, the healer and ``mastra dev`` already up (the CLI loaded,
+the app bundled: most of a cold start). What a snapshot cannot hold is each sandbox's own environment
+(its ``MASTRA_AUTH_TOKEN``, virtual key, gateway URLs, public origin): the app's server process waits
+for it before any of the app's code runs (``sandbox-env.mjs``, preloaded through ``NODE_OPTIONS`` when
+``SHMASTRA_ENV_FILE`` is set), and so does the healer; the e2b provider writes that file right after
+create. The ready check is the server waiting for it (``<file>.waiting``). The router then sees the
+app running and starts nothing, and waits for ``GET :4111/health``.
 """
 
 from __future__ import annotations
@@ -13,8 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from e2b import AsyncTemplate
-from e2b.template.main import TemplateBuilder
+from e2b import AsyncTemplate, wait_for_file
+from e2b.template.main import TemplateFinal
 
 from .prepare import template_version
 
@@ -25,6 +29,8 @@ SHMASTRA_REPO = "https://github.com/just-ai/shmastra"
 SHMASTRA_REF = "0c4431d6a6b03facde018295899b57a86d92de42"
 SYSTEM_PACKAGES = ["git", "curl", "ca-certificates", "python3"]
 IGNORED = ["**/node_modules", "**/__pycache__", "**/.mastra"]
+ENV_FILE = f"{HOME}/.sandbox-env.json"
+"""Where a sandbox's own environment arrives (the e2b provider's ``env_file``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,10 +41,10 @@ class Source:
     ref: str = SHMASTRA_REF
 
 
-def template_definition(template_dir: Path, source: Source = Source()) -> TemplateBuilder:
+def template_definition(template_dir: Path, source: Source = Source()) -> TemplateFinal:
     version = template_version(template_dir)
     project = f"{HOME}/shmastra"
-    template: TemplateBuilder = (
+    template: TemplateFinal = (
         AsyncTemplate(file_context_path=template_dir, file_ignore_patterns=IGNORED)
         .from_node_image(NODE_IMAGE)
         .apt_install(SYSTEM_PACKAGES)
@@ -57,13 +63,17 @@ def template_definition(template_dir: Path, source: Source = Source()) -> Templa
         .copy("pm2.sh", f"{HOME}/pm2.sh", mode=0o755)
         .copy("ecosystem.config.js", f"{HOME}/ecosystem.config.js")
         .copy("healer", f"{HOME}/healer")
+        .copy("sandbox-env.mjs", f"{HOME}/sandbox-env.mjs")
         .run_cmd(f"echo {version} > {HOME}/.template-version")
-        .set_envs({"MASTRA_TELEMETRY_DISABLED": "1", "TELEMETRY_DISABLED": "true"})
+        .set_envs(
+            {"MASTRA_TELEMETRY_DISABLED": "1", "TELEMETRY_DISABLED": "true", "SHMASTRA_ENV_FILE": ENV_FILE}
+        )
         .set_workdir(HOME)
+        .set_start_cmd(f"{HOME}/start.sh", wait_for_file(f"{ENV_FILE}.waiting"))
     )
     return template
 
 
-def describe(template: TemplateBuilder) -> list[str]:
+def describe(template: TemplateFinal) -> list[str]:
     """The build's steps, one per line (what ``--dry-run`` prints)."""
     return AsyncTemplate.to_dockerfile(template).splitlines()

@@ -137,6 +137,7 @@ def cloud_app(
         "cache_dir": str(tmp_path / "template-cache"),
         "hidden_paths": [],
         "stop_grace": 1.0,
+        "pause": "stop",  # these tests follow processes ending on pause; freezing is tested on its own
         **router.pop("local", {}),
     }
     router.setdefault("health_interval", 0.05)

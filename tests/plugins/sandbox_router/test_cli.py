@@ -22,7 +22,7 @@ def _config(tmp_path: Path, url: str, template: Path) -> str:
         f'[database]\nurl = "{url}"\n\n[[pipeline]]\nstage = "sandbox_router"\n'
         f'template_dir = "{template}"\nhealth_interval = 0.05\nhealth_timeout = 20\n\n'
         f'[pipeline.local]\nroot = "{tmp_path / "sandboxes"}"\ncache_dir = "{tmp_path / "cache"}"\n'
-        "hidden_paths = []\nstop_grace = 1.0\n"
+        'hidden_paths = []\nstop_grace = 1.0\npause = "stop"\n'
     )
     return str(path)
 

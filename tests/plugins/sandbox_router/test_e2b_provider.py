@@ -341,7 +341,7 @@ async def test_without_a_sandbox_url_the_app_is_at_the_sdks_host(
     standin: E2BStandin, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("E2B_SANDBOX_URL", raising=False)
-    provider = make_provider(standin, sandbox_url=None, start_command="")  # no daemon calls
+    provider = make_provider(standin, sandbox_url=None, start_command="", env_file="")  # no daemon calls
     handle = await provider.create(SPEC, lambda _: None)
 
     endpoint = provider.endpoint(handle)

@@ -195,3 +195,67 @@ async def test_files_are_carried_from_one_sandbox_to_another(tmp_path: Path, tem
     finally:
         await provider.kill(old)
         await provider.kill(new)
+
+
+def _states(pgid: int) -> set[str]:
+    """The states (``S``, ``T``, ...) of the live processes of group ``pgid``."""
+    found: set[str] = set()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                fields = Path(f"/proc/{entry}/stat").read_bytes().rsplit(b")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[2]) == pgid and fields[0] not in (b"Z", b"X"):
+                found.add(fields[0].decode())
+    return found
+
+
+async def test_a_frozen_sandbox_resumes_where_it_was(tmp_path: Path, template: Path) -> None:
+    start = template / "start.sh"  # plus a process in a session of its own, as pm2 starts its apps
+    start.write_text(
+        start.read_text().replace(
+            "exec ", 'setsid sleep 300 & echo $! > "$SANDBOX_HOME/.other.pid"\nexec ', 1
+        )
+    )
+    provider = LocalProvider(tmp_path / "root", template, tmp_path / "cache", stop_grace=0.5, freeze=True)
+    handle = await provider.create(_spec(), lambda _: None)
+    folder = tmp_path / "root" / handle.sandbox_id
+    try:
+        assert await _healthy(provider, handle)
+        pid = orjson.loads((folder / "state.json").read_bytes())["pid"]
+        other = int((folder / "home" / ".other.pid").read_text())
+        assert _states(other) == {"S"}
+        await provider.pause(handle)
+        await provider.pause(handle)  # pausing a frozen sandbox is not an error
+        assert _states(pid) == {"T"} and _states(other) == {"T"}  # all stopped where they were
+        assert [s.state for s in await provider.list()] == ["paused"]
+        url = provider.endpoint(handle).base_url / "health"
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=0.5)) as http:
+            with pytest.raises(TimeoutError):  # nothing answers while frozen
+                await http.get(url)
+            resumed = await provider.resume(handle, lambda _: None)
+            async with http.get(url) as answer:  # at once: the same processes, thawed
+                assert answer.status == 200
+        assert resumed == handle and orjson.loads((folder / "state.json").read_bytes()) == {
+            "pid": pid,
+            "port": int(handle.data["port"]),
+        }
+        assert "T" not in _states(pid) | _states(other)
+        assert [s.state for s in await provider.list()] == ["running"]
+
+        await provider.pause(handle)
+        provider.frozen_limit = 0.0  # frozen too long: the next listing ends the processes
+        assert [s.state for s in await provider.list()] == ["paused"]
+        assert _states(pid) == _states(other) == set() and not (folder / "state.json").exists()
+        restarted = await provider.resume(handle, lambda _: None)  # from nothing, as after a stop
+        assert await _healthy(provider, restarted)
+        assert orjson.loads((folder / "state.json").read_bytes())["pid"] != pid
+
+        await provider.pause(handle)
+        again = orjson.loads((folder / "state.json").read_bytes())["pid"]
+        await provider.kill(handle)  # a frozen sandbox is ended too
+        assert _states(again) == set() and not folder.exists()
+    finally:
+        await provider.kill(handle)
+        await provider.close()

@@ -156,6 +156,33 @@ async def test_files_survive_pause_and_resume(make_cloud: CloudFactory, db_url: 
     assert await store.running_seconds(user_id, events[1]["at"], events[4]["at"]) == first_run
 
 
+async def test_a_frozen_sandbox_resumes_with_its_processes(make_cloud: CloudFactory) -> None:
+    """``pause = "freeze"`` (the default): pausing stops the processes where they are, and the first
+    request afterwards thaws the same processes (no new start)."""
+    cloud = await make_cloud(local={"pause": "freeze"})
+    browser = await cloud.sign_in("ada@example.com")
+    await cloud.until_running(browser)
+    user_id = await cloud.user_id(browser)
+    home = cloud.root / (await cloud.sandbox(user_id)).sandbox_id / "home"  # type: ignore[operator]
+    child = int((home / ".child.pid").read_text())
+
+    assert await cloud.router.lifecycle.pause(user_id, "test")
+    assert (await cloud.sandbox(user_id)).state == "paused"
+    assert _state(child) == "T", "frozen, not ended"
+    async with browser.get(cloud.at("/api/mastra/files?name=none"), headers=JSON) as answer:
+        assert answer.status == 503  # the first request after a pause wakes it
+    assert (await cloud.until_running(browser))["event"] == "ready"
+    assert _alive(child) and _state(child) != "T"
+    assert int((home / ".child.pid").read_text()) == child  # the same processes: nothing restarted
+    states = [e["state"] for e in await cloud.router.lifecycle.store.events(user_id)]
+    assert states == ["provisioning", "running", "paused", "resuming", "running"]
+
+
+def _state(pid: int) -> str:
+    with open(f"/proc/{pid}/stat") as stat:
+        return stat.read().rsplit(")", 1)[1].split()[0]
+
+
 def _alive(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/stat") as stat:
