@@ -5,8 +5,9 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 PY=${PY:-python3}
-if ! "$PY" -c 'import aiohttp, uvloop, httptools, proxy_core' 2>/dev/null; then
-  "$PY" -m pip install -e "$root"
+# the signed-in rows run the cloud's own stages (auth, vkey, sandbox_router): the `cloud` extra
+if ! "$PY" -c 'import aiohttp, uvloop, httptools, proxy_core, plugins.auth, plugins.sandbox_router' 2>/dev/null; then
+  "$PY" -m pip install -e "$root[cloud]"
 fi
 cd "$root"
 if [ "${1:-}" = journey ]; then shift; exec "$PY" -m bench.journey "$@"; fi

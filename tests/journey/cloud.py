@@ -127,15 +127,29 @@ class Cloud:
         return self.folder / "data" / "sandboxes" / sandbox_id / "home"
 
     def runs(self, sandbox_id: str) -> bool:
-        """Whether the sandbox's process group is alive (the ``local`` provider's ``state.json``)."""
+        """Whether any process of the sandbox (its first process and every descendant, from the
+        ``local`` provider's ``state.json``) is running: a paused sandbox has none, whether it was
+        frozen (every process stopped, ``T``) or stopped (none left)."""
         state = self.folder / "data" / "sandboxes" / sandbox_id / "state.json"
         if not state.is_file():
             return False
-        try:
-            os.killpg(int(orjson.loads(state.read_bytes())["pid"]), 0)
-        except ProcessLookupError:
-            return False
-        return True
+        root = int(orjson.loads(state.read_bytes())["pid"])
+        states: dict[int, str] = {}
+        children: dict[int, list[int]] = {}
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue  # ended meanwhile
+            pid = int(stat.parent.name)
+            states[pid] = fields[0]
+            children.setdefault(int(fields[1]), []).append(pid)
+        tree, running = [root], False
+        while tree:
+            pid = tree.pop()
+            running = running or states.get(pid, "T") not in "TtZX"
+            tree.extend(children.get(pid, []))
+        return running
 
     def sandbox_environment(self, sandbox_id: str) -> dict[str, str]:
         """The environment the cloud gave the sandbox (kept in its ``sandbox.json``)."""
