@@ -35,7 +35,7 @@ import signal
 import socket
 import time
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -428,9 +428,8 @@ def _scaled(on_progress: ProgressCallback, low: int, high: int) -> ProgressCallb
     return lambda p: on_progress(Progress(p.step, low + p.percent * (high - low) // 100, p.message))
 
 
-def _group_members(pgid: int) -> int:
-    """Live (not zombie) processes in the group ``pgid``."""
-    count = 0
+def _live_processes() -> Iterator[tuple[int, int, int]]:
+    """``(pid, parent pid, process group)`` of every live (not zombie) process, from ``/proc``."""
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
             continue
@@ -438,10 +437,14 @@ def _group_members(pgid: int) -> int:
             with open(f"/proc/{entry.name}/stat", "rb") as stat:
                 fields = stat.read().rsplit(b")", 1)[1].split()
         except OSError:
-            continue
-        if int(fields[2]) == pgid and fields[0] not in (b"Z", b"X"):
-            count += 1
-    return count
+            continue  # ended meanwhile
+        if fields[0] not in (b"Z", b"X"):
+            yield int(entry.name), int(fields[1]), int(fields[2])
+
+
+def _group_members(pgid: int) -> int:
+    """Live processes in the group ``pgid``."""
+    return sum(1 for _, _, group in _live_processes() if group == pgid)
 
 
 def _alive(pid: int) -> bool:
@@ -457,19 +460,10 @@ def _tree(pgid: int) -> list[int]:
     apps in process groups of their own, so a signal to the group alone misses them)."""
     parents: dict[int, list[int]] = {}
     members: list[int] = []
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry.name}/stat", "rb") as stat:
-                fields = stat.read().rsplit(b")", 1)[1].split()
-        except OSError:
-            continue
-        if fields[0] in (b"Z", b"X"):
-            continue
-        parents.setdefault(int(fields[1]), []).append(int(entry.name))
-        if int(fields[2]) == pgid:
-            members.append(int(entry.name))
+    for pid, parent, group in _live_processes():
+        parents.setdefault(parent, []).append(pid)
+        if group == pgid:
+            members.append(pid)
     tree: list[int] = []
     seen: set[int] = set()
     queue = sorted(members, key=lambda pid: pid != pgid)
