@@ -41,6 +41,24 @@ class LocalConfig(StageConfig):
     memory. Needs a template whose app honours ``SHMASTRA_ENV_FILE`` (the bundled one does)."""
 
 
+class HealerConfig(StageConfig):
+    """``[pipeline.healer]``: how patient each sandbox's healer is, given to it as its ``HEALER_*``
+    variables. A sandbox on a small or busy machine starts ``mastra dev`` slowly; a healer less patient
+    than the machine restarts a healthy start over and over."""
+
+    startup_grace: float = Field(60.0, gt=0)
+    """Seconds after the app starts before failed health checks or a long build count as problems."""
+    build_stuck: float = Field(20.0, gt=0)
+    """Seconds a dev build may run (past ``startup_grace``) before the healer restarts the app."""
+
+    def env(self) -> dict[str, str]:
+        """The variables the healer reads these from."""
+        return {
+            "HEALER_STARTUP_GRACE": f"{self.startup_grace:g}",
+            "HEALER_BUILD_STUCK_SECONDS": f"{self.build_stuck:g}",
+        }
+
+
 class SandboxRouterConfig(StageConfig):
     provider: Literal["local", "e2b"] = "local"
     template_dir: ConfigPath = Field(Path("e2b-template"), validate_default=True)
@@ -96,6 +114,7 @@ class SandboxRouterConfig(StageConfig):
     sandbox is restarted instead."""
     export_limit: float = Field(120.0, gt=0)
     """Seconds an export's archive command may take."""
+    healer: HealerConfig = Field(default_factory=HealerConfig)
     local: LocalConfig = Field(default_factory=LocalConfig)
     e2b: E2BConfig = Field(default_factory=E2BConfig)
     """``[pipeline.e2b]``: the E2B account and template (see :class:`.providers.e2b.E2BConfig`)."""

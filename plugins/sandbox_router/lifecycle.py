@@ -304,6 +304,7 @@ class Lifecycle:
             studio_path=self.config.studio_path,
             api_prefix=self.config.api_prefix,
         )
+        env.update(self.config.healer.env())
         spec = SandboxSpec(str(user_id), env, {"user_id": str(user_id)})
         handle = await self.gate.call(
             user_id,

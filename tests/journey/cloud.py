@@ -57,6 +57,9 @@ idle_timeout = {idle_timeout}
 sweep_interval = 1
 health_timeout = 300
 start_timeout = 900
+[pipeline.healer]
+startup_grace = 240  # a loaded 2-core machine bundles mastra dev slowly: never restart a healthy start
+build_stuck = 120
 [pipeline.local]
 root = "data/sandboxes"
 cache_dir = "{cache_dir}"

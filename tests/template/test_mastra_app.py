@@ -69,6 +69,8 @@ async def test_the_bundled_mastra_project_serves_studio_the_api_and_an_agent(
             "USER_ID": "u1",
             "CORS_ORIGIN": "https://cloud.example.test",
             "HEALER_INTERVAL": "1",
+            "HEALER_STARTUP_GRACE": "240",  # a loaded machine bundles slowly: no restarts of a good start
+            "HEALER_BUILD_STUCK_SECONDS": "120",
         },
     )
     assert (sandbox.home / ".template-version").read_text() == f"{mastra_prepared.version}\n"

@@ -17,6 +17,7 @@ async def test_first_visit_with_the_bundled_mastra_template(make_cloud: CloudFac
         template_dir=str(BUNDLED_TEMPLATE_DIR),
         health_timeout=240,
         start_timeout=900,
+        healer={"startup_grace": 240, "build_stuck": 120},  # patient with a loaded machine
         local={"cache_dir": str(cache_root())},
     )
     ada = await cloud.sign_in("ada@example.com")

@@ -87,6 +87,16 @@ async def test_app_token_added_and_cloud_credentials_kept_back(make_cloud: Cloud
     assert env["MASTRA_STUDIO_BASE_PATH"] == "/studio" and env["MASTRA_API_PREFIX"] == "/api/mastra"
     assert env["SHMASTRA_VIRTUAL_KEY"] == key and env["MASTRA_TELEMETRY_DISABLED"] == "1"
     assert env["USER_ID"] == str(user_id)
+    assert env["HEALER_STARTUP_GRACE"] == "60" and env["HEALER_BUILD_STUCK_SECONDS"] == "20"
+
+
+async def test_the_healers_patience_is_configured_per_cloud(make_cloud: CloudFactory) -> None:
+    cloud = await make_cloud(healer={"startup_grace": 240, "build_stuck": 90.5})
+    browser = await cloud.sign_in("ada@example.com")
+    await cloud.until_running(browser)
+    async with browser.get(cloud.at("/api/mastra/env"), headers=JSON) as answer:
+        env = await answer.json()
+    assert env["HEALER_STARTUP_GRACE"] == "240" and env["HEALER_BUILD_STUCK_SECONDS"] == "90.5"
 
 
 async def test_real_provider_keys_never_reach_the_sandbox(
