@@ -197,7 +197,7 @@ class LocalProvider(SandboxProvider):
             state = _read_json(folder / "state.json")
             if self.freeze and state is not None and self._running(int(state["pid"])):
                 if state.get("frozen_at") is None:
-                    _signal_tree(_tree(int(state["pid"])), signal.SIGSTOP)
+                    _freeze(int(state["pid"]))
                     _write_private(folder / "state.json", orjson.dumps({**state, "frozen_at": time.time()}))
                 return
             await self._stop_locked(folder, state)
@@ -393,19 +393,25 @@ class LocalProvider(SandboxProvider):
 
     async def _stop_group(self, pgid: int) -> None:
         """SIGTERM to the group and every descendant (pm2's apps run in groups of their own), a grace
-        period, then SIGKILL to whatever of them is left."""
+        period, then SIGKILL to whatever of them is left. The tree is read again while waiting: a child
+        forked after the first reading (a start still under way) is ended too, never orphaned."""
         tree = _tree(pgid)  # taken first: once a parent dies, its children lose the link to it
         if not tree:
             return
-        _signal_tree(tree, signal.SIGTERM)
-        _signal_tree(tree, signal.SIGCONT)  # a frozen process only sees the SIGTERM once thawed
+        _signal_all(pgid, tree, signal.SIGTERM)
+        _signal_all(pgid, tree, signal.SIGCONT)  # a frozen process only sees the SIGTERM once thawed
         deadline = time.monotonic() + self.stop_grace
         while time.monotonic() < deadline:
             await asyncio.sleep(0.05)
+            late = [pid for pid in _tree(pgid) if pid not in tree]
+            if late:
+                tree += late
+                _signal_all(pgid, late, signal.SIGTERM)
             if not any(map(_alive, tree)):
                 return
-        _signal_tree(tree, signal.SIGKILL)
         for _ in range(100):  # SIGKILL cannot be ignored; give the kernel a moment to finish them
+            tree += [pid for pid in _tree(pgid) if pid not in tree]
+            _signal_all(pgid, tree, signal.SIGKILL)
             if not any(map(_alive, tree)):
                 return
             await asyncio.sleep(0.02)
@@ -474,6 +480,26 @@ def _tree(pgid: int) -> list[int]:
             tree.append(pid)
             queue.extend(parents.get(pid, []))
     return tree
+
+
+def _signal_all(pgid: int, pids: list[int], sig: signal.Signals) -> None:
+    """``sig`` to the whole group at once (a member forked a moment ago included) and to ``pids``."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+    _signal_tree(pids, sig)
+
+
+def _freeze(pgid: int) -> None:
+    """SIGSTOP to the group and its whole tree until no new process shows up (a process forked while
+    the tree was read is stopped on the next reading; a stopped process forks no more)."""
+    stopped: list[int] = []
+    for _ in range(10):
+        tree = _tree(pgid)
+        new = [pid for pid in tree if pid not in stopped]
+        if not new:
+            return
+        _signal_all(pgid, new, signal.SIGSTOP)
+        stopped += new
 
 
 def _signal_tree(pids: list[int], sig: signal.Signals) -> None:
