@@ -10,7 +10,6 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import uuid
@@ -21,7 +20,8 @@ from typing import Any
 
 import aiohttp
 import asyncpg
-import orjson
+
+from tests.servers import free_port, json_lines, spawn, stop, until_ready
 
 PG_SERVER = "postgresql://postgres@127.0.0.1:5432"
 COMMAND = Path(sys.executable).parent / "shmastra-cloud"
@@ -137,19 +137,6 @@ def nginx_binary() -> str:
     return found
 
 
-def spawn(args: list[str], env: dict[str, str] | None, log: Path) -> subprocess.Popen[bytes]:
-    """Start ``args`` in its own session, output to ``log``."""
-    with log.open("wb") as out:
-        return subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 @contextlib.asynccontextmanager
 async def fresh_database() -> AsyncIterator[str]:
     """A new Postgres database (not a schema: advisory locks, and so the leader, are per database)."""
@@ -176,13 +163,7 @@ class Replica:
 
     def lines(self) -> list[dict[str, Any]]:
         """The JSON log lines written so far."""
-        found = []
-        for raw in self.log.read_bytes().splitlines():
-            with contextlib.suppress(orjson.JSONDecodeError):
-                line = orjson.loads(raw)
-                if isinstance(line, dict):
-                    found.append(line)
-        return found
+        return json_lines(self.log)
 
     def logged(self, phrase: str) -> list[str]:
         return [str(line.get("msg", "")) for line in self.lines() if phrase in str(line.get("msg", ""))]
@@ -225,18 +206,6 @@ class Cluster:
             return rows
         finally:
             await connection.close()
-
-
-async def _until_ready(replica: Replica, session: aiohttp.ClientSession) -> None:
-    for _ in range(600):
-        if replica.process.poll() is not None:
-            raise AssertionError(f"replica {replica.index} exited: {replica.log.read_text()[-2000:]}")
-        with contextlib.suppress(aiohttp.ClientError):
-            async with session.get(replica.url + "/readyz") as answer:
-                if answer.status == 200:
-                    return
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"replica {replica.index} never became ready: {replica.log.read_text()[-2000:]}")
 
 
 @contextlib.asynccontextmanager
@@ -285,8 +254,8 @@ async def running_cluster(
             process = spawn([str(COMMAND), "serve", "--config", str(config)], env | {"PORT": str(port)}, log)
             cluster.replicas.append(Replica(index, port, process, log))
         async with aiohttp.ClientSession() as probe:
-            for replica in cluster.replicas:
-                await _until_ready(replica, probe)
+            for r in cluster.replicas:
+                await until_ready(probe, r.url, r.process, r.log, f"replica {r.index}")
         prefix = tmp_path / "nginx"
         prefix.mkdir()
         servers = "\n".join(
@@ -315,12 +284,4 @@ async def running_cluster(
                 nginx_process.wait(timeout=10)
             if nginx_process.poll() is None:
                 nginx_process.kill()
-        for replica in cluster.replicas:
-            if replica.process.poll() is None:
-                replica.process.send_signal(signal.SIGTERM)
-        for replica in cluster.replicas:
-            try:
-                replica.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(replica.process.pid, signal.SIGKILL)
-                replica.process.wait()
+        await asyncio.gather(*(stop(replica.process, 15) for replica in cluster.replicas))

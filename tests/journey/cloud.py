@@ -10,7 +10,6 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -21,6 +20,8 @@ from typing import Any
 
 import aiohttp
 import orjson
+
+from tests.servers import free_port, json_lines, spawn, stop, until_ready
 
 REPO = Path(__file__).resolve().parents[2]
 COMMAND = Path(sys.executable).parent / "shmastra-cloud"
@@ -66,13 +67,6 @@ cache_dir = "{cache_dir}"
 """
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 @dataclass
 class Cloud:
     url: str
@@ -84,13 +78,7 @@ class Cloud:
 
     def lines(self) -> list[dict[str, Any]]:
         """The server's JSON log lines written so far."""
-        found = []
-        for raw in self.log.read_bytes().splitlines():
-            with contextlib.suppress(orjson.JSONDecodeError):
-                line = orjson.loads(raw)
-                if isinstance(line, dict):
-                    found.append(line)
-        return found
+        return json_lines(self.log)
 
     def codes(self, email: str) -> list[str]:
         """The sign-in codes the server logged for ``email``, oldest first."""
@@ -161,19 +149,6 @@ class Cloud:
         return environment
 
 
-async def _until_ready(cloud: Cloud) -> None:
-    async with aiohttp.ClientSession() as probe:
-        for _ in range(1200):
-            if cloud.process.poll() is not None:
-                raise AssertionError(f"the server exited: {cloud.log.read_text()[-3000:]}")
-            with contextlib.suppress(aiohttp.ClientError):
-                async with probe.get(cloud.url + "/readyz") as answer:
-                    if answer.status == 200:
-                        return
-            await asyncio.sleep(0.1)
-    raise AssertionError(f"the server never became ready: {cloud.log.read_text()[-3000:]}")
-
-
 @contextlib.asynccontextmanager
 async def serving(
     llm_url: str, openai_key: str, cache_dir: Path, idle_timeout: float
@@ -199,29 +174,16 @@ async def serving(
     }
     env.update(PYTHONUNBUFFERED="1", OPENAI_API_KEY=openai_key)
     log = folder / "server.log"
-    process = _spawn([str(COMMAND), "serve", "--config", str(config)], folder, env, log)
+    process = spawn([str(COMMAND), "serve", "--config", str(config)], env, log, cwd=folder)
     cloud = Cloud(f"http://127.0.0.1:{port}", folder, config, log, env, process)
     try:
-        await _until_ready(cloud)
+        async with aiohttp.ClientSession() as probe:
+            await until_ready(probe, cloud.url, process, log, "the server", tries=1200)
         yield cloud
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-        try:
-            await asyncio.to_thread(process.wait, 60)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        await stop(process, 60)
         await _stop_sandboxes(folder / "data" / "sandboxes")
         shutil.rmtree(folder, ignore_errors=True)
-
-
-def _spawn(args: list[str], cwd: Path, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    """Start ``args`` in its own session, output to ``log``."""
-    with log.open("wb") as out:
-        return subprocess.Popen(
-            args, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
 
 
 async def _stop_sandboxes(root: Path) -> None:

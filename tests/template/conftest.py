@@ -9,7 +9,6 @@ import asyncio
 import os
 import shutil
 import signal
-import socket
 import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
@@ -28,6 +27,7 @@ from plugins.sandbox_router.template import (
     prepare,
 )
 from tests.npm_cache import cache_root
+from tests.servers import free_port
 
 HERE = Path(__file__).parent
 VIRTUAL_KEY = "vk_u1_" + "ab12" * 6
@@ -66,13 +66,6 @@ def healer_prepared(healer_template: Path, template_cache: Path) -> PreparedTemp
 def mastra_prepared(template_cache: Path) -> PreparedTemplate:
     """The bundled template (the Mastra project and pm2) installed from the npm registry."""
     return asyncio.run(prepare(BUNDLED_TEMPLATE_DIR, template_cache, lambda _progress: None))
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @pytest.fixture
