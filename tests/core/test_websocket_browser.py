@@ -7,11 +7,10 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from playwright.async_api import async_playwright
+from tests.browser import chromium
 
 from .ws_peers import PythonServer, proxy_to
 
-CHROMIUM = "/usr/bin/chromium"
 SCRIPT = """([url, action]) => new Promise((resolve) => {
   const ws = new WebSocket(url);
   ws.onopen = () => {
@@ -32,18 +31,14 @@ CASES = [  # (what the browser does, what the upstream does)
 
 async def test_chromium_sees_the_same_ends_through_the_proxy_as_directly() -> None:
     server = PythonServer()
-    async with server.running(), proxy_to(server.url) as (proxy_url, _), async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        try:
-            page = await browser.new_page()
-            seen: dict[tuple[str, str], list[Any]] = {}
-            for browser_does, server_does in CASES:
-                for base in (server.url, str(proxy_url)):
-                    key = uuid.uuid4().hex
-                    end = await page.evaluate(SCRIPT, [f"{base}/case/{server_does}/{key}", browser_does])
-                    seen.setdefault((browser_does, server_does), []).append((end, await server.result(key)))
-        finally:
-            await browser.close()
+    async with server.running(), proxy_to(server.url) as (proxy_url, _), chromium() as browser:
+        page = await browser.new_page()
+        seen: dict[tuple[str, str], list[Any]] = {}
+        for browser_does, server_does in CASES:
+            for base in (server.url, str(proxy_url)):
+                key = uuid.uuid4().hex
+                end = await page.evaluate(SCRIPT, [f"{base}/case/{server_does}/{key}", browser_does])
+                seen.setdefault((browser_does, server_does), []).append((end, await server.result(key)))
     for case, (direct, proxied) in seen.items():
         assert proxied == direct, case
     assert seen[("close_empty", "wait")][0][1] == (1005, "")  # the upstream saw an empty close

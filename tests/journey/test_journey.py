@@ -20,13 +20,14 @@ import io
 import re
 import shutil
 import tarfile
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.async_api import Browser, BrowserContext, Page, Request, async_playwright
+from playwright.async_api import Browser, BrowserContext, Page, Request
 
+from tests.browser import enter_code
 from tests.npm_cache import cache_root
 from tests.standins.llm_providers import STATE, WORDS, standin_app
 
@@ -34,23 +35,12 @@ from .cloud import REPO, Cloud, serving
 
 pytestmark = pytest.mark.slow
 
-CHROMIUM = "/usr/bin/chromium"
 SHOTS = REPO / "build" / "journey"
 REAL_KEY = "sk-team-real-openai-key-journey-0123456789"
 ANSWER = "".join(WORDS)  # "Hello from the stand-in provider."
 IDLE_TIMEOUT = 90  # seconds: an open Studio tab pings every 60 s and stays awake; a closed one sleeps
 START = 900_000  # ms: a first start installs nothing (the template is prepared) but boots `mastra dev`
 NOTE = "shmastra/notes/journey.md"
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as playwright:
-        launched = await playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        try:
-            yield launched
-        finally:
-            await launched.close()
 
 
 @pytest.fixture
@@ -108,14 +98,14 @@ async def sign_in(
     """Opens the cloud, asks for a code, reads it from the server's log and enters it."""
     await page.goto(cloud.url + "/")
     await page.wait_for_url("**/auth/sign-in**")
-    await page.get_by_label("Email address").fill(email)
     before = len(cloud.codes(email))
-    await page.get_by_role("button", name="Email me a sign-in code").click()
-    await page.get_by_label("Sign-in code").wait_for()
-    await until(lambda: _more(cloud.codes(email), before), f"a sign-in code for {email} in the log", 60)
-    await shoot(page, f"code-asked-{email.split('@')[0]}")
-    await page.get_by_label("Sign-in code").fill(cloud.codes(email)[-1])
-    await page.get_by_role("button", name="Sign in").click()
+
+    async def logged_code() -> str:
+        await until(lambda: _more(cloud.codes(email), before), f"a sign-in code for {email} in the log", 60)
+        await shoot(page, f"code-asked-{email.split('@')[0]}")
+        return cloud.codes(email)[-1]
+
+    await enter_code(page, email, logged_code)
 
 
 async def _more(codes: list[str], before: int) -> bool:

@@ -8,21 +8,20 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp import web
-from playwright.async_api import Browser, Page, async_playwright
+from playwright.async_api import Browser, Page
 
 from plugins.auth import AuthStage
 from proxy_core.stages.upstream import UpstreamStage
 from proxy_core.testing import make_app, run_proxy, stage
+from tests.browser import enter_code
 
 from .kit import SECRET, mailbox_code
 
-CHROMIUM = "/usr/bin/chromium"
 NONCE = "bm9uY2UtZm9yLXN0dWRpbw=="
 HEAD_SCRIPT = (
     "window.STUDIO_BASE_PATH = '/studio'; window.headScriptsRan = true;"
@@ -65,16 +64,6 @@ def studio_app(policy: str | None, nonce: str | None) -> web.Application:
     return app
 
 
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as playwright:
-        launched = await playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        try:
-            yield launched
-        finally:
-            await launched.close()
-
-
 def on_console(kind: str, text: str, errors: list[str]) -> None:
     if kind == "error" and not text.startswith("Failed to load resource"):  # statuses: on_response
         errors.append(text)
@@ -88,10 +77,7 @@ def on_response(status: int, url: str, errors: list[str]) -> None:
 async def sign_in(page: Page, base: str, mailbox: Path, email: str) -> None:
     await page.goto(base + "/studio/")
     assert "/auth/sign-in" in page.url
-    await page.get_by_label("Email address").fill(email)
-    await page.get_by_role("button", name="Email me a sign-in code").click()
-    await page.get_by_label("Sign-in code").fill(mailbox_code(mailbox, email))
-    await page.get_by_role("button", name="Sign in").click()
+    await enter_code(page, email, lambda: mailbox_code(mailbox, email))
     await page.wait_for_url(base + "/studio/")
 
 

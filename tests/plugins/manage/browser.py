@@ -5,31 +5,19 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import AsyncIterator
 from pathlib import Path
 
-import pytest
-from playwright.async_api import Browser, Page, async_playwright
+from playwright.async_api import Browser, Page
 from playwright.async_api import Error as PlaywrightError
 
+from tests.browser import enter_code
 from tests.plugins.auth.kit import mailbox_code
 
-CHROMIUM = "/usr/bin/chromium"
 # Test artifacts go to build/screenshots (git-ignored); SHMASTRA_SCREENSHOTS=docs refreshes the README's.
 SCREENSHOTS = Path(
     os.environ.get("SHMASTRA_SCREENSHOTS") or Path(__file__).parents[3] / "build" / "screenshots"
 )
 LAPTOP = {"width": 1366, "height": 768}
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as playwright:
-        launched = await playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        try:
-            yield launched
-        finally:
-            await launched.close()
 
 
 async def sign_in(browser: Browser, base: str, mailbox: Path, email: str, path: str) -> Page:
@@ -39,10 +27,7 @@ async def sign_in(browser: Browser, base: str, mailbox: Path, email: str, path: 
     page.on("pageerror", lambda error: errors.append(str(error)))
     page.on("dialog", lambda dialog: dialog.accept())
     await page.goto(base + path)
-    await page.get_by_label("Email address").fill(email)
-    await page.get_by_role("button", name="Email me a sign-in code").click()
-    await page.get_by_label("Sign-in code").fill(mailbox_code(mailbox, email))
-    await page.get_by_role("button", name="Sign in").click()
+    await enter_code(page, email, lambda: mailbox_code(mailbox, email))
     await page.wait_for_url(base + path)
     page.errors = errors  # type: ignore[attr-defined]
     return page

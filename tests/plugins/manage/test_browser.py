@@ -15,10 +15,8 @@ from playwright.async_api import Browser
 from plugins.auth import UserDirectory
 from plugins.vkey import USAGE_WRITER, KeyService, UsageRow
 
-from .browser import assert_accessible, browser, no_horizontal_scroll, shoot, sign_in
+from .browser import assert_accessible, no_horizontal_scroll, shoot, sign_in
 from .kit import Cloud, cloud
-
-__all__ = ["browser"]
 
 
 async def seed_usage(c: Cloud, user_id: uuid.UUID) -> None:

@@ -10,11 +10,11 @@ from pathlib import Path
 import aiohttp
 from playwright.async_api import Browser
 
-from .browser import assert_accessible, browser, no_horizontal_scroll, shoot, sign_in
+from .browser import assert_accessible, no_horizontal_scroll, shoot, sign_in
 from .fleet import fleet, no_leftover_sandboxes
 from .test_rollouts import new_template_version, run
 
-__all__ = ["browser", "no_leftover_sandboxes"]
+__all__ = ["no_leftover_sandboxes"]
 
 
 async def test_live_list_rollout_and_recovery_in_the_browser(

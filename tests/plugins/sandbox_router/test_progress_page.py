@@ -3,24 +3,9 @@ moves on to Studio by itself; a failed start shows the reason and a "Try again" 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
-import pytest
-from playwright.async_api import Browser, BrowserContext, async_playwright
+from playwright.async_api import Browser, BrowserContext
 
 from tests.plugins.sandbox_router.conftest import Cloud, CloudFactory
-
-CHROMIUM = "/usr/bin/chromium"
-
-
-@pytest.fixture
-async def chromium() -> AsyncIterator[Browser]:
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        try:
-            yield browser
-        finally:
-            await browser.close()
 
 
 async def _signed_in(browser: Browser, cloud: Cloud, email: str) -> BrowserContext:
@@ -32,9 +17,9 @@ async def _signed_in(browser: Browser, cloud: Cloud, email: str) -> BrowserConte
     return context
 
 
-async def test_progress_page_moves_on_to_studio(make_cloud: CloudFactory, chromium: Browser) -> None:
+async def test_progress_page_moves_on_to_studio(make_cloud: CloudFactory, browser: Browser) -> None:
     cloud = await make_cloud()
-    context = await _signed_in(chromium, cloud, "ada@example.com")
+    context = await _signed_in(browser, cloud, "ada@example.com")
     page = await context.new_page()
     seen: list[str] = []
     page.on("response", lambda response: seen.append(response.url))
@@ -51,12 +36,12 @@ async def test_progress_page_moves_on_to_studio(make_cloud: CloudFactory, chromi
 
 
 async def test_failed_start_shows_reason_and_try_again_works(
-    make_cloud: CloudFactory, chromium: Browser
+    make_cloud: CloudFactory, browser: Browser
 ) -> None:
     cloud = await make_cloud(health_timeout=1)
     template = cloud.router.provider.template_dir  # type: ignore[attr-defined]
     (template / "NEVER_HEALTHY").write_text("")
-    context = await _signed_in(chromium, cloud, "ada@example.com")
+    context = await _signed_in(browser, cloud, "ada@example.com")
     page = await context.new_page()
 
     await page.goto(str(cloud.url) + "/studio/")
