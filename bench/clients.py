@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -14,6 +14,7 @@ import aiohttp
 from . import procs
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 
 def session(**kwargs: object) -> aiohttp.ClientSession:
@@ -35,6 +36,14 @@ async def gauges(base_url: str) -> dict[str, float]:
         if name in wanted:
             wanted[name] += float(line.rsplit(" ", 1)[1])
     return wanted
+
+
+async def batched(items: Sequence[T], size: int, each: Callable[[T], Awaitable[R]]) -> list[R]:
+    """``each`` of ``items``, ``size`` at a time concurrently (a batch after the other), results in order."""
+    done: list[R] = []
+    for start in range(0, len(items), size):
+        done += await asyncio.gather(*(each(item) for item in items[start : start + size]))
+    return done
 
 
 class RssSampler:

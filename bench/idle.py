@@ -8,35 +8,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
 
 from . import procs
-from .clients import gauges, run_async, session
+from .clients import batched, gauges, run_async, session
+from .procs import Snapshot
 from .report import table
 
 BATCH = 200
 SETTLE = 2.0
-
-
-@dataclass(frozen=True)
-class Snapshot:
-    rss_kb: int
-    fds: int
-
-    @classmethod
-    def of(cls, pid: int) -> Snapshot:
-        return cls(procs.rss_kb(pid), procs.fd_count(pid))
-
-
-async def _open_in_batches(count: int, open_one: Callable[[], Awaitable[Any]]) -> list[Any]:
-    opened: list[Any] = []
-    for start in range(0, count, BATCH):
-        opened += await asyncio.gather(*(open_one() for _ in range(min(BATCH, count - start))))
-    return opened
 
 
 async def _hold(
@@ -57,12 +40,12 @@ async def _hold(
             await response.content.readline()  # the first comment: the stream is established end to end
             return response
 
-        held = await _open_in_batches(count, open_ws if kind == "ws" else open_sse)
+        opener = open_ws if kind == "ws" else open_sse
+        held: list[Any] = await batched(range(count), BATCH, lambda _: opener())
         await asyncio.sleep(SETTLE)
         during = Snapshot.of(pid)
         open_gauges = await gauges(url) if ours else {}
-        for start in range(0, len(held), BATCH):
-            await asyncio.gather(*(_close(h) for h in held[start : start + BATCH]))
+        await batched(held, BATCH, _close)
     await asyncio.sleep(SETTLE)
     after = Snapshot.of(pid)
     note = ""

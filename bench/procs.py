@@ -218,6 +218,18 @@ def nginx_proxy(upstream: str, *, cpus: str | None = None) -> Service:
 
 
 # -- what a process holds ---------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Snapshot:
+    """A process's resident memory and open descriptors at one moment."""
+
+    rss_kb: int
+    fds: int
+
+    @classmethod
+    def of(cls, pid: int) -> Snapshot:
+        return cls(rss_kb(pid), fd_count(pid))
+
+
 def rss_kb(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):

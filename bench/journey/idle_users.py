@@ -11,31 +11,19 @@ from __future__ import annotations
 import asyncio
 import secrets
 import tempfile
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
 
 import aiohttp
 
 from .. import procs
-from ..clients import run_async, session
+from ..clients import batched, run_async, session
+from ..procs import Snapshot
 from . import apps, cloud
 
 SETTLE = 2.0
 EVENTS = "/api/mastra/events"
-T = TypeVar("T")
-R = TypeVar("R")
-
-
-@dataclass(frozen=True)
-class Snapshot:
-    rss_kb: int
-    fds: int
-
-    @classmethod
-    def of(cls, pid: int) -> Snapshot:
-        return cls(procs.rss_kb(pid), procs.fd_count(pid))
 
 
 @dataclass(frozen=True)
@@ -55,13 +43,6 @@ class Result:
     @property
     def chp_kb_per_user(self) -> float:
         return (self.chp[1].rss_kb - self.chp[0].rss_kb) / self.users
-
-
-async def _batched(items: Sequence[T], size: int, each: Callable[[T], Awaitable[R]]) -> list[R]:
-    done: list[R] = []
-    for start in range(0, len(items), size):
-        done += await asyncio.gather(*(each(item) for item in items[start : start + size]))
-    return done
 
 
 async def _stream(http: aiohttp.ClientSession, url: str) -> aiohttp.ClientResponse:
@@ -85,12 +66,12 @@ async def _ours(the_cloud: cloud.Cloud, users: int) -> tuple[Snapshot, Snapshot,
         await asyncio.sleep(SETTLE)
         before = Snapshot.of(pid)
         emails = [f"user{n}@example.com" for n in range(users)]
-        signed = await _batched(emails, 25, lambda e: cloud.signed_in(the_cloud, e))
+        signed = await batched(emails, 25, lambda e: cloud.signed_in(the_cloud, e))
         sessions += signed
-        await _batched(sessions[1:], 10, lambda s: cloud.open_sandbox(s, the_cloud.url))
+        await batched(sessions[1:], 10, lambda s: cloud.open_sandbox(s, the_cloud.url))
         await asyncio.sleep(SETTLE)
         running = Snapshot.of(pid)
-        streams = await _batched(sessions[1:], 50, lambda s: _stream(s, the_cloud.url + EVENTS))
+        streams = await batched(sessions[1:], 50, lambda s: _stream(s, the_cloud.url + EVENTS))
         await asyncio.sleep(SETTLE)
         return before, running, Snapshot.of(pid)
     finally:
@@ -117,8 +98,8 @@ async def _chp(ports: Sequence[int]) -> tuple[Snapshot, Snapshot]:
             await asyncio.sleep(SETTLE)
             before = Snapshot.of(chp.pid)
             numbers = list(range(1, len(ports)))
-            await _batched(numbers, 50, route)
-            held = await _batched(numbers, 50, lambda n: _stream(http, f"{chp.url}/u{n}{EVENTS}"))
+            await batched(numbers, 50, route)
+            held = await batched(numbers, 50, lambda n: _stream(http, f"{chp.url}/u{n}{EVENTS}"))
             await asyncio.sleep(SETTLE)
             after = Snapshot.of(chp.pid)
             for stream in held:
