@@ -64,15 +64,7 @@ def _ours(upstream: str, repo: Path, label: str, kinds: Sequence[str]) -> list[C
     data = signin.data_dir()
 
     def signed() -> procs.Service:
-        return procs.ours(
-            upstream,
-            cpus=PROXY_CPU,
-            access_log=True,
-            extra_pipeline=signin.pipeline(data, ""),
-            upstream_options="inject_html = true\n",
-            repo=repo,
-            name=f"{label} signed-in",
-        )
+        return signin.ours(upstream, data, cpus=PROXY_CPU, name=f"{label} signed-in", repo=repo)
 
     every = {
         "bare": Candidate(f"{label} bare", bare(False)),

@@ -11,6 +11,9 @@ from pathlib import Path
 
 import aiohttp
 
+from . import procs
+from .env import REPO
+
 EMAIL = "bench@example.com"
 _CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 _CODE = re.compile(r"code is (\d{6})")
@@ -27,6 +30,22 @@ def pipeline(data_dir: Path, forwarding: str, auth_options: str = "", email_opti
         f'data_dir = "{data_dir}"\n{auth_options}'
         f'[pipeline.email_code]\ndelivery = "mailbox"\nmailbox_dir = "{data_dir}/mailbox"\n{email_options}'
         f"{forwarding}"
+    )
+
+
+def ours(
+    upstream: str, data: Path, *, cpus: str, name: str, forwarding: str = "", repo: Path = REPO
+) -> procs.Service:
+    """Ours as a teammate's browser meets it, in front of ``upstream``: :func:`pipeline` (its data in
+    ``data``) before the forwarding stage, the access log on and the cloud menu injected into pages."""
+    return procs.ours(
+        upstream,
+        cpus=cpus,
+        access_log=True,
+        extra_pipeline=pipeline(data, forwarding),
+        upstream_options="inject_html = true\n",
+        repo=repo,
+        name=name,
     )
 
 

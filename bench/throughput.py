@@ -103,14 +103,7 @@ def signed_in(upstream: str, forwarding: str = "", name: str = SIGNED_IN) -> tup
     data = signin.data_dir()
 
     def start() -> procs.Service:
-        return procs.ours(
-            upstream,
-            cpus=PROXY_CPU,
-            access_log=True,
-            extra_pipeline=signin.pipeline(data, forwarding),
-            upstream_options="inject_html = true\n",
-            name=name,
-        )
+        return signin.ours(upstream, data, cpus=PROXY_CPU, name=name, forwarding=forwarding)
 
     def prepare(service: procs.Service) -> Sequence[str]:
         return [f"Cookie: {signin.sign_in(service.url, data)}"]
