@@ -287,6 +287,22 @@ def split(timing: Timing, probe: Probe, user: uuid.UUID) -> Timing:
     return timing
 
 
+async def timed_start(
+    base: str,
+    app: web.Application,
+    folder: Path,
+    probe: Probe,
+    users: dict[str, aiohttp.ClientSession],
+    email: str,
+) -> Timing:
+    """``email`` (signed in first if new) opens Studio: the wait, split into provider, app start and
+    our share."""
+    timing = await start_as(base, folder, probe, email, users)
+    user = await user_of(app, email)
+    timing.app = await probe.app_start(str(user))
+    return split(timing, probe, user)
+
+
 def show(label: str, timing: Timing) -> None:
     print(
         f"  {label:<38} {timing.total:8.3f} s  = provider {timing.provider:7.3f} + app start "
@@ -326,26 +342,21 @@ async def local_real(root: Path, rounds: int, spares: int) -> None:
                 if spares and label.startswith("later"):
                     waited = await spare_waiting(folder / "sandboxes")
                     print(f"  (a spare was waiting after {waited:.1f} s more; the user arrives now)")
-                timing = await start_as(base, folder, probe, email, users)
-                user = await user_of(app, email)
-                timing.app = await probe.app_start(str(user))
-                show(label, split(timing, probe, user))
+                timing = await timed_start(base, app, folder, probe, users, email)
+                show(label, timing)
                 show_steps(timing)
             if spares:  # the same wait without a spare, in the same run
                 router.provider.spares = 0  # type: ignore[attr-defined]
-                timing = await start_as(base, folder, probe, "cold@example.com", users)
-                user = await user_of(app, "cold@example.com")
-                timing.app = await probe.app_start(str(user))
-                show("later user, no spare (cold start)", split(timing, probe, user))
+                timing = await timed_start(base, app, folder, probe, users, "cold@example.com")
+                show("later user, no spare (cold start)", timing)
             lifecycle = router.lifecycle
             later = await user_of(app, "later0@example.com")
             for mode in PAUSE_MODES:
                 router.provider.freeze = mode == "frozen"  # type: ignore[attr-defined]
                 for n in range(rounds):
                     await lifecycle.pause(later, "bench")
-                    timing = await start_as(base, folder, probe, "later0@example.com", users)
-                    timing.app = await probe.app_start(str(later))
-                    show(f"resume {mode} #{n + 1} -> Studio", split(timing, probe, later))
+                    timing = await timed_start(base, app, folder, probe, users, "later0@example.com")
+                    show(f"resume {mode} #{n + 1} -> Studio", timing)
             row = await lifecycle.store.of_user(later)
             assert row is not None and row.sandbox_id is not None
             state = orjson.loads((folder / "sandboxes" / row.sandbox_id / "state.json").read_bytes())
@@ -359,24 +370,6 @@ async def local_real(root: Path, rounds: int, spares: int) -> None:
             for http in users.values():
                 await http.close()
             os.environ.pop("NPM_CONFIG_CACHE", None)
-
-
-async def first_and_resumes(
-    base: str,
-    app: web.Application,
-    folder: Path,
-    probe: Probe,
-    users: dict[str, aiohttp.ClientSession],
-    rounds: int,
-    email: str = "solo@example.com",
-) -> tuple[Timing, list[Timing]]:
-    """A first start of ``email``'s sandbox, then ``rounds`` times: pause it, and time paused -> Studio's
-    first answer (each split into provider, app start and our share)."""
-    first = await start_as(base, folder, probe, email, users)
-    user = await user_of(app, email)
-    first.app = await probe.app_start(str(user))
-    split(first, probe, user)
-    return first, await resumes_of(base, app, folder, probe, users, rounds, email)
 
 
 async def resumes_of(
@@ -394,9 +387,7 @@ async def resumes_of(
     resumes = []
     for _ in range(rounds):
         await router.lifecycle.pause(user, "bench")
-        timing = await start_as(base, folder, probe, email, users)
-        timing.app = await probe.app_start(str(user))
-        resumes.append(split(timing, probe, user))
+        resumes.append(await timed_start(base, app, folder, probe, users, email))
     return resumes
 
 
@@ -413,7 +404,8 @@ async def local_tiny(root: Path, rounds: int, herd: int) -> float:
         probe.install(router)
         try:
             router.provider.freeze = False  # type: ignore[attr-defined]
-            first, resumes = await first_and_resumes(base, app, folder, probe, users, rounds)
+            first = await timed_start(base, app, folder, probe, users, "solo@example.com")
+            resumes = await resumes_of(base, app, folder, probe, users, rounds, "solo@example.com")
             show("first sandbox -> Studio", first)
             app_start = statistics.median(t.app for t in resumes)  # the app's own start (for E2B)
             router.provider.freeze = True  # type: ignore[attr-defined]
