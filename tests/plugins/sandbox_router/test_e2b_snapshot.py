@@ -6,17 +6,19 @@ preload, through the real ``env.sh``) starts with it. Real SDK, E2B stand-in, re
 from __future__ import annotations
 
 import asyncio
-import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
+import orjson
 import pytest
 
 from plugins.sandbox_router.providers.base import Handle, SandboxSpec
 from plugins.sandbox_router.providers.e2b import E2BConfig, E2BProvider
-from plugins.sandbox_router.template import BUNDLED_TEMPLATE_DIR, node_runtime
+from plugins.sandbox_router.template import node_runtime
 from tests.standins.e2b import E2BStandin, StartCommand, running_e2b_standin
+
+from .held_app import held_app_template
 
 SPEC = SandboxSpec(
     user_id="user-1",
@@ -29,31 +31,13 @@ echo $$ > "$SANDBOX_HOME/app.pid"
 cd "$SANDBOX_HOME/shmastra" && exec node .mastra/output/index.mjs
 """
 
-# What `mastra dev` runs, in miniature: reads its settings once, at start (as Mastra's SimpleAuth does).
-SERVER = """import http from 'node:http';
-const token = process.env.MASTRA_AUTH_TOKEN;
-const user = process.env.USER_ID ?? null;
-http.createServer((request, response) => {
-  if (request.url === '/health') { response.writeHead(200); response.end('{"success":true}'); return; }
-  const allowed = token !== undefined && request.headers['x-mastra-auth-token'] === token;
-  response.writeHead(allowed ? 200 : 401, { 'content-type': 'application/json' });
-  response.end(JSON.stringify({ user }));
-}).listen(Number(process.env.PORT), '127.0.0.1');
-"""
-
 ENV_FILE = "/home/user/.sandbox-env.json"
 
 
 @pytest.fixture
 def template(tmp_path: Path) -> Path:
-    folder = tmp_path / "template"
-    (folder / "shmastra" / ".mastra" / "output").mkdir(parents=True)
-    (folder / "shmastra" / ".mastra" / "output" / "index.mjs").write_text(SERVER)
-    for name in ("env.sh", "sandbox-env.mjs"):
-        shutil.copy(BUNDLED_TEMPLATE_DIR / name, folder / name)
-    (folder / "start.sh").write_text(START_SH)
-    (folder / "start.sh").chmod(0o755)
-    return folder
+    # what `mastra dev` runs, in miniature
+    return held_app_template(tmp_path / "template", "shmastra/.mastra/output/index.mjs", START_SH)
 
 
 @pytest.fixture
@@ -118,10 +102,8 @@ async def test_the_snapshots_app_starts_with_the_sandboxs_own_environment(standi
         sandbox = standin.sandboxes[handle.sandbox_id]
         assert await healthy_within(provider, handle, 20)
         assert not (sandbox.home / "started-by-the-cloud").exists()  # it ran already: nothing started
-        assert await call(provider, handle, "/api/mastra/agents", "per-sandbox-token") == (
-            200,
-            b'{"user":"user-1"}',
-        )
+        status, body = await call(provider, handle, "/api/mastra/agents", "per-sandbox-token")
+        assert (status, orjson.loads(body)["user"]) == (200, "user-1")
         assert (await call(provider, handle, "/api/mastra/agents"))[0] == 401
         assert (await call(provider, handle, "/api/mastra/agents", "guess"))[0] == 401
         assert not (sandbox.home / ".sandbox-env.json.waiting").exists()

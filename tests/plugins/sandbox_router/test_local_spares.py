@@ -5,7 +5,6 @@ it the user's environment. Real processes, real Node."""
 from __future__ import annotations
 
 import asyncio
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -15,7 +14,8 @@ import pytest
 
 from plugins.sandbox_router.providers.base import Handle, SandboxSpec
 from plugins.sandbox_router.providers.local import LocalProvider
-from plugins.sandbox_router.template import BUNDLED_TEMPLATE_DIR
+
+from .held_app import held_app_template
 
 START_SH = """#!/usr/bin/env bash
 source "$(dirname "$0")/env.sh"
@@ -24,27 +24,10 @@ mkdir -p .mastra/output && cp server.mjs .mastra/output/index.mjs  # what `mastr
 exec node .mastra/output/index.mjs
 """
 
-# The app's server in miniature: reads its settings once, at start (as Mastra's SimpleAuth does).
-SERVER = """import http from 'node:http';
-const token = process.env.MASTRA_AUTH_TOKEN;
-const user = process.env.USER_ID ?? null;
-http.createServer((request, response) => {
-  if (request.url === '/health') { response.writeHead(200); response.end('{"success":true}'); return; }
-  const allowed = token !== undefined && request.headers['x-mastra-auth-token'] === token;
-  response.writeHead(allowed ? 200 : 401, { 'content-type': 'application/json' });
-  response.end(JSON.stringify({ user, pid: process.pid }));
-}).listen(Number(process.env.PORT), '127.0.0.1');
-"""
-
 
 @pytest.fixture
 def node_template(tmp_path: Path) -> Path:
-    folder = tmp_path / "template"
-    (folder / "shmastra").mkdir(parents=True)
-    (folder / "shmastra" / "server.mjs").write_text(SERVER)
-    for name in ("env.sh", "sandbox-env.mjs"):
-        shutil.copy(BUNDLED_TEMPLATE_DIR / name, folder / name)
-    (folder / "start.sh").write_text(START_SH)
+    folder = held_app_template(tmp_path / "template", "shmastra/server.mjs", START_SH)
     (folder / "VERSION").write_text("spare-1\n")
     return folder
 
