@@ -101,14 +101,19 @@ class Fleet:
     async def sandbox_of(self, email: str) -> tuple[uuid.UUID, aiohttp.ClientSession]:
         """``email`` signed in, with a running sandbox."""
         session = await self.sign_in(email)
+        await self.visit(session)
+        user = await UserDirectory(self.db).get(email)
+        return user.id, session
+
+    async def visit(self, session: aiohttp.ClientSession) -> None:
+        """The user comes (back): the progress events start or resume their sandbox, until it is ready."""
         async with session.get(self.at("/api/sandbox/events")) as answer:
             assert answer.status == 200
             async for raw in answer.content:
                 if raw.startswith(b"event: ready"):
-                    break
+                    return
                 assert not raw.startswith(b"event: failed"), raw
-        user = await UserDirectory(self.db).get(email)
-        return user.id, session
+        raise AssertionError("the event stream ended before the sandbox was ready")
 
     async def row(self, user_id: uuid.UUID) -> Sandbox:
         found = await self.router.lifecycle.store.of_user(user_id)

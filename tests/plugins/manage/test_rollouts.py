@@ -9,8 +9,6 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import aiohttp
-
 from plugins.manage import AuditLog
 from plugins.manage.rollouts import Rollouts
 
@@ -171,17 +169,6 @@ async def test_recovery_rolls_back_from_the_last_backup(tmp_path: Path, sqlite_u
         assert await run(f, admin, mia, "cat .template-version") == "standin-1"
 
 
-async def visit(session: aiohttp.ClientSession, f: Fleet) -> None:
-    """The user comes back: the progress events resume their sandbox, until it is ready."""
-    async with session.get(f.at("/api/sandbox/events")) as answer:
-        assert answer.status == 200
-        async for raw in answer.content:
-            if raw.startswith(b"event: ready"):
-                return
-            assert not raw.startswith(b"event: failed"), raw
-    raise AssertionError("the event stream ended before the sandbox was ready")
-
-
 async def states_of(f: Fleet, user_id: uuid.UUID) -> list[str]:
     return [e["state"] for e in await f.router.lifecycle.store.events(user_id)]
 
@@ -213,7 +200,7 @@ async def test_paused_sandboxes_update_on_their_next_resume(tmp_path: Path, sqli
             assert await states_of(f, user_id) == ["provisioning", "running", "paused"]
 
         # mia comes back: her sandbox resumes and is updated (and left running: she is using it)
-        await visit(mia_browser, f)
+        await f.visit(mia_browser)
         for _ in range(400):
             _, body = await f.call(admin, "GET", f"/rollouts/{rollout_id}")
             items = {s["email"]: s for s in body["sandboxes"]}
@@ -228,7 +215,7 @@ async def test_paused_sandboxes_update_on_their_next_resume(tmp_path: Path, sqli
         assert (await f.row(bob)).state == "paused"
 
         # bob comes back: his update fails, is rolled back, and the rollout is done
-        await visit(bob_browser, f)
+        await f.visit(bob_browser)
         done = await until_rollout(f, admin, rollout_id, "done")
         items = {s["email"]: s for s in done["sandboxes"]}
         assert items["bob@example.com"]["state"] == "rolled_back"
