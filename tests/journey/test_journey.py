@@ -108,6 +108,20 @@ async def sign_in(
     await enter_code(page, email, logged_code)
 
 
+async def first_visit(
+    cloud: Cloud, page: Page, email: str, shoot: Callable[[Page, str], Awaitable[None]]
+) -> str:
+    """``email`` signs in; the progress page while their sandbox starts, then Studio through the proxy,
+    reached by the progress page on its own (a screenshot of each). Their sandbox's id."""
+    name = email.split("@")[0]
+    await sign_in(cloud, page, email, shoot)
+    await page.locator("#title").filter(has_text="Starting your sandbox").wait_for(timeout=60_000)
+    await shoot(page, f"progress-page-{name}")
+    await studio_shown(cloud, page)
+    await shoot(page, f"studio-{name}")
+    return (await cloud.sandboxes())[email][1]
+
+
 async def _more(codes: list[str], before: int) -> bool:
     return len(codes) > before
 
@@ -153,12 +167,7 @@ async def test_the_whole_journey(
 
         # Ann opens the cloud and signs in; the progress page while her sandbox starts, then Studio
         # through the proxy, reached by the progress page on its own.
-        await sign_in(cloud, ann, "ann@example.com", shots)
-        await ann.locator("#title").filter(has_text="Starting your sandbox").wait_for(timeout=60_000)
-        await shots(ann, "progress-page-ann")
-        await studio_shown(cloud, ann)
-        await shots(ann, "studio-ann")
-        ann_id = (await cloud.sandboxes())["ann@example.com"][1]
+        ann_id = await first_visit(cloud, ann, "ann@example.com", shots)
 
         # The agent, run in Studio's chat: the answer streams in word by word from the stand-in.
         await ann.goto(cloud.url + "/studio/agents/assistant")
@@ -193,12 +202,7 @@ async def test_the_whole_journey(
 
         # Ann leaves (her tab's keep-alive stops); meanwhile bob signs in, in another browser.
         await ann.close()
-        await sign_in(cloud, bob, "bob@example.com", shots)
-        await bob.locator("#title").filter(has_text="Starting your sandbox").wait_for(timeout=60_000)
-        await shots(bob, "progress-page-bob")
-        await studio_shown(cloud, bob)
-        await shots(bob, "studio-bob")
-        bob_id = (await cloud.sandboxes())["bob@example.com"][1]
+        bob_id = await first_visit(cloud, bob, "bob@example.com", shots)
         assert bob_id != ann_id
 
         # Idle, ann's sandbox is paused.
