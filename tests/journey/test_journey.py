@@ -26,6 +26,7 @@ from typing import Any
 
 import pytest
 from playwright.async_api import Browser, BrowserContext, Page, Request
+from playwright.async_api import TimeoutError as PlaywrightTimeout
 
 from tests.browser import enter_code
 from tests.npm_cache import cache_root
@@ -52,7 +53,14 @@ def shots() -> Callable[[Page, str], Awaitable[None]]:
 
     async def shoot(page: Page, step: str) -> None:
         taken.append(step)
-        await page.screenshot(path=str(SHOTS / f"{len(taken):02d}-{step}.png"), full_page=True)
+        path = str(SHOTS / f"{len(taken):02d}-{step}.png")
+        try:
+            await page.screenshot(path=path, full_page=True)
+        except PlaywrightTimeout:
+            # the page moved on while it was being taken (a frozen sandbox resumes in milliseconds and
+            # the progress page hands over to Studio): once more, on the page it moved to
+            await page.wait_for_load_state("domcontentloaded")
+            await page.screenshot(path=path, full_page=True)
 
     return shoot
 

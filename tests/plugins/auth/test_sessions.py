@@ -145,16 +145,17 @@ async def test_revocation_and_disabling_reach_a_session_answered_from_the_caches
 
 
 async def test_idle_timeout_and_lifetime(upstream: TestServer, db_url: str, tmp_path: Path) -> None:
-    opts = options(tmp_path, idle_timeout=0.6, session_lifetime=1.5, session_cache_seconds=0)
+    # seconds apart enough that a loaded machine's slow request never decides the outcome
+    opts = options(tmp_path, idle_timeout=2.4, session_lifetime=6, session_cache_seconds=0)
     async with proxy(upstream, db_url, **opts) as px, browser() as b:
         await email_sign_in(b, px, tmp_path / "mail", "ann@example.com")
         for _ in range(4):  # visits keep it alive past the idle timeout...
-            await asyncio.sleep(0.3)
+            await asyncio.sleep(1.2)
             assert await whoami(b, px) is not None
-        await asyncio.sleep(0.4)  # ...but not past its lifetime
+        await asyncio.sleep(1.6)  # ...but not past its lifetime
         assert await whoami(b, px) is None
         await email_sign_in(b, px, tmp_path / "mail", "ann@example.com")
-        await asyncio.sleep(0.8)  # idle too long
+        await asyncio.sleep(3.2)  # idle too long
         assert await whoami(b, px) is None
 
 
