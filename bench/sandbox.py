@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import re
 import statistics
 import subprocess
 import sys
@@ -24,7 +23,7 @@ from pathlib import Path
 
 import aiohttp
 
-from . import procs
+from . import procs, signin
 
 APP = """
 import os
@@ -41,8 +40,6 @@ app.router.add_get("/health", health)
 app.router.add_get("/{tail:.*}", small)
 web.run_app(app, host="127.0.0.1", port=int(os.environ["PORT"]), print=None, access_log=None)
 """
-
-EMAIL = "bench@example.com"
 
 
 def write_template(folder: Path) -> Path:
@@ -71,22 +68,6 @@ def serve(config: Path, port: int) -> subprocess.Popen[bytes]:
     proc = subprocess.Popen([str(program), "serve", "--config", str(config)], start_new_session=True)
     procs.wait_for_port(port, proc=proc)
     return proc
-
-
-async def sign_in(http: aiohttp.ClientSession, base: str, mailbox: Path) -> None:
-    async with http.get(base + "/auth/sign-in") as answer:
-        page = await answer.text()
-    csrf = re.search(r'name="csrf_token" value="([^"]*)"', page)
-    assert csrf is not None
-    form = {"email": EMAIL, "csrf_token": csrf.group(1), "next": "/"}
-    async with http.post(base + "/auth/code", data=form) as answer:
-        page = await answer.text()
-    code = re.search(r"code is (\d{6})", (mailbox / EMAIL).read_text())
-    csrf = re.search(r'name="csrf_token" value="([^"]*)"', page)
-    assert code is not None and csrf is not None
-    form = {"code": code.group(1), "csrf_token": csrf.group(1)}
-    async with http.post(base + "/auth/code/verify", data=form, allow_redirects=False) as answer:
-        assert answer.status == 303, answer.status
 
 
 async def until_ready(http: aiohttp.ClientSession, base: str) -> None:
@@ -177,7 +158,8 @@ async def main(rounds: int, seconds: float, starts: int, concurrency: int, bwrap
                 clients[name] = aiohttp.ClientSession(
                     connector=aiohttp.TCPConnector(limit=0), cookie_jar=aiohttp.CookieJar(unsafe=True)
                 )
-                await sign_in(clients[name], f"http://127.0.0.1:{ports[name]}", folders[name] / "mail")
+                base = f"http://127.0.0.1:{ports[name]}"
+                await signin.enter_code(clients[name], base, folders[name] / "mail")
             router = f"http://127.0.0.1:{ports['router']}"
             async with clients["router"].get(
                 router + "/api/mastra/x", headers={"Accept": "application/json"}
@@ -213,7 +195,7 @@ async def main(rounds: int, seconds: float, starts: int, concurrency: int, bwrap
             through, direct = [], []
             for _ in range(starts):
                 subprocess.run(
-                    [str(cli), "sandboxes", "pause", EMAIL, "--config", str(router_config)],
+                    [str(cli), "sandboxes", "pause", signin.EMAIL, "--config", str(router_config)],
                     check=True,
                     capture_output=True,
                 )

@@ -30,7 +30,6 @@ import argparse
 import asyncio
 import contextlib
 import os
-import re
 import shutil
 import statistics
 import sys
@@ -54,6 +53,7 @@ from plugins.vkey import VKeyStage
 from proxy_core.db import DATABASE
 from proxy_core.testing import make_app, run_proxy, stage
 
+from . import signin
 from .sandbox import write_template
 
 HTML = {"Accept": "text/html"}
@@ -180,27 +180,6 @@ def browser() -> aiohttp.ClientSession:
     )
 
 
-async def sign_in(http: aiohttp.ClientSession, base: str, mailbox: Path, email: str) -> None:
-    async with http.get(base + "/auth/sign-in") as answer:
-        page = await answer.text()
-    csrf = re.search(r'name="csrf_token" value="([^"]*)"', page)
-    assert csrf is not None
-    async with http.post(
-        base + "/auth/code", data={"email": email, "csrf_token": csrf.group(1), "next": "/"}
-    ) as answer:
-        page = await answer.text()
-    for _ in range(200):  # the mailbox delivery may land just after the answer
-        if (mailbox / email).is_file():
-            break
-        await asyncio.sleep(0.025)
-    code = re.search(r"code is (\d{6})", (mailbox / email).read_text())
-    csrf = re.search(r'name="csrf_token" value="([^"]*)"', page)
-    assert code is not None and csrf is not None
-    form = {"code": code.group(1), "csrf_token": csrf.group(1)}
-    async with http.post(base + "/auth/code/verify", data=form, allow_redirects=False) as answer:
-        assert answer.status == 303, answer.status
-
-
 async def open_studio(http: aiohttp.ClientSession, base: str, timing: Timing) -> None:
     """Ask for Studio as a browser does, following the progress page's event stream, until Studio
     itself answers 200."""
@@ -276,7 +255,7 @@ async def start_as(
     http = users.get(email)
     if http is None:
         http = users[email] = browser()
-        await sign_in(http, base, folder / "mail", email)
+        await signin.enter_code(http, base, folder / "mail", email)
     timing = Timing()
     await open_studio(http, base, timing)
     return timing
@@ -418,7 +397,7 @@ async def local_tiny(root: Path, rounds: int, herd: int) -> float:
             emails = [f"herd{n}@example.com" for n in range(herd)]
             for email in emails:
                 users[email] = browser()
-            await asyncio.gather(*(sign_in(users[e], base, folder / "mail", e) for e in emails))
+            await asyncio.gather(*(signin.enter_code(users[e], base, folder / "mail", e) for e in emails))
             timings = [Timing() for _ in emails]
             started = time.monotonic()
             results = await asyncio.gather(

@@ -114,5 +114,5 @@ async def open_sandbox(http: aiohttp.ClientSession, base: str) -> None:
 
 async def signed_in(cloud: Cloud, email: str) -> aiohttp.ClientSession:
     http = browser()
-    await starttime.sign_in(http, cloud.url, cloud.mailbox, email)
+    await signin.enter_code(http, cloud.url, cloud.mailbox, email)
     return http
