@@ -4,7 +4,7 @@
    with ``sandbox_router`` (``auth`` then ``sandbox_router``, local provider), both forwarding small GETs
    to the same kind of app. Each proxy is a ``shmastra-cloud serve`` process; A/B runs are interleaved
    and the median requests/s of each is reported with their ratio (goal: the router costs <= 10 %).
-2. Paused -> first byte with the local provider: pause the sandbox, then time the first request until
+2. Paused -> first byte with the local provider (``pause = "stop"``): pause the sandbox, then time the first request until
    the app's answer arrives (the 503, the start, ``/health``, the forwarded request), against the same
    template started directly and polled for ``/health`` (the process start + health part). The
    difference is the router's own share (goal: <= 100 ms).
@@ -146,6 +146,9 @@ async def main(rounds: int, seconds: float, starts: int, concurrency: int, bwrap
                 "health_interval = 0.01\n"
                 f'[pipeline.local]\nroot = "{folders["router"]}/sandboxes"\n'
                 f'cache_dir = "{folders["router"]}/cache"\nhidden_paths = []\nbwrap = "{bwrap}"\n'
+                # a stopped sandbox, to compare with starting the template directly (a frozen one's
+                # resume is a thaw: ``bench.starttime`` measures that)
+                'pause = "stop"\n'
             ),
         }
         servers = {
