@@ -6,10 +6,11 @@ otherwise; ``"json"`` or ``"text"`` force one. Every application log line passes
 ``extra={"fields": {..., "highlight": True}}`` (the start-up banner, a sign-in code) stands on its
 own line in text mode, set off by a blank line and ``==>``.
 
-The access log is gathered in a small buffer handed every 50 ms (and at shutdown) to a writer thread
-(:mod:`proxy_core.logwriter`), so logging a request costs one ``orjson.dumps`` and a list append, never
-a system call on the loop; a slow log reader, a full disk or a closed stderr loses log lines (counted
-in ``proxy_access_log_dropped_total``), never requests.
+The access log keeps each request's fields in a small buffer; every 50 ms (and at shutdown) their
+lines are made in one batch and handed to a writer thread (:mod:`proxy_core.logwriter`), so logging a
+request costs a tuple and a list append, never a system call on the loop; a slow log reader, a full
+disk or a closed stderr loses log lines (counted in ``proxy_access_log_dropped_total``), never
+requests.
 """
 
 from __future__ import annotations
@@ -22,14 +23,14 @@ import time
 from typing import IO, Any
 
 import orjson
-from aiohttp import web
+from aiohttp import hdrs, web
 
 from .logwriter import BackgroundWriter
 from .metrics import Counter
 from .redact import redact
 
 _FLUSH_AFTER = 0.05
-_FLUSH_BYTES = 64 * 1024
+_FLUSH_LINES = 512
 _MAX_PENDING = 8 * 1024 * 1024  # bytes waiting for a slow log reader before lines are dropped
 _STDERR_WRITES = threading.RLock()
 """Held by whatever writes to the process's stderr (the application log's handler, the access log's
@@ -97,9 +98,41 @@ def setup_logging(level: str = "info", fmt: str = "auto", stream: IO[str] | None
     logging.getLogger("aiohttp.access").disabled = True
 
 
+_Entry = tuple[float, str, str, int, float, int, str, str, "dict[str, object] | None"]
+"""What :meth:`AccessLog.record` keeps of a request until the next flush: time, method, path, status,
+duration, bytes, client, user agent, how a WebSocket session ended."""
+
+_JSON_LINE = b'{"ts":%.3f,"level":"info","logger":"access",%s,"status":%d,"duration_ms":%.3f,"bytes":%d}\n'
+_JSON_WHO = b'"method":%s,"path":%s,"client":%s,"user_agent":%s'
+
+
+def _json_websocket_line(entry: _Entry) -> bytes:
+    """A proxied WebSocket session's line: the same fields and how the session ended."""
+    ts, method, path, status, duration, size, client, user_agent, websocket = entry
+    fields = {
+        "ts": round(ts, 3),
+        "level": "info",
+        "logger": "access",
+        "method": method,
+        "path": path,
+        "client": client,
+        "user_agent": user_agent,
+        "status": status,
+        "duration_ms": round(duration * 1000, 3),
+        "bytes": size,
+        "websocket": websocket,
+    }
+    return orjson.dumps(fields, option=orjson.OPT_APPEND_NEWLINE)
+
+
 class AccessLog:
     """Buffered access log, JSON or (``human``) short text lines. Paths are logged without their query
-    string (it may carry keys)."""
+    string (it may carry keys).
+
+    A request costs a tuple of the fields it logs; the lines are made from those in one batch when the
+    buffer is flushed (every 50 ms, or every 512 requests): formatting a line in a tight loop costs
+    half of what it costs between two requests, whose work has pushed the formatter out of the CPU's
+    caches."""
 
     def __init__(
         self,
@@ -112,9 +145,8 @@ class AccessLog:
         on_drop = None if dropped is None else lambda lines: dropped.inc((), lines)
         lock = _STDERR_WRITES if stream is None else None
         self._writer = BackgroundWriter(target, max_pending=_MAX_PENDING, on_drop=on_drop, lock=lock)
-        self._human = human
-        self._buffer: list[bytes] = []
-        self._size = 0
+        self._lines = self._text_lines if human else self._json_lines
+        self._entries: list[_Entry] = []
         self._timer: asyncio.TimerHandle | None = None
         self._clock = (0, "")  # the text mode's HH:MM:SS, made once a second
 
@@ -125,66 +157,68 @@ class AccessLog:
         duration: float,
         size: int,
         client: str,
-        *,
         websocket: dict[str, object] | None = None,
     ) -> None:
         """One line; a proxied WebSocket (status 101, the session's duration) adds how it ended."""
-        if self._human:
-            second = int(time.time())
-            if self._clock[0] != second:
-                self._clock = (second, time.strftime("%H:%M:%S", time.localtime(second)))
-            clock = self._clock[1]
-            ended = ""
-            if websocket is not None:
-                ended = f" websocket {websocket['ended']} by {websocket['by']} code {websocket['code']}"
-            line = (
-                f"{clock} access  {request.method} {request.path} {status} "
-                f"{duration * 1000:.1f}ms {size}B {client}{ended}\n"
-            ).encode("utf-8", "backslashreplace")
-        else:
-            line = self._json_line(request, status, duration, size, client, websocket)
-        self._buffer.append(line)
-        self._size += len(line)
-        if self._size >= _FLUSH_BYTES:
+        entries = self._entries
+        entries.append(
+            (
+                time.time(),
+                request.method,
+                request.path,
+                status,
+                duration,
+                size,
+                client,
+                request.headers.get(hdrs.USER_AGENT, ""),
+                websocket,
+            )
+        )
+        if len(entries) >= _FLUSH_LINES:
             self.flush()
         elif self._timer is None:
             self._timer = asyncio.get_running_loop().call_later(_FLUSH_AFTER, self.flush)
 
     @staticmethod
-    def _json_line(
-        request: web.BaseRequest,
-        status: int,
-        duration: float,
-        size: int,
-        client: str,
-        websocket: dict[str, object] | None,
-    ) -> bytes:
-        entry: dict[str, object] = {
-            "ts": round(time.time(), 3),
-            "level": "info",
-            "logger": "access",
-            "method": request.method,
-            "path": request.path,
-            "status": status,
-            "duration_ms": round(duration * 1000, 3),
-            "bytes": size,
-            "client": client,
-            "user_agent": request.headers.get("User-Agent", ""),
-        }
-        if websocket is not None:
-            entry["websocket"] = websocket
-        return orjson.dumps(entry, option=orjson.OPT_APPEND_NEWLINE)
+    def _json_lines(entries: list[_Entry]) -> bytes:
+        who: dict[tuple[str, str, str, str], bytes] = {}  # a batch's requests repeat these four fields
+        dumps = orjson.dumps
+        lines = []
+        for entry in entries:
+            ts, method, path, status, duration, size, client, user_agent, websocket = entry
+            if websocket is not None:
+                lines.append(_json_websocket_line(entry))
+                continue
+            key = (method, path, client, user_agent)
+            fields = who.get(key)
+            if fields is None:
+                fields = who[key] = _JSON_WHO % (dumps(method), dumps(path), dumps(client), dumps(user_agent))
+            lines.append(_JSON_LINE % (ts, fields, status, duration * 1000, size))
+        return b"".join(lines)
+
+    def _text_lines(self, entries: list[_Entry]) -> bytes:
+        lines = []
+        for ts, method, path, status, duration, size, client, _, websocket in entries:
+            second = int(ts)
+            if self._clock[0] != second:
+                self._clock = (second, time.strftime("%H:%M:%S", time.localtime(second)))
+            ended = ""
+            if websocket is not None:
+                ended = f" websocket {websocket['ended']} by {websocket['by']} code {websocket['code']}"
+            lines.append(
+                f"{self._clock[1]} access  {method} {path} {status} "
+                f"{duration * 1000:.1f}ms {size}B {client}{ended}\n"
+            )
+        return "".join(lines).encode("utf-8", "backslashreplace")
 
     def flush(self) -> None:
-        """Hand what is buffered to the writer thread (never blocks)."""
+        """Make the buffered requests' lines and hand them to the writer thread (never blocks)."""
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        if self._buffer:
-            data = b"".join(self._buffer)
-            self._buffer.clear()
-            self._size = 0
-            self._writer.submit(data)
+        if self._entries:
+            entries, self._entries = self._entries, []
+            self._writer.submit(self._lines(entries))
 
     def close(self, timeout: float = 1.0) -> None:
         """Flush, and let the writer finish what is queued (for at most ``timeout`` seconds)."""

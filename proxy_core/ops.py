@@ -80,12 +80,10 @@ class Ops:
             self.metrics.requests.inc((method, _STATUS_TEXT.get(status, "other")))
             self.metrics.latency.observe(elapsed)
             if self.access_log is not None:
-                size = 0
-                if response is not None:
-                    size = response.body_length or response.content_length or 0
-                websocket = outcome.websocket.log_fields() if outcome.websocket is not None else None
+                size = 0 if response is None else response.body_length or response.content_length or 0
+                websocket = None if outcome.websocket is None else outcome.websocket.log_fields()
                 client = self.forwarder.client(request).ip
-                self.access_log.record(request, status, elapsed, size, client, websocket=websocket)
+                self.access_log.record(request, status, elapsed, size, client, websocket)
 
     async def healthz(self, request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"}, headers={"Cache-Control": "no-store"}, dumps=_dumps)
