@@ -4,10 +4,10 @@
    with ``sandbox_router`` (``auth`` then ``sandbox_router``, local provider), both forwarding small GETs
    to the same kind of app. Each proxy is a ``shmastra-cloud serve`` process; A/B runs are interleaved
    and the median requests/s of each is reported with their ratio (goal: the router costs <= 10 %).
-2. Paused -> first byte with the local provider (``pause = "stop"``): pause the sandbox, then time the first request until
-   the app's answer arrives (the 503, the start, ``/health``, the forwarded request), against the same
-   template started directly and polled for ``/health`` (the process start + health part). The
-   difference is the router's own share (goal: <= 100 ms).
+2. Paused -> first byte with the local provider (``pause = "stop"``): pause the sandbox, then time
+   the first request until the app's answer arrives (the 503, the start, ``/health``, the forwarded
+   request), against the same template started directly and polled for ``/health`` (the process
+   start + health part). The difference is the router's own share (goal: <= 100 ms).
 """
 
 from __future__ import annotations

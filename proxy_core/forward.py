@@ -187,13 +187,18 @@ class Forwarder:
             handshake = CIMultiDict(self.owned.drop_set_cookies(response_header_items(conn.headers)))
             return await self.websockets.relay(request, conn, handshake, stage, _outcome_recorder(request))
         try:
-            if tap is None and conn.complete and not conn.head_only and conn.status not in (204, 304):
-                length = _content_length(conn.headers)
-                if length is not None:
-                    # the whole (small) answer is already here: one write, headers and body together
-                    # (checked here rather than in _respond: no coroutine for the common case)
+            if (
+                conn.complete
+                and not conn.head_only
+                and conn.status not in (204, 304)
+                and _content_length(conn.headers) is not None
+            ):
+                # the whole (small) answer is already here: one write, headers and body together
+                # (checked here rather than in _respond: no coroutine for the common case)
+                if tap is None:
                     items = self.owned.drop_raw_set_cookies(response_header_raw(conn.headers))
                     return RelayedResponse(conn.status, items, conn.take_body())
+                return self._tapped_whole(conn, tap)
             return await self._respond(request, conn, stage, limits, tap)
         finally:
             if sender is not None and not sender.done():
@@ -284,6 +289,16 @@ class Forwarder:
             raise
         except BaseException as exc:  # the client went away or sent too much: stop the exchange
             conn.fail(exc)
+
+    def _tapped_whole(self, conn: UpstreamConnection, tap: ResponseTap) -> web.StreamResponse:
+        """A complete answer through ``tap`` as one chunk: the tap sees what it sees of a stream (head,
+        the body, the end), and the client gets the result with its length, in one write."""
+        headers = CIMultiDict(self.owned.drop_set_cookies(response_header_items(conn.headers)))
+        tap.on_head(conn.status, headers)
+        body = tap.on_chunk(conn.take_body())
+        tail = tap.on_end()
+        items = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in headers.items()]
+        return RelayedResponse(conn.status, items, body + tail if tail else body)
 
     async def _respond(
         self,

@@ -48,9 +48,9 @@ _PLACEHOLDER = re.compile(r"""'(?:[^']|'')*'|"(?:[^"]|"")*"|--[^\n]*|/\*.*?\*/|\
 
 def format_timestamp(value: datetime) -> str:
     """A datetime as stored: naive values are taken as UTC, as asyncpg does."""
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return value.astimezone(UTC).strftime(_TIMESTAMP_FORMAT)
+    if value.tzinfo is not UTC:
+        value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    return value.isoformat(timespec="microseconds")  # _TIMESTAMP_FORMAT, in a third of the time
 
 
 def _parse_timestamp(raw: bytes) -> datetime:
@@ -76,12 +76,43 @@ def _adapt(value: Any) -> Any:
     if isinstance(value, datetime):
         return format_timestamp(value)
     if isinstance(value, dict | list):
-        return orjson.dumps(value).decode()
+        return _json_text(value)
     return value
 
 
+def _json_text(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+@lru_cache(maxsize=4096)
+def _uuid_text(value: uuid.UUID) -> str:
+    """The same few users' and keys' ids fill a batch of rows (``UUID.__str__`` is Python code)."""
+    return str(value)
+
+
+_ADAPTERS: dict[type, Callable[[Any], Any]] = {
+    str: _same,
+    int: _same,
+    float: _same,
+    bytes: _same,
+    type(None): _same,
+    bool: int,
+    uuid.UUID: _uuid_text,
+    datetime: format_timestamp,
+    dict: _json_text,
+    list: _json_text,
+}
+""":func:`_adapt` by exact type, for the types rows are made of (a batch of usage rows is adapted on
+the event loop); anything else, subclasses included, goes through :func:`_adapt`."""
+
+
 def _params(args: Sequence[Any]) -> tuple[Any, ...]:
-    return tuple(_adapt(value) for value in args)
+    adapters = _ADAPTERS
+    return tuple(adapters.get(type(value), _adapt)(value) for value in args)
 
 
 @lru_cache(maxsize=1024)

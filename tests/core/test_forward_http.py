@@ -530,6 +530,9 @@ async def test_a_tap_sees_and_rewrites_the_stream_and_body_can_be_replaced(aioht
         async with session.post(url / "in", data=b"original") as resp:
             text = await resp.text()
             assert resp.headers["X-Tapped"] == "yes"
+            # the upstream's answer came whole: the tapped result goes with its length, not chunked
+            assert resp.headers["Content-Length"] == str(len(text.encode()))
+            assert "Transfer-Encoding" not in resp.headers
     assert tap.status == 200
     assert text.endswith("|END")
     assert '"RAW_PATH":"/REWRITTEN?X=1"' in text
