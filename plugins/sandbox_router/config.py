@@ -29,8 +29,10 @@ class LocalConfig(StageConfig):
     """Seconds between SIGTERM and SIGKILL of a sandbox's process group."""
     pause: Literal["freeze", "stop"] = "freeze"
     """How a sandbox is paused: ``freeze`` stops its processes where they are (SIGSTOP: no CPU, memory
-    kept, so a resume is a SIGCONT, like E2B's memory snapshot); ``stop`` ends them (memory freed, a
-    resume starts the app from nothing: ~20 s or more for ``mastra dev``)."""
+    kept, so a resume is a SIGCONT, like E2B's memory snapshot; a frozen app still accepts connections,
+    so it is frozen only once every worker's cached address has expired, ``route_cache_seconds`` after
+    it is marked paused); ``stop`` ends them (memory freed, a resume starts the app from nothing: ~20 s
+    or more for ``mastra dev``)."""
     frozen_limit: float = Field(3600.0, gt=0)
     """Seconds a frozen sandbox keeps its memory; past it, the next sweep stops it."""
     spares: int = Field(0, ge=0, le=16)
@@ -87,7 +89,10 @@ class SandboxRouterConfig(StageConfig):
     """Sandboxes of this cloud running at once; starting one more first pauses the least recently
     used running one (none: no cap). Meant for the ``local`` provider, where they share the machine."""
     route_cache_seconds: float = Field(5.0, ge=0)
-    """How long a worker trusts a running sandbox's address before reading the store again."""
+    """How long a worker trusts a running sandbox's address before reading the store again. A pause
+    with ``[pipeline.local] pause = "freeze"`` marks the sandbox paused, lets it answer this long (plus
+    0.5 s) for workers that still hold its address, then freezes it: a longer cache makes such pauses
+    (the CLI's, Manage's, the idle sweep's) take longer."""
     sweep_interval: float = Field(30.0, gt=0)
     """Seconds between the leader's idle sweeps and reconciliations."""
     stream_check_interval: float = Field(5.0, gt=0)

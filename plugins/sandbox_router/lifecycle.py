@@ -49,6 +49,10 @@ class TooManyStarts(Exception):
         self.position = position
 
 
+IN_FLIGHT_GRACE = 0.5
+"""Seconds a request forwarded through a worker's cached address at its last moment gets to be
+answered before a pause freezes the sandbox (see :attr:`Lifecycle.route_grace`)."""
+
 QUEUE_FORGET_SECONDS = 10.0
 """A waiting user who has not asked again for this long (the page was closed) leaves the line."""
 
@@ -271,9 +275,17 @@ class Lifecycle:
             return
         self._progress(user_id, watch, Progress("queued", 2, "Making room on the machine"), remember=False)
         others.sort(key=lambda r: (_seconds(r.last_activity_at), _seconds(r.state_changed_at)))
-        for row in others[: len(others) - cap + 1]:
-            if await self.pause(row.user_id, "paused to make room for another user (max_running)"):
-                log.info("sandbox_router: paused the sandbox of %s to make room", row.user_id)
+        chosen = others[: len(others) - cap + 1]
+        if self.provider.paused_accepts_connections:
+            for row in chosen:  # its pause waits out cached routes (route_grace); the start goes on
+                self.spawn(self._pause_for_room(row.user_id))
+            return
+        for row in chosen:
+            await self._pause_for_room(row.user_id)
+
+    async def _pause_for_room(self, user_id: uuid.UUID) -> None:
+        if await self.pause(user_id, "paused to make room for another user (max_running)"):
+            log.info("sandbox_router: paused the sandbox of %s to make room", user_id)
 
     async def _restart_healer(self, user_id: uuid.UUID, watch: StartWatch, handle: Handle) -> bool:
         """ "Try again" after the healer gave up: a fresh healer (0 attempts) through the sandbox's
@@ -389,7 +401,10 @@ class Lifecycle:
         self, user_id: uuid.UUID, reason: str, *, unless_active_since: float | None = None
     ) -> bool:
         """Pause the user's running sandbox; with ``unless_active_since`` (a wall-clock time), only if
-        it had no activity since then. True when it was paused."""
+        it had no activity since then. True when it was paused. Where a paused sandbox still accepts
+        connections, the row says paused first and the provider pauses :attr:`route_grace` later (a
+        provider failure then leaves a paused row on a running sandbox: the next visit's resume finds
+        it healthy)."""
         async with self.db.user_lock(f"sandbox_router:{user_id}"):
             row = await self.store.of_user(user_id)
             if row is None or row.handle is None or row.state not in ("running", "broken"):
@@ -402,9 +417,28 @@ class Lifecycle:
             ):
                 return False
             self.on_stopped(user_id)
-            await self.provider.pause(row.handle)
-            await self.store.set_state(user_id, "paused", reason)
+            if self.provider.paused_accepts_connections:
+                await self.store.set_state(user_id, "paused", reason)
+                await asyncio.sleep(self.route_grace)
+                await self.provider.pause(row.handle)
+            else:
+                await self.provider.pause(row.handle)
+                await self.store.set_state(user_id, "paused", reason)
             return True
+
+    @property
+    def route_grace(self) -> float:
+        """Seconds between marking a sandbox paused and pausing it at a provider whose paused
+        sandboxes still accept connections (:attr:`SandboxProvider.paused_accepts_connections`).
+
+        Every worker and replica caches a running sandbox's address for ``route_cache_seconds``
+        counted from the start of the store read it came from, and a read that starts after the row
+        says paused routes nowhere: once this much time has passed, no process forwards to the
+        sandbox, and the user's next request anywhere wakes it (it waits for this lock, held
+        throughout, so a resume never overtakes the pause). A request forwarded just before its
+        address expired gets :data:`IN_FLIGHT_GRACE` more to be answered. Meanwhile the sandbox keeps
+        answering whoever still holds its address."""
+        return self.config.route_cache_seconds + IN_FLIGHT_GRACE
 
     async def kill(self, user_id: uuid.UUID) -> bool:
         """Remove the user's sandbox and its files; the next visit provisions a new one."""

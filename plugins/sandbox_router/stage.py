@@ -163,6 +163,7 @@ class SandboxRouterStage(Stage[SandboxRouterConfig]):
             return self.not_ready(request, identity, route.row, check=True)
 
     async def _route(self, user_id: uuid.UUID) -> Route | Sandbox | None:
+        read_at = time.monotonic()  # the route expires counting from before the read (see route_grace)
         row = await self.lifecycle.store.of_user(user_id)
         if row is None or row.state != "running" or row.handle is None or not row.app_token:
             return row
@@ -178,7 +179,7 @@ class SandboxRouterStage(Stage[SandboxRouterConfig]):
             headers,
             (*self._dropped, *endpoint.headers),
             row,
-            time.monotonic() + self.config.route_cache_seconds,
+            read_at + self.config.route_cache_seconds,
         )
         self._routes[user_id] = route
         return route

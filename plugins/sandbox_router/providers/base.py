@@ -119,6 +119,13 @@ class SandboxProvider(abc.ABC):
     """Whether :meth:`pack_files` and :meth:`unpack_files` work here, so a reprovision can carry the
     user's files into the new sandbox. A provider that sets it False only makes fresh sandboxes (and
     Manage says so before an administrator reprovisions)."""
+    paused_accepts_connections: bool = False
+    """Whether a paused sandbox's address still accepts connections without ever answering them (a
+    frozen process: the kernel queues the connection). Workers cache a running sandbox's address
+    (``route_cache_seconds``), so for such a provider the lifecycle marks the sandbox paused first
+    and calls :meth:`pause` only once every worker's cached address has expired; otherwise a request
+    through a stale address would wait for the read timeout instead of waking the sandbox. False
+    (refused connections, or an edge that answers for a paused sandbox) pauses at once."""
 
     @abc.abstractmethod
     async def create(self, spec: SandboxSpec, on_progress: ProgressCallback) -> Handle:

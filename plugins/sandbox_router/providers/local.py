@@ -94,6 +94,7 @@ class LocalProvider(SandboxProvider):
         self.stop_grace = stop_grace
         self.host = host
         self.freeze = freeze
+        self.paused_accepts_connections = freeze  # a frozen app's port takes connections, never answers
         self.frozen_limit = frozen_limit
         self.spares = spares
         self.spare_delay = spare_delay  # the sandbox just made gets the CPU first

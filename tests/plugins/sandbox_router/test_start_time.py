@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import uuid
 from typing import Any
 
 import aiohttp
@@ -21,8 +22,13 @@ def test_health_polling_backs_off_from_the_first_wait_to_the_longest() -> None:
     assert list(itertools.islice(health_waits(2.0, 0.5), 2)) == [0.5, 0.5]
 
 
-async def test_past_max_running_the_least_recently_used_sandbox_is_paused(make_cloud: CloudFactory) -> None:
-    cloud = await make_cloud(max_running=2)
+@pytest.mark.parametrize("pause", ["stop", "freeze"])
+async def test_past_max_running_the_least_recently_used_sandbox_is_paused(
+    make_cloud: CloudFactory, pause: str
+) -> None:
+    """With ``freeze`` the pause waits out the workers' cached routes (``route_grace``) in the
+    background: the new start does not wait for it."""
+    cloud = await make_cloud(max_running=2, local={"pause": pause})
     ada = await cloud.sign_in("ada@example.com")
     assert (await cloud.until_running(ada))["event"] == "ready"
     ada_id = await cloud.user_id(ada)
@@ -42,12 +48,20 @@ async def test_past_max_running_the_least_recently_used_sandbox_is_paused(make_c
     }
     assert states == {"ada": "running", "bob": "paused", "cat": "running"}
     assert "max_running" in ((await cloud.sandbox(bob_id)).error_message or "")
-    listed = {s.sandbox_id: s.state for s in await cloud.router.provider.list()}
-    assert listed[(await cloud.sandbox(bob_id)).sandbox_id or ""] == "paused"
+    bob_sandbox = (await cloud.sandbox(bob_id)).sandbox_id or ""
+    async with asyncio.timeout(cloud.router.lifecycle.route_grace + 5):
+        while {s.sandbox_id: s.state for s in await cloud.router.provider.list()}[bob_sandbox] != "paused":
+            await asyncio.sleep(0.05)
 
     assert (await cloud.until_running(bob))["event"] == "ready"  # bob comes back; another one goes
-    running = [u for u in (ada_id, bob_id, cat_id) if (await cloud.sandbox(u)).state == "running"]
+    async with asyncio.timeout(5):  # freeze: the pause runs beside bob's start
+        while len(running := await _running(cloud, ada_id, bob_id, cat_id)) > 2:
+            await asyncio.sleep(0.05)
     assert len(running) == 2 and bob_id in running
+
+
+async def _running(cloud: Cloud, *users: uuid.UUID) -> list[uuid.UUID]:
+    return [user for user in users if (await cloud.sandbox(user)).state == "running"]
 
 
 def test_the_health_step_moves_from_80_to_95_percent_over_the_last_start() -> None:
