@@ -213,11 +213,11 @@ async def test_the_whole_journey(
         bob_id = await first_visit(cloud, bob, "bob@example.com", shots)
         assert bob_id != ann_id
 
-        # Idle, ann's sandbox is paused.
-        await until(
-            lambda: _is(state_of(cloud, "ann@example.com"), "paused"), "ann's idle sandbox is paused", 600
-        )
-        assert not cloud.runs(ann_id)
+        # Idle, ann's sandbox is paused (marked at once, frozen route_cache_seconds later).
+        async def ann_asleep() -> bool:
+            return await state_of(cloud, "ann@example.com") == "paused" and not cloud.runs(ann_id)
+
+        await until(ann_asleep, "ann's idle sandbox is paused and frozen", 600)
 
         # Meanwhile bob, signed in all along, asks for the same paths: they reach his own sandbox only
         # (ann's would have been resumed by any request routed to it).
@@ -259,7 +259,3 @@ async def test_the_whole_journey(
         await studio_shown(cloud, bob)
         await ann_context.close()
         await bob_context.close()
-
-
-async def _is(state: Awaitable[str], expected: str) -> bool:
-    return await state == expected
