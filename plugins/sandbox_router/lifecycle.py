@@ -221,7 +221,7 @@ class Lifecycle:
         handle, token, made = row.handle, row.app_token, False
         broken = handle is not None and row.state == "broken"
         if broken and handle is not None and not await self._restart_healer(user_id, watch, handle):
-            await self.provider.pause(handle)  # no process manager to ask: restart everything instead
+            await self.provider.stop(handle)  # no process manager to ask: restart everything instead
         if handle is None or token is None:
             (handle, token), made = await self._provision(user_id, watch, ""), True
         else:
@@ -251,7 +251,7 @@ class Lifecycle:
         else:
             reason = f"The sandbox did not become healthy within {self.config.health_timeout:g} s."
             try:
-                await self.provider.pause(handle)
+                await self.provider.stop(handle)  # "Try again" starts it afresh (a pause may only freeze)
             except ProviderError as exc:
                 log.warning("sandbox_router: could not stop unhealthy sandbox of %s: %s", user_id, exc)
             raise ProviderError(reason)

@@ -139,6 +139,14 @@ class SandboxProvider(abc.ABC):
     async def pause(self, handle: Handle) -> None:
         """Stop the sandbox keeping its files; pausing a paused sandbox is not an error."""
 
+    async def stop(self, handle: Handle) -> None:
+        """End the sandbox's processes, keeping its files: the next :meth:`resume` starts them afresh
+        (the lifecycle restarts a sandbox whose app did not become healthy, or whose healer could
+        not be restarted, this way). Stopping a stopped sandbox is not an error. This default
+        pauses, for providers whose pause already ends the processes or that cannot stop them
+        otherwise (E2B: a resume restores the paused memory, the same processes)."""
+        await self.pause(handle)
+
     @abc.abstractmethod
     async def kill(self, handle: Handle) -> None:
         """Remove the sandbox and its files; killing a missing sandbox is not an error."""

@@ -203,6 +203,10 @@ class LocalProvider(SandboxProvider):
                 return
             await self._stop_locked(folder, state)
 
+    async def stop(self, handle: Handle) -> None:
+        """End the group even where a pause only freezes it: the next resume starts the app anew."""
+        await self._stop(handle.sandbox_id)
+
     async def _stop(self, sandbox_id: str) -> None:
         """End the sandbox's processes (frozen or not); its files stay."""
         folder = self.root / sandbox_id

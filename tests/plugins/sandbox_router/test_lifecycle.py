@@ -60,8 +60,13 @@ def _swap(cloud: Cloud, provider: SandboxProvider) -> None:
     cloud.router.provider = cloud.router.lifecycle.provider = provider
 
 
-async def test_never_healthy_is_an_error_with_reason_and_try_again(make_cloud: CloudFactory) -> None:
-    cloud = await make_cloud(health_timeout=1)
+@pytest.mark.parametrize("pause", ["stop", "freeze"])
+async def test_never_healthy_is_an_error_with_reason_and_try_again(
+    make_cloud: CloudFactory, pause: str
+) -> None:
+    """The unhealthy app's processes are ended, not frozen (``pause = "freeze"``): "Try again" starts
+    the app afresh instead of thawing the one that failed."""
+    cloud = await make_cloud(health_timeout=1, local={"pause": pause})
     (cloud.router.provider.template_dir / "NEVER_HEALTHY").write_text("")  # type: ignore[attr-defined]
     ada = await cloud.sign_in("ada@example.com")
     final = await cloud.until_running(ada)
@@ -81,11 +86,14 @@ async def test_never_healthy_is_an_error_with_reason_and_try_again(make_cloud: C
         assert answer.status == 403  # no CSRF token
 
     home = cloud.root / (row.sandbox_id or "") / "home"
+    assert not (home.parent / "state.json").exists(), "its processes ended"
+    failed = (home / ".child.pid").read_text()
     (home / "NEVER_HEALTHY").unlink()
     token = await _csrf(cloud, ada)
     async with ada.post(cloud.at("/api/sandbox/retry"), headers={**JSON, "X-CSRF-Token": token}) as answer:
         assert answer.status == 202
     assert (await cloud.until_running(ada))["event"] == "ready"
+    assert (home / ".child.pid").read_text() != failed, "started afresh, not the failed app thawed"
 
 
 async def test_provider_down_is_a_clear_failure(make_cloud: CloudFactory) -> None:
@@ -166,9 +174,13 @@ async def test_per_user_request_cap(make_cloud: CloudFactory) -> None:
         assert answer.status == 200
 
 
-@pytest.mark.parametrize("restart", ["echo restarted > healer-restarted", "exit 1"], ids=["pm2", "no-pm2"])
-async def test_healer_reports(make_cloud: CloudFactory, restart: str) -> None:
-    cloud = await make_cloud(healer_restart_command=restart)
+@pytest.mark.parametrize(
+    ("restart", "pause"),
+    [("echo restarted > healer-restarted", "stop"), ("exit 1", "stop"), ("exit 1", "freeze")],
+    ids=["pm2", "no-pm2", "no-pm2-freeze"],
+)
+async def test_healer_reports(make_cloud: CloudFactory, restart: str, pause: str) -> None:
+    cloud = await make_cloud(healer_restart_command=restart, local={"pause": pause})
     ada = await cloud.sign_in("ada@example.com")
     await cloud.until_running(ada)
     user_id = await cloud.user_id(ada)

@@ -211,6 +211,37 @@ def _states(pgid: int) -> set[str]:
     return found
 
 
+async def test_stop_ends_the_processes_where_pause_freezes(tmp_path: Path, template: Path) -> None:
+    """``stop`` is a restart's first half even with ``freeze``: running or frozen, the group ends, the
+    files stay, and the next resume starts the app anew."""
+    provider = LocalProvider(tmp_path / "root", template, tmp_path / "cache", stop_grace=0.5, freeze=True)
+    handle = await provider.create(_spec(), lambda _: None)
+    folder = tmp_path / "root" / handle.sandbox_id
+    try:
+        assert await _healthy(provider, handle)
+        first = orjson.loads((folder / "state.json").read_bytes())["pid"]
+        await provider.stop(handle)
+        assert _states(first) == set() and not (folder / "state.json").exists()
+        await provider.stop(handle)  # stopping a stopped sandbox is not an error
+        assert (folder / "home" / "start.sh").exists()
+        restarted = await provider.resume(handle, lambda _: None)
+        assert await _healthy(provider, restarted)
+        second = orjson.loads((folder / "state.json").read_bytes())["pid"]
+        assert second != first
+
+        await provider.pause(handle)
+        for _ in range(100):  # a process busy at the SIGSTOP stops once it is scheduled
+            if _states(second) == {"T"}:
+                break
+            await asyncio.sleep(0.02)
+        assert _states(second) == {"T"}
+        await provider.stop(handle)  # a frozen sandbox too
+        assert _states(second) == set() and not (folder / "state.json").exists()
+    finally:
+        await provider.kill(handle)
+        await provider.close()
+
+
 async def test_a_frozen_sandbox_resumes_where_it_was(tmp_path: Path, template: Path) -> None:
     start = template / "start.sh"  # plus a process in a session of its own, as pm2 starts its apps
     start.write_text(
