@@ -91,8 +91,10 @@ class SandboxRouterConfig(StageConfig):
     route_cache_seconds: float = Field(5.0, ge=0)
     """How long a worker trusts a running sandbox's address before reading the store again. A pause
     with ``[pipeline.local] pause = "freeze"`` marks the sandbox paused, lets it answer this long (plus
-    0.5 s) for workers that still hold its address, then freezes it: a longer cache makes such pauses
-    (the CLI's, Manage's, the idle sweep's) take longer."""
+    0.5 s) for workers that still hold its address, then freezes it: a longer cache makes pauses of a
+    sandbox used a moment ago (the CLI's, Manage's, a rollout's) take longer. One idle for longer than
+    that (the idle sweep's) is frozen once the workers' activity records are in the store (three
+    ``[database] batch_interval``)."""
     sweep_interval: float = Field(30.0, gt=0)
     """Seconds between the leader's idle sweeps and reconciliations."""
     stream_check_interval: float = Field(5.0, gt=0)

@@ -53,6 +53,10 @@ IN_FLIGHT_GRACE = 0.5
 """Seconds a request forwarded through a worker's cached address at its last moment gets to be
 answered before a pause freezes the sandbox (see :attr:`Lifecycle.route_grace`)."""
 
+TOUCH_EVERY = 1.0
+"""Seconds between two records of one user's activity by one worker: a worker caching a sandbox's
+address, or forwarding through it, records activity unless it did less than this long ago."""
+
 QUEUE_FORGET_SECONDS = 10.0
 """A waiting user who has not asked again for this long (the page was closed) leaves the line."""
 
@@ -402,9 +406,10 @@ class Lifecycle:
     ) -> bool:
         """Pause the user's running sandbox; with ``unless_active_since`` (a wall-clock time), only if
         it had no activity since then. True when it was paused. Where a paused sandbox still accepts
-        connections, the row says paused first and the provider pauses :attr:`route_grace` later (a
-        provider failure then leaves a paused row on a running sandbox: the next visit's resume finds
-        it healthy)."""
+        connections, the row says paused first and the provider pauses once no worker can still forward
+        to it: :attr:`route_grace` later, sooner for a sandbox idle longer than that (a provider
+        failure then leaves a paused row on a running sandbox: the next visit's resume finds it
+        healthy)."""
         async with self.db.user_lock(f"sandbox_router:{user_id}"):
             row = await self.store.of_user(user_id)
             if row is None or row.handle is None or row.state not in ("running", "broken"):
@@ -419,12 +424,41 @@ class Lifecycle:
             self.on_stopped(user_id)
             if self.provider.paused_accepts_connections:
                 await self.store.set_state(user_id, "paused", reason)
-                await asyncio.sleep(self.route_grace)
+                await self._outwait_routes(user_id)
                 await self.provider.pause(row.handle)
             else:
                 await self.provider.pause(row.handle)
                 await self.store.set_state(user_id, "paused", reason)
             return True
+
+    async def _outwait_routes(self, user_id: uuid.UUID) -> None:
+        """Wait, after marking the user's sandbox paused, until no process can still forward to it:
+        :attr:`route_grace`, or less for a sandbox idle for longer than that.
+
+        Every address still cached was read before the mark, and the worker that read it recorded
+        activity then, or less than :data:`TOUCH_EVERY` before (see the stage's ``touch``). Once
+        :attr:`activity_lag` has passed since the mark those records are in the row, so the latest
+        activity there plus TOUCH_EVERY plus route_grace is when the last cached address has stopped
+        being used and its last request has been answered. An idle sweep's sandbox, idle for
+        minutes, is frozen after activity_lag; one active a moment ago waits route_grace, as before.
+        The workers' wall clocks are taken to agree with this one's (as the idle timeout takes them)."""
+        grace = self.route_grace
+        until = time.time() + grace
+        if self.activity_lag < grace:
+            await asyncio.sleep(self.activity_lag)
+            row = await self.store.of_user(user_id)
+            last = None if row is None else row.last_activity_at
+            routed_until = float("-inf") if last is None else last.timestamp() + TOUCH_EVERY + grace
+            until = min(until, routed_until)
+        await asyncio.sleep(max(0.0, until - time.time()))
+
+    @property
+    def activity_lag(self) -> float:
+        """Seconds within which activity a worker records is in the store: its activity writer
+        flushes every ``batch_interval`` (``[database]``), so a record made just after a flush took
+        its batch waits for that flush to end, an interval, and its own flush, each flush taken to
+        last at most an interval (a writer whose flushes last longer falls behind anyway)."""
+        return 3 * self.db.config.batch_interval
 
     @property
     def route_grace(self) -> float:

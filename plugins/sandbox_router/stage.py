@@ -38,7 +38,7 @@ from proxy_core.inject import offer_script, page_tap
 from . import api
 from .api import CLOUD_SCRIPT_PATH
 from .config import SandboxRouterConfig
-from .lifecycle import CloudUrls, Lifecycle, TooManyStarts
+from .lifecycle import TOUCH_EVERY, CloudUrls, Lifecycle, TooManyStarts
 from .pages import progress_page
 from .providers import build_provider
 from .store import Sandbox
@@ -182,6 +182,7 @@ class SandboxRouterStage(Stage[SandboxRouterConfig]):
             read_at + self.config.route_cache_seconds,
         )
         self._routes[user_id] = route
+        self.touch(user_id, row)  # cached: activity, forwarded through or not (see Lifecycle._outwait_routes)
         return route
 
     async def _forward(self, request: web.Request, identity: Identity, route: Route) -> web.StreamResponse:
@@ -246,10 +247,10 @@ class SandboxRouterStage(Stage[SandboxRouterConfig]):
     # activity --------------------------------------------------------------------------------------
 
     def touch(self, user_id: uuid.UUID, row: Sandbox | None = None) -> None:
-        """Count activity for ``user_id`` (at most once a second: the idle timeout is minutes) and keep
-        the provider's timer going (at most once an ``extend_every`` per sandbox)."""
+        """Count activity for ``user_id`` (at most once a :data:`TOUCH_EVERY`: the idle timeout is
+        minutes) and keep the provider's timer going (at most once an ``extend_every`` per sandbox)."""
         clock = time.monotonic()
-        if clock - self._touched.get(user_id, -1e9) < 1.0:
+        if clock - self._touched.get(user_id, -1e9) < TOUCH_EVERY:
             return
         self._touched[user_id] = clock
         self.activity.touch(user_id)

@@ -213,7 +213,7 @@ async def test_the_whole_journey(
         bob_id = await first_visit(cloud, bob, "bob@example.com", shots)
         assert bob_id != ann_id
 
-        # Idle, ann's sandbox is paused (marked at once, frozen route_cache_seconds later).
+        # Idle, ann's sandbox is paused (marked at once, frozen once the activity records are in).
         async def ann_asleep() -> bool:
             return await state_of(cloud, "ann@example.com") == "paused" and not cloud.runs(ann_id)
 

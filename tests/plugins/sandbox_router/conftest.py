@@ -128,7 +128,13 @@ CloudFactory = Callable[..., Awaitable[Cloud]]
 
 
 def cloud_app(
-    tmp_path: Path, template: Path, database: str, root: Path | None = None, server: str = "", **router: Any
+    tmp_path: Path,
+    template: Path,
+    database: str,
+    root: Path | None = None,
+    server: str = "",
+    batch_interval: float = 0.05,
+    **router: Any,
 ) -> tuple[web.Application, Path, Path]:
     mailbox = tmp_path / "mail"
     root = root or tmp_path / "sandboxes"
@@ -160,21 +166,28 @@ def cloud_app(
             stage(SandboxRouterStage, local=local, **{"template_dir": str(template), **router}),
         ],
         f'[server]\naccess_log = false\n{server}\n[database]\nurl = "{database}"\nretry_initial = 0.05\n'
-        "batch_interval = 0.05\n",
+        f"batch_interval = {batch_interval}\n",
     )
     return app, mailbox, root
 
 
 @pytest.fixture
 async def make_cloud(tmp_path: Path, template: Path, sqlite_url: str) -> AsyncIterator[CloudFactory]:
-    """``await make_cloud(**router_options)``: a running cloud; ``database=`` picks another store."""
+    """``await make_cloud(**router_options)``: a running cloud; ``database=`` picks another store,
+    ``batch_interval=`` its batch writers' interval."""
     async with AsyncExitStack() as running:
         sessions: list[aiohttp.ClientSession] = []
 
         async def make(
-            database: str = sqlite_url, root: Path | None = None, server: str = "", **router: Any
+            database: str = sqlite_url,
+            root: Path | None = None,
+            server: str = "",
+            batch_interval: float = 0.05,
+            **router: Any,
         ) -> Cloud:
-            app, mailbox, sandboxes = cloud_app(tmp_path, template, database, root, server, **router)
+            app, mailbox, sandboxes = cloud_app(
+                tmp_path, template, database, root, server, batch_interval, **router
+            )
             url = await running.enter_async_context(run_proxy(app))
             return Cloud(url, app, mailbox, sandboxes, sessions)
 
