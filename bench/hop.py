@@ -32,8 +32,8 @@ from .report import table
 from .throughput import LOAD_CPU, PROXY_CPU
 
 BODY = '{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}'
-_LATENCY = re.compile(r"^\s+(50|99)%\s+([\d.]+)(us|ms|s)$", re.M)
-_SCALE = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+_LATENCY = re.compile(r"^\s+(50|99)%\s+([\d.]+)(us|ms|s|m)$", re.M)
+_SCALE = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 6e4}
 
 
 @dataclass
@@ -69,6 +69,8 @@ def _burst(row: Row, connections: int, seconds: int) -> None:
         raise RuntimeError(f"{row.name}: wrk did not get clean answers:\n{out}")
     count = int(requests.group(1))
     latency = {q: float(v) * _SCALE[unit] for q, v, unit in _LATENCY.findall(out)}
+    if len(latency) != 2:
+        raise RuntimeError(f"{row.name}: no latency distribution in wrk's output:\n{out}")
     row.p50[connections].append(latency["50"])
     row.p99[connections].append(latency["99"])
     row.rps[connections].append(count / seconds)

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from proxy_core.db import ActivityWriter, BatchWriter, Database, QueryError, Transaction
+from proxy_core.db import ActivityWriter, BatchWriter, Database, QueryError, Transaction, UniqueViolation
 
 USAGE_COLUMNS = (
     "user_id",
@@ -69,6 +69,21 @@ async def test_a_failed_flush_keeps_its_rows_for_the_next(db: Database) -> None:
         {"id": 1, "note": "a"},
         {"id": 2, "note": "b"},
     ]
+
+
+async def test_a_batch_is_written_whole_or_not_at_all(db: Database) -> None:
+    """Large batches are written in slices (SQLite), yet in one transaction: a row refused in a late
+    slice leaves none of the batch behind."""
+    await db.execute("CREATE TABLE later (id integer PRIMARY KEY, note text)")
+    writer = BatchWriter(db, "later", ("id", "note"), interval=3600)
+    for n in range(1000):
+        writer.add((n, "x"))
+    writer.add((999, "the same id again"))
+    with pytest.raises(UniqueViolation):
+        await writer.flush()
+    assert await db.fetchval("SELECT count(*) FROM later") == 0
+    assert len(writer) == 1001
+    await db.execute("DELETE FROM later")
 
 
 class BuggyOnce(BatchWriter):
