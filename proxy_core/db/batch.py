@@ -41,7 +41,7 @@ def _identifier(name: str) -> str:
     return name
 
 
-_SQLITE_ROWS_PER_CALL = 200
+_SQLITE_ROWS_PER_CALL = 50
 
 
 async def insert_rows(
@@ -57,8 +57,9 @@ async def insert_rows(
     if conn.dialect == "sqlite":
         # one prepared single-row statement run for every row: SQLite binds the numbered parameters
         # of one many-row statement in quadratic time (3,000 usage rows: 2 s of CPU, against 23 ms);
-        # in slices, because each slice's values are made SQLite's on the event loop (~3 us a row):
-        # a second of a busy gateway's usage rows at once held every request for 5-15 ms
+        # in slices, because each slice's values are made SQLite's on the event loop (~3 us a row,
+        # more when cold): a second of a busy gateway's usage rows at once held every request for
+        # 5-15 ms; slices of 50 bring the gateway's p99 at c=1 within 0.3 ms of no flush at all
         one = "(" + ", ".join(f"${j + 1}" for j in range(width)) + ")"
         for start in range(0, len(rows), _SQLITE_ROWS_PER_CALL):
             await conn.executemany(head + one + tail, rows[start : start + _SQLITE_ROWS_PER_CALL])
