@@ -32,7 +32,7 @@ from .report import table
 from .throughput import LOAD_CPU, PROXY_CPU
 
 BODY = '{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}'
-_LATENCY = re.compile(r"^\s+(50|99)%\s+([\d.]+)(us|ms|s|m)$", re.M)
+_LATENCY = re.compile(r"^\s+(50|99)%\s+([\d.]+)(us|ms|s|m)\s*$", re.M)
 _SCALE = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 6e4}
 
 
