@@ -11,6 +11,8 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import aiohttp
+
 from tests.plugins.sandbox_router.conftest import JSON, Cloud, CloudFactory
 
 ROUTE_CACHE = 2.0
@@ -29,11 +31,8 @@ async def test_a_sandbox_frozen_by_another_replica_is_woken_not_waited_on(
     }
     serving = await make_cloud(**options)
     other = await make_cloud(**options)  # another worker or replica on the same store and machine
-    ada = await serving.sign_in("ada@example.com")
-    assert (await serving.until_running(ada))["event"] == "ready"
-    user_id = await serving.user_id(ada)
-    home = serving.root / (await serving.sandbox(user_id)).sandbox_id / "home"  # type: ignore[operator]
-    child = int((home / ".child.pid").read_text())
+    ada, user_id = await _running(serving)
+    child = await _child(serving, user_id)
 
     async with ada.get(serving.at("/api/mastra/files?name=none"), headers=JSON) as answer:
         assert answer.status == 404  # answered by the app: the serving worker now caches its address
@@ -55,7 +54,7 @@ async def test_a_sandbox_frozen_by_another_replica_is_woken_not_waited_on(
     async with ada.get(serving.at("/api/mastra/files?name=none"), headers=JSON) as answer:
         assert answer.status == 404
     assert _state(child) != "T"
-    assert int((home / ".child.pid").read_text()) == child  # thawed, not restarted
+    assert await _child(serving, user_id) == child  # thawed, not restarted
     states = [e["state"] for e in await serving.router.lifecycle.store.events(user_id)]
     assert states == ["provisioning", "running", "paused", "resuming", "running"]
 
@@ -82,11 +81,8 @@ async def test_a_sandbox_frozen_by_the_cli_is_woken_not_waited_on(
         f'[pipeline.local]\nroot = "{root}"\ncache_dir = "{tmp_path / "template-cache"}"\n'
         'hidden_paths = []\nstop_grace = 1.0\npause = "freeze"\n'
     )
-    ada = await serving.sign_in("ada@example.com")
-    assert (await serving.until_running(ada))["event"] == "ready"
-    user_id = await serving.user_id(ada)
-    home = serving.root / (await serving.sandbox(user_id)).sandbox_id / "home"  # type: ignore[operator]
-    child = int((home / ".child.pid").read_text())
+    ada, user_id = await _running(serving)
+    child = await _child(serving, user_id)
 
     async with ada.get(serving.at("/api/mastra/files?name=none"), headers=JSON) as answer:
         assert answer.status == 404  # the serving worker caches the address for 5 s from here
@@ -125,9 +121,7 @@ async def test_the_idle_sweep_freezes_a_long_idle_sandbox_without_waiting_out_ro
     )
     lifecycle = cloud.router.lifecycle
     assert lifecycle.activity_lag < 1 < 30 < lifecycle.route_grace
-    ada = await cloud.sign_in("ada@example.com")
-    assert (await cloud.until_running(ada))["event"] == "ready"
-    user_id = await cloud.user_id(ada)
+    ada, user_id = await _running(cloud)
     child = await _child(cloud, user_id)
     async with ada.get(cloud.at("/api/mastra/files?name=none"), headers=JSON) as answer:
         assert answer.status == 404
@@ -142,9 +136,7 @@ async def test_the_idle_sweep_freezes_a_long_idle_sandbox_without_waiting_out_ro
 
 async def test_a_pause_right_after_a_request_still_waits_out_route_caches(make_cloud: CloudFactory) -> None:
     cloud = await make_cloud(local={"pause": "freeze"}, route_cache_seconds=ROUTE_CACHE)
-    ada = await cloud.sign_in("ada@example.com")
-    assert (await cloud.until_running(ada))["event"] == "ready"
-    user_id = await cloud.user_id(ada)
+    ada, user_id = await _running(cloud)
     async with ada.get(cloud.at("/api/mastra/files?name=none"), headers=JSON) as answer:
         assert answer.status == 404
 
@@ -172,9 +164,7 @@ async def test_a_request_not_yet_in_the_store_keeps_an_idle_sandbox_from_freezin
     serving = await make_cloud(**options)
     other = await make_cloud(**options)
     assert other.router.lifecycle.activity_lag < other.router.lifecycle.route_grace
-    ada = await serving.sign_in("ada@example.com")
-    assert (await serving.until_running(ada))["event"] == "ready"
-    user_id = await serving.user_id(ada)
+    ada, user_id = await _running(serving)
     child = await _child(serving, user_id)
     await _idle_since(serving, user_id, timedelta(minutes=10))
 
@@ -200,9 +190,7 @@ async def test_caching_an_address_is_activity_even_when_the_request_is_refused(
     """A request refused for too many in flight still leaves the worker holding the address it read,
     and later requests go through it: the pause's wait counts from the activity recorded then."""
     cloud = await make_cloud(max_requests_per_user=1, stream_check_interval=3600)
-    ada = await cloud.sign_in("ada@example.com")
-    assert (await cloud.until_running(ada))["event"] == "ready"
-    user_id = await cloud.user_id(ada)
+    ada, user_id = await _running(cloud)
     stream = await ada.get(cloud.at("/api/mastra/stream"), headers=JSON)
     try:
         await asyncio.sleep(1.2)  # the address cached for the stream expired (0.5 s), TOUCH_EVERY passed
@@ -216,6 +204,13 @@ async def test_caching_an_address_is_activity_even_when_the_request_is_refused(
         assert before is not None and after is not None and after > before
     finally:
         stream.close()
+
+
+async def _running(cloud: Cloud) -> tuple[aiohttp.ClientSession, uuid.UUID]:
+    """Ada, signed in, and her user id, once her sandbox runs."""
+    ada = await cloud.sign_in("ada@example.com")
+    assert (await cloud.until_running(ada))["event"] == "ready"
+    return ada, await cloud.user_id(ada)
 
 
 async def _child(cloud: Cloud, user_id: uuid.UUID) -> int:
