@@ -106,6 +106,19 @@ _JSON_LINE = b'{"ts":%.3f,"level":"info","logger":"access",%s,"status":%d,"durat
 _JSON_WHO = b'"method":%s,"path":%s,"client":%s,"user_agent":%s'
 
 
+def _json_text(text: str) -> bytes:
+    """``text`` as a JSON string; bytes a client sent that are not UTF-8 (a header decoded with
+    ``surrogateescape``) are written as ``\\xNN`` escapes rather than failing the whole batch."""
+    try:
+        return orjson.dumps(text)
+    except orjson.JSONEncodeError:
+        return orjson.dumps(_readable(text))
+
+
+def _readable(text: str) -> str:
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 def _json_websocket_line(entry: _Entry) -> bytes:
     """A proxied WebSocket session's line: the same fields and how the session ended."""
     ts, method, path, status, duration, size, client, user_agent, websocket = entry
@@ -113,10 +126,10 @@ def _json_websocket_line(entry: _Entry) -> bytes:
         "ts": round(ts, 3),
         "level": "info",
         "logger": "access",
-        "method": method,
-        "path": path,
-        "client": client,
-        "user_agent": user_agent,
+        "method": _readable(method),
+        "path": _readable(path),
+        "client": _readable(client),
+        "user_agent": _readable(user_agent),
         "status": status,
         "duration_ms": round(duration * 1000, 3),
         "bytes": size,
@@ -182,7 +195,7 @@ class AccessLog:
     @staticmethod
     def _json_lines(entries: list[_Entry]) -> bytes:
         who: dict[tuple[str, str, str, str], bytes] = {}  # a batch's requests repeat these four fields
-        dumps = orjson.dumps
+        text = _json_text
         lines = []
         for entry in entries:
             ts, method, path, status, duration, size, client, user_agent, websocket = entry
@@ -192,7 +205,7 @@ class AccessLog:
             key = (method, path, client, user_agent)
             fields = who.get(key)
             if fields is None:
-                fields = who[key] = _JSON_WHO % (dumps(method), dumps(path), dumps(client), dumps(user_agent))
+                fields = who[key] = _JSON_WHO % (text(method), text(path), text(client), text(user_agent))
             lines.append(_JSON_LINE % (ts, fields, status, duration * 1000, size))
         return b"".join(lines)
 

@@ -3,12 +3,15 @@ true to its own request (fields that repeat within a batch are encoded once and 
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import time
 from pathlib import Path
+from typing import Any
 
 import orjson
+from aiohttp import web
 from aiohttp.test_utils import make_mocked_request
 
 from proxy_core.logs import AccessLog
@@ -76,6 +79,45 @@ def _read_nonblocking(fd: int) -> bytes:
         return os.read(fd, 1 << 20)
     except BlockingIOError:
         return b""
+
+
+async def test_bytes_that_are_not_utf8_are_escaped_not_fatal_to_the_batch(
+    tmp_path: Path, aiohttp_server: Any
+) -> None:
+    """aiohttp decodes header bytes that are not UTF-8 with ``surrogateescape``; such a line is
+    written with escapes, and the lines around it are kept."""
+    file = tmp_path / "access.log"
+    write = os.open(file, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    log = AccessLog(write)
+
+    async def handler(request: web.Request) -> web.Response:
+        log.record(request, 200, 0.001, 1, "127.0.0.1")
+        if request.path == "/ws":
+            log.record(request, 101, 1.0, 0, "127.0.0.1", {"ended": "closed", "by": "client", "code": 1000})
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", handler)
+    server = await aiohttp_server(app)
+    for target, agent in (
+        (b"/before", b"curl"),
+        (b"/x", b"agent\xff\xfe"),
+        (b"/ws", b"\xff"),
+        (b"/after", b""),
+    ):
+        reader, writer = await asyncio.open_connection(server.host, server.port)
+        writer.write(
+            b"GET %s HTTP/1.1\r\nHost: x\r\nUser-Agent: %s\r\nConnection: close\r\n\r\n" % (target, agent)
+        )
+        assert (await reader.read()).startswith(b"HTTP/1.1 200")
+        writer.close()
+    log.close()
+    os.close(write)
+    entries = [orjson.loads(line) for line in file.read_bytes().splitlines()]
+    assert [e["path"] for e in entries] == ["/before", "/x", "/ws", "/ws", "/after"]
+    assert entries[1]["user_agent"] == "agent\\xff\\xfe"
+    assert entries[2]["user_agent"] == entries[3]["user_agent"] == "\\xff"
+    assert entries[3]["websocket"]["code"] == 1000
 
 
 async def test_human_lines_for_a_terminal() -> None:
