@@ -414,7 +414,7 @@ class Lifecycle:
             row = await self.store.of_user(user_id)
             if row is None or row.handle is None or row.state not in ("running", "broken"):
                 return False
-            last = row.last_activity_at
+            last = row.active_at
             if (
                 unless_active_since is not None
                 and last is not None

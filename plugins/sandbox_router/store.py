@@ -53,6 +53,14 @@ class Sandbox:
     def handle(self) -> Handle | None:
         return None if self.sandbox_id is None else Handle(self.sandbox_id, self.handle_data)
 
+    @property
+    def active_at(self) -> datetime | None:
+        """When it was last in use: its last recorded activity or its last change of state, the later
+        (a sandbox resumed a moment ago is in use, though the activity that woke it may not be
+        written yet: workers write activity in batches)."""
+        times = [t for t in (self.last_activity_at, self.state_changed_at) if t is not None]
+        return max(times) if times else self.updated_at
+
 
 def _sandbox(row: Row) -> Sandbox:
     data = row["handle_data"]

@@ -62,7 +62,7 @@ class Sweeper:
         since = time.time() - self.config.idle_timeout
         paused = 0
         for row in await self.lifecycle.store.in_states("running"):
-            last = row.last_activity_at or row.state_changed_at or row.updated_at
+            last = row.active_at
             if last is not None and last.timestamp() > since:
                 continue
             idle = self.config.idle_timeout

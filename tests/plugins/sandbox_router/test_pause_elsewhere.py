@@ -134,6 +134,18 @@ async def test_the_idle_sweep_freezes_a_long_idle_sandbox_without_waiting_out_ro
     assert (await cloud.sandbox(user_id)).state == "paused"
 
 
+async def test_the_idle_sweep_leaves_a_sandbox_resumed_a_moment_ago(make_cloud: CloudFactory) -> None:
+    """Resuming is activity the store may not have yet (workers write activity in batches): the row
+    changed state just now, so the sweep does not pause it on its old last activity."""
+    cloud = await make_cloud(local={"pause": "freeze"}, idle_timeout=60)
+    _, user_id = await _running(cloud)
+    await cloud.router.activity.flush()
+    old = datetime.now(UTC) - timedelta(minutes=10)
+    await cloud.db.execute("UPDATE sandboxes SET last_activity_at = $1 WHERE user_id = $2", old, user_id)
+    assert await cloud.router.sweeper.pause_idle() == 0
+    assert (await cloud.sandbox(user_id)).state == "running"
+
+
 async def test_a_pause_right_after_a_request_still_waits_out_route_caches(make_cloud: CloudFactory) -> None:
     cloud = await make_cloud(local={"pause": "freeze"}, route_cache_seconds=ROUTE_CACHE)
     ada, user_id = await _running(cloud)
@@ -219,10 +231,13 @@ async def _child(cloud: Cloud, user_id: uuid.UUID) -> int:
 
 
 async def _idle_since(cloud: Cloud, user_id: uuid.UUID, idle: timedelta) -> None:
-    """The row says the last activity was ``idle`` ago (this worker's own records written first)."""
+    """The row says the last activity and change of state were ``idle`` ago (this worker's own
+    records written first)."""
     await cloud.router.activity.flush()
     await cloud.db.execute(
-        "UPDATE sandboxes SET last_activity_at = $1 WHERE user_id = $2", datetime.now(UTC) - idle, user_id
+        "UPDATE sandboxes SET last_activity_at = $1, state_changed_at = $1 WHERE user_id = $2",
+        datetime.now(UTC) - idle,
+        user_id,
     )
 
 
