@@ -414,7 +414,7 @@ class Lifecycle:
             row = await self.store.of_user(user_id)
             if row is None or row.handle is None or row.state not in ("running", "broken"):
                 return False
-            last = row.active_at
+            last = row.last_activity_at  # activity only: a rollout's own wake is no user's return
             if (
                 unless_active_since is not None
                 and last is not None
