@@ -22,6 +22,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import uvloop
 
@@ -40,29 +41,43 @@ _SCALE = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 6e4}
 class Row:
     name: str
     url: str
-    key: str
+    script: Path  # wrk's Lua script: the POST with this row's key
     pgid: int | None  # the proxy's process (and group, if it leads one); None: direct
     p50: dict[int, list[float]] = field(default_factory=lambda: {1: [], 20: []})
     p99: dict[int, list[float]] = field(default_factory=lambda: {1: [], 20: []})
     rps: dict[int, list[float]] = field(default_factory=lambda: {1: [], 20: []})
     cpu_us: dict[int, list[float]] = field(default_factory=lambda: {1: [], 20: []})
 
+    def add(self, connections: int, burst: Burst) -> None:
+        self.p50[connections].append(burst.p50)
+        self.p99[connections].append(burst.p99)
+        self.rps[connections].append(burst.rps)
+        self.cpu_us[connections].append(burst.cpu_us)
 
-def _script(key: str) -> str:
-    path = procs.write_temp(
+
+@dataclass(frozen=True)
+class Burst:
+    p50: float
+    p99: float
+    rps: float
+    cpu_us: float
+
+
+def _script(path: Path, key: str) -> Path:
+    """wrk's Lua script for the chat-completion POST with ``key``, written to ``path``."""
+    path.write_text(
         f'wrk.method = "POST"\nwrk.body = \'{BODY}\'\nwrk.headers["Content-Type"] = "application/json"\n'
-        f'wrk.headers["Authorization"] = "Bearer {key}"\n',
-        ".lua",
+        f'wrk.headers["Authorization"] = "Bearer {key}"\n'
     )
-    return str(path)
+    return path
 
 
-def _burst(row: Row, connections: int, seconds: int) -> None:
+def _burst(row: Row, connections: int, seconds: int) -> Burst:
     # the proxy's process group (nginx's worker), or the process alone when it leads none
     pids = [] if row.pgid is None else procs.group_members(row.pgid) or [row.pgid]
     before = procs.cpu_seconds(pids)
     cmd = [*procs.pin(LOAD_CPU), "wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency"]
-    out = subprocess.run([*cmd, "-s", _script(row.key), row.url], capture_output=True, text=True).stdout
+    out = subprocess.run([*cmd, "-s", str(row.script), row.url], capture_output=True, text=True).stdout
     spent = procs.cpu_seconds(pids) - before
     requests = re.search(r"(\d+) requests in", out)
     if requests is None or "Non-2xx" in out:
@@ -71,17 +86,12 @@ def _burst(row: Row, connections: int, seconds: int) -> None:
     latency = {q: float(v) * _SCALE[unit] for q, v, unit in _LATENCY.findall(out)}
     if len(latency) != 2:
         raise RuntimeError(f"{row.name}: no latency distribution in wrk's output:\n{out}")
-    row.p50[connections].append(latency["50"])
-    row.p99[connections].append(latency["99"])
-    row.rps[connections].append(count / seconds)
-    row.cpu_us[connections].append(spent / count * 1e6)
+    return Burst(latency["50"], latency["99"], count / seconds, spent / count * 1e6)
 
 
 @contextmanager
-def _proxies(standin: str) -> Iterator[list[tuple[str, str, int, str]]]:
+def _proxies(standin: str) -> Iterator[list[tuple[str, str, int | None, str]]]:
     """(name, chat-completions URL, process group, key) of every proxy, started in front of ``standin``."""
-    store = f"sqlite:///{tempfile.mkdtemp(prefix='shmastra-bench-hop-')}/gateway.db"
-    virtual_key = uvloop.run(prepare_store(store))
     port = procs.free_port()
     starters: list[tuple[str, Callable[[], AbstractContextManager[procs.Service]]]] = [
         ("nginx (forwarding only)", lambda: procs.nginx_proxy(standin, cpus=PROXY_CPU)),
@@ -92,8 +102,11 @@ def _proxies(standin: str) -> Iterator[list[tuple[str, str, int, str]]]:
     path = "/v1/chat/completions"
     gateway_cmd = [*pinned(1), sys.executable, "-m", "bench.gateway.servers", "gateway", str(port)]
     upstream_port = standin.rsplit(":", 1)[1]
-    started = []
+    started: list[tuple[str, str, int | None, str]] = []
     with contextlib.ExitStack() as stack:
+        folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="shmastra-bench-hop-"))
+        store = f"sqlite:///{folder}/gateway.db"
+        virtual_key = uvloop.run(prepare_store(store))
         for name, start in starters:
             service = stack.enter_context(start())
             started.append((name, service.url + path, service.pid, REAL_KEY))
@@ -118,15 +131,22 @@ def run(seconds: int, rounds: int) -> None:
         str(standin_port),
         "0",
     ]
-    with process(standin_cmd, standin + "/v1"), _proxies(standin) as proxies:
-        rows = [Row("direct to the stand-in", standin + "/v1/chat/completions", REAL_KEY, None)]
-        rows += [Row(name, url, key, pid) for name, url, pid, key in proxies]
+    with (
+        tempfile.TemporaryDirectory(prefix="shmastra-bench-hop-") as scripts,
+        process(standin_cmd, standin + "/v1"),
+        _proxies(standin) as proxies,
+    ):
+        paths = [("direct to the stand-in", standin + "/v1/chat/completions", None, REAL_KEY), *proxies]
+        rows = [
+            Row(name, url, _script(Path(scripts) / f"{n}.lua", key), pid)
+            for n, (name, url, pid, key) in enumerate(paths)
+        ]
         for row in rows:
-            _burst(Row(row.name, row.url, row.key, row.pgid), 20, 1)  # a warm-up, not kept
+            _burst(row, 20, 1)  # a warm-up, not kept
         for round_ in range(rounds):
             for row in rows if round_ % 2 == 0 else rows[::-1]:
                 for connections in (1, 20):
-                    _burst(row, connections, seconds)
+                    row.add(connections, _burst(row, connections, seconds))
     direct = rows[0]
     lines = []
     for row in rows:
