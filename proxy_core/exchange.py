@@ -113,6 +113,10 @@ class BodyLimit:
         """The whole body, or ``None`` as soon as it is over the limit (the rest is not read)."""
         if self.declared_too_large(request):
             return None
+        content = request.content
+        if content.is_eof():  # the whole body came with the head (a small request): no waiting
+            body = content.read_nowait()
+            return None if self.exceeded(len(body)) else body
         chunks, size = [], 0
         while chunk := await request.content.readany():
             size += len(chunk)

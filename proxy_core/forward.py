@@ -128,14 +128,17 @@ class Forwarder:
         *,
         path: str | None = None,
         preserve_host: bool = False,
+        forwarded: bool = True,
     ) -> UpstreamRequest:
         """The default upstream request for ``request``: same method, path (or ``path``), filtered headers
-        plus the forwarded chain, minus the stages' own credentials. ``path`` is raw (percent-encoded)
+        plus the forwarded chain (unless ``forwarded`` is False: an upstream outside the network learns
+        no address inside it), minus the stages' own credentials. ``path`` is raw (percent-encoded)
         and may carry a query string; an absolute-form target is sent in origin form."""
         headers = request_headers(request)
         if self.owned:
             self.owned.strip(headers)
-        add_forwarded(headers, self.client(request))
+        if forwarded:
+            add_forwarded(headers, self.client(request))
         host = request.headers.get("Host", "") if preserve_host else upstream.host
         target = upstream.prefix + (origin_form(request) if path is None else path)
         return UpstreamRequest(upstream.origin, target or "/", request.method, headers, host)

@@ -5,17 +5,22 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from dataclasses import dataclass
 
 from aiohttp import web
 
 
-@dataclass(frozen=True, slots=True, eq=False)
 class Flight:
-    user_id: uuid.UUID
-    session_id: str
-    request: web.Request
-    task: asyncio.Task[object] | None
+    """One request in flight (compared by identity; a plain class: one is made per request)."""
+
+    __slots__ = ("request", "session_id", "task", "user_id")
+
+    def __init__(
+        self, user_id: uuid.UUID, session_id: str, request: web.Request, task: asyncio.Task[object] | None
+    ) -> None:
+        self.user_id = user_id
+        self.session_id = session_id
+        self.request = request
+        self.task = task
 
 
 class InFlight:

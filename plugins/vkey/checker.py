@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hmac
 import uuid
-from datetime import UTC, datetime
 from functools import partial
 
 from plugins.auth import UserDirectory
@@ -20,6 +19,8 @@ from proxy_core.db import Database, NotFound
 from .cache import KeyCache
 from .keys import KeyRecord, KeyRejected, hash_key, owner_of
 from .store import VirtualKeys
+
+_MAX_VERIFIED = 100_000
 
 
 class KeyChecker:
@@ -33,10 +34,26 @@ class KeyChecker:
         # when an entry runs out under load, the requests waiting for it share one store read
         self._finding: SingleFlight[str, KeyRecord | None] = SingleFlight()
         self._reading: SingleFlight[uuid.UUID, bool] = SingleFlight()
+        # Keys seen to hash to a stored key of the user they name: facts that never change, so the
+        # hash and the comparisons are skipped next time (the record itself is still checked).
+        self._verified: dict[str, str] = {}
 
     async def check(self, key: str) -> KeyRecord:
         """The record of ``key`` if it may be used now; raises :class:`KeyRejected` otherwise, and
         :class:`~proxy_core.db.StoreError` when the database is needed and cannot answer."""
+        digest = self._verified.get(key)
+        record = None if digest is None else self.cache.keys.get(digest)
+        if record is None:
+            record = await self._verify(key)
+        refused = record.refusal_now()
+        if refused is not None:
+            raise refused
+        if await self._disabled(record):
+            raise KeyRejected("disabled", "API key owner is disabled")
+        return record
+
+    async def _verify(self, key: str) -> KeyRecord:
+        """The stored record ``key`` hashes to, if the user id written in ``key`` is its owner's."""
         owner = owner_of(key)
         if owner is None:
             raise KeyRejected("invalid", "Invalid API key")
@@ -54,11 +71,9 @@ class KeyChecker:
         same_owner = hmac.compare_digest(str(record.user_id).encode(), owner.encode())
         if not (same_hash and same_owner):
             raise KeyRejected("invalid", "Invalid API key")
-        refused = record.refusal(datetime.now(UTC))
-        if refused is not None:
-            raise refused
-        if await self._disabled(record):
-            raise KeyRejected("disabled", "API key owner is disabled")
+        if len(self._verified) >= _MAX_VERIFIED:
+            self._verified.clear()
+        self._verified[key] = digest
         return record
 
     async def _find(self, digest: str) -> KeyRecord | None:

@@ -7,7 +7,7 @@ was found; every other trace of the virtual key (another header, another query p
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 from urllib.parse import quote, unquote
 
 from multidict import CIMultiDict, CIMultiDictProxy
@@ -29,9 +29,8 @@ class ConflictingKeys(Exception):
     """The request carries two different keys: refused rather than guessing which one counts."""
 
 
-@dataclass(frozen=True, slots=True)
-class Presented:
-    """The key a request carries and every place it was found in."""
+class Presented(NamedTuple):
+    """The key a request carries and every place it was found in (a tuple: one per gateway request)."""
 
     key: str
     in_authorization: bool
@@ -72,9 +71,9 @@ def swap_headers(headers: CIMultiDict[str], presented: Presented, real_key: str)
     """Put ``real_key`` where the virtual key was and drop anything else that still mentions it."""
     for name in PRIVATE_HEADERS:
         headers.popall(name, None)
-    for name in list(headers.keys()):
-        if presented.key in headers.get(name, ""):
-            headers.popall(name, None)
+    key = presented.key
+    for name in [name for name, value in headers.items() if key in value]:
+        headers.popall(name, None)
     if presented.in_authorization:
         headers["Authorization"] = f"Bearer {real_key}"
     for name in presented.headers:

@@ -16,7 +16,6 @@ and takes seconds to load, for a figure that only has to keep budgets honest, no
 from __future__ import annotations
 
 import re
-from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -84,4 +83,4 @@ def completed(usage: Usage, streamed_text_bytes: int, body: bytes | None) -> Usa
     text's estimate, whichever is larger (Anthropic's opening count of 1 is a placeholder)."""
     input_tokens = usage.input_tokens or request_tokens(body)
     output_tokens = max(usage.output_tokens, tokens_of(streamed_text_bytes))
-    return replace(usage, input_tokens=input_tokens, output_tokens=output_tokens, estimated=True)
+    return usage._replace(input_tokens=input_tokens, output_tokens=output_tokens, estimated=True)

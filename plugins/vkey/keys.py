@@ -13,7 +13,7 @@ import re
 import secrets
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 _KEY = re.compile(r"vk_([A-Za-z0-9\-]{1,64})_([0-9a-f]{64})")
 _PREFIX_HEX = 8
@@ -59,6 +59,12 @@ class KeyRecord:
         if self.grace_until is not None and self.grace_until <= now:
             return KeyRejected("rotated", "API key was rotated; use the new key")
         return None
+
+    def refusal_now(self) -> KeyRejected | None:
+        """:meth:`refusal` at this moment; the clock is read only for a key that something can refuse."""
+        if self.revoked_at is None and self.expires_at is None and self.grace_until is None:
+            return None
+        return self.refusal(datetime.now(UTC))
 
     def state(self, now: datetime) -> str:
         """``active``, ``grace`` (rotated out, still working), ``revoked``, ``expired`` or ``rotated``."""

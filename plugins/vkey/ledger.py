@@ -5,40 +5,21 @@ against."""
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
 from datetime import datetime
+from typing import NamedTuple
 
 from aiohttp import web
 
 from proxy_core.db import BatchWriter, Database
-
-COLUMNS = (
-    "user_id",
-    "key_id",
-    "provider",
-    "model",
-    "tokens_in",
-    "tokens_out",
-    "cached_tokens",
-    "cache_write_tokens",
-    "reported",
-    "estimated",
-    "cost_usd",
-    "status",
-    "latency_ms",
-    "created_at",
-    "operation",
-    "tool",
-)
 
 USAGE_WRITER = web.AppKey("plugins.vkey.usage_writer", BatchWriter)
 """The shared writer of ``usage`` rows among the context's resources (flushed before the database
 closes, since it is registered after it)."""
 
 
-@dataclass(frozen=True, slots=True)
-class UsageRow:
-    """One request, in :data:`COLUMNS` order."""
+class UsageRow(NamedTuple):
+    """One request's ``usage`` row, its fields the table's columns (:data:`COLUMNS`). A tuple, so the
+    writer queues it as it is: one is made per gateway request."""
 
     user_id: uuid.UUID
     key_id: uuid.UUID
@@ -57,25 +38,9 @@ class UsageRow:
     operation: str = ""  # method and path: "POST /api/v3.1/tools/execute/GITHUB_STAR_A_REPOSITORY"
     tool: str | None = None  # the tool the call executed (Composio), else None
 
-    def values(self) -> tuple[object, ...]:
-        return (
-            self.user_id,
-            self.key_id,
-            self.provider,
-            self.model,
-            self.tokens_in,
-            self.tokens_out,
-            self.cached_tokens,
-            self.cache_write_tokens,
-            self.reported,
-            self.estimated,
-            self.cost_usd,
-            self.status,
-            self.latency_ms,
-            self.created_at,
-            self.operation,
-            self.tool,
-        )
+
+COLUMNS: tuple[str, ...] = UsageRow._fields
+"""The ``usage`` table's columns, in the order a row holds them."""
 
 
 class UsageLedger:
@@ -87,7 +52,7 @@ class UsageLedger:
 
     def record(self, row: UsageRow) -> None:
         """Queue ``row``; never blocks."""
-        self.writer.add(row.values())
+        self.writer.add(row)
 
     async def spend_since(
         self, user_id: uuid.UUID, day_start: datetime, month_start: datetime

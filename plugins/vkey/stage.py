@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import orjson
@@ -173,7 +173,7 @@ class VKeyStage(Stage[VKeyConfig]):
         base = provider.upstream.prefix  # SDKs whose base URL is the host add ".../v1" themselves
         sent = path[len(base) :] if base and path.startswith(base + "/") else path
         target = f"{sent}?{new_query}" if new_query else sent
-        outgoing = self.forwarder.build(request, provider.upstream, path=target)
+        outgoing = self.forwarder.build(request, provider.upstream, path=target, forwarded=False)
         swap_headers(outgoing.headers, presented, provider.real_key)
         for name in provider.stripped_headers:
             outgoing.headers.popall(name, None)
@@ -238,7 +238,7 @@ class VKeyStage(Stage[VKeyConfig]):
         usage = report.result()
         path = call.path
         if not usage.model and "/models/" in path:  # Gemini names the model in the path
-            usage = replace(usage, model=path.rsplit("/models/", 1)[1].split(":", 1)[0])
+            usage = usage._replace(model=path.rsplit("/models/", 1)[1].split(":", 1)[0])
         consumed = 200 <= tap.status < 300 or (tap.status == 0 and status == 499)  # not refused
         if call.estimable_body is not None and not report.final and consumed:
             usage = completed(usage, report.text_bytes, call.estimable_body)
@@ -338,6 +338,8 @@ def _offer_readable_encodings(outgoing: UpstreamRequest) -> None:
 def _with_usage_requested(body: bytes) -> tuple[bytes, bool]:
     """The chat-completion body with ``stream_options.include_usage`` set when it streams and the
     client did not ask for usage itself; True when the gateway added it (so the tap strips it)."""
+    if b'"stream"' not in body and b"\\u" not in body:  # no "stream" key, not even an escaped one
+        return body, False
     try:
         request = orjson.loads(body)
     except orjson.JSONDecodeError:

@@ -19,17 +19,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
 from .errors import Shape
 
 
-@dataclass(frozen=True, slots=True)
-class Usage:
+class Usage(NamedTuple):
     """Normalized counts: ``input_tokens`` includes cache reads and writes, ``output_tokens`` includes
-    reasoning. ``reported`` is False when the provider said nothing (an error, a cut stream)."""
+    reasoning. ``reported`` is False when the provider said nothing (an error, a cut stream). A tuple:
+    one is made per gateway request."""
 
     input_tokens: int = 0
     output_tokens: int = 0

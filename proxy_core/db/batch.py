@@ -176,8 +176,10 @@ class BatchWriter(_Writer):
         """Queue one row; never blocks, never fails for database reasons."""
         if len(row) != len(self.columns):
             raise ValueError(f"{self.table} rows have {len(self.columns)} values, not {len(row)}")
-        self._rows.append(tuple(row))
-        self._note_dropped(self._trim())
+        rows = self._rows
+        rows.append(row if isinstance(row, tuple) else tuple(row))
+        if len(rows) > self.max_rows:  # the database has been failing for a while
+            self._note_dropped(self._trim())
 
     def _trim(self) -> int:
         excess = len(self._rows) - self.max_rows

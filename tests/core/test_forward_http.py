@@ -104,6 +104,25 @@ async def test_forwarded_headers_from_an_untrusted_client_are_replaced(
     assert "X-Real-IP" not in headers
 
 
+async def test_a_request_built_without_the_forwarded_chain_names_no_address(aiohttp_server: Any) -> None:
+    from proxy_core import FORWARDER, Upstream
+
+    target = Upstream.from_url(str((await aiohttp_server(echo_app())).make_url("/")))
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        forwarder = request.app[FORWARDER]
+        return await forwarder.send(request, forwarder.build(request, target, forwarded=False))
+
+    app = make_app([])
+    app.router.add_get("/out", handler)
+    async with run_proxy(app) as url, aiohttp.ClientSession() as session:
+        sent = {"X-Forwarded-For": "6.6.6.6", "Forwarded": "for=6.6.6.6", "X-Kept": "yes"}
+        async with session.get(url / "out", headers=sent) as resp:
+            headers = (await resp.json())["headers"]
+    assert headers["X-Kept"] == "yes"
+    assert not {"X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host", "Forwarded"} & set(headers)
+
+
 async def test_forwarded_headers_from_a_trusted_proxy_extend_the_chain(
     aiohttp_server: Any, proxy_to: Any
 ) -> None:
@@ -384,6 +403,35 @@ async def test_request_body_over_the_limit_is_refused_with_413(aiohttp_server: A
     assert resp.status == 413
     ok = await client.post("/", data=b"x" * 1000)
     assert (await ok.json())["body_length"] == 1000
+
+
+async def test_a_body_read_whole_waits_for_late_pieces_and_keeps_the_limit() -> None:
+    from proxy_core import FORWARDER
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        body = await request.app[FORWARDER].body_limit.read(request)
+        return web.Response(text="too large" if body is None else body.decode())
+
+    app = make_app([], "[server]\naccess_log = false\nmax_body_size = 8\n")
+    app.router.add_post("/read", handler)
+
+    async def send(framing: str, pieces: list[bytes]) -> bytes:
+        reader, writer = await asyncio.open_connection(url.host, url.port)
+        writer.write(f"POST /read HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{framing}\r\n\r\n".encode())
+        for piece in pieces:
+            writer.write(piece)
+            await writer.drain()
+            await asyncio.sleep(0.05)  # the handler has the head and part of the body meanwhile
+        answer = await reader.read()
+        writer.close()
+        return answer.partition(b"\r\n\r\n")[2]
+
+    async with run_proxy(app) as url:
+        assert await send("Content-Length: 7", [b"whole!!"]) == b"whole!!"
+        assert await send("Content-Length: 8", [b"late", b"body"]) == b"latebody"
+        chunked = "Transfer-Encoding: chunked"
+        assert await send(chunked, [b"4\r\nlate\r\n", b"4\r\nbody\r\n0\r\n\r\n"]) == b"latebody"
+        assert await send(chunked, [b"4\r\nlate\r\n", b"5\r\nbody!\r\n0\r\n\r\n"]) == b"too large"
 
 
 async def test_client_abort_cancels_the_upstream_request(aiohttp_server: Any) -> None:

@@ -121,6 +121,7 @@ async def test_spliced_and_forged_keys_are_invalid(db: Database, ada: User) -> N
     checker = KeyChecker(db, service.cache)
     issued = await service.issue(ada.id)
     await service.issue(bo.id)
+    await checker.check(issued.key)  # known good now: a key differing from it is judged afresh
     assert await rejected(checker, issued.key.replace(str(ada.id), str(bo.id))) == "invalid"
     forged = new_key(bo.id)  # stored as Ada's, but naming Bo
     await VirtualKeys(db).insert(
