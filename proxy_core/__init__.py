@@ -10,6 +10,7 @@ from .exchange import ErrorRenderer, ResponseTap, Timeouts, Upstream, UpstreamEr
 from .forward import CLIENT_ADDRESS, OUTCOME, Forwarder, Outcome
 from .headers import ClientAddress, TrustedProxies
 from .metrics import Counter, Gauge, Histogram, Metrics
+from .prefix import prefix_route
 from .registry import UnknownStageError, installed_stages, load_stage_class
 from .stage import Next, Readiness, Stage, StageContext
 
@@ -57,5 +58,6 @@ __all__ = [
     "make_context",
     "open_event_stream",
     "parse_config",
+    "prefix_route",
     "wants_html",
 ]

@@ -8,8 +8,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from aiohttp import web
-from aiohttp.web_urldispatcher import _InfoDict
-from yarl import URL
 
 from ._websocket import WebSocketSettings
 from .config import ConfigError, ProxyConfig, StageSpec
@@ -20,6 +18,7 @@ from .headers import TrustedProxies
 from .logs import AccessLog, resolve_format
 from .metrics import Metrics
 from .ops import Ops
+from .prefix import prefix_route
 from .redact import redact_values
 from .registry import UnknownStageError, load_stage_class
 from .stage import Next, Resource, Stage, StageContext
@@ -126,35 +125,10 @@ def create_app(
         for route in app.router.add_routes(stage.routes()):
             middleware.route_owned_by(route.handler, position)
     # A real catch-all route (rather than aiohttp's "no match" system route) lets aiohttp cache the
-    # middleware chain; it is reached only when every stage handed the request on.
-    app.router.register_resource(everything := _Everything())
-    everything.add_route("*", _not_found)
+    # middleware chain; it is reached only when every stage handed the request on. Tried last (aiohttp
+    # walks a path's parents and tries ``/`` at the end), and matched without a regular expression.
+    app.router.add_routes([prefix_route("/", _not_found)])
     return app
-
-
-class _Everything(web.Resource):
-    """Every path, every method: the catch-all route. Checked last (aiohttp walks a path's parents and
-    tries ``/`` at the end), and matched without a regular expression (``/{tail:.*}`` ran one on every
-    request that reached it, which is every proxied request)."""
-
-    @property
-    def canonical(self) -> str:
-        return "/"
-
-    def _match(self, path: str) -> dict[str, str]:
-        return {}
-
-    def raw_match(self, path: str) -> bool:
-        return False  # never reused for a route added later (aiohttp asks before making a resource)
-
-    def add_prefix(self, prefix: str) -> None:
-        raise NotImplementedError("the catch-all belongs to the top application")
-
-    def get_info(self) -> _InfoDict:
-        return {"path": "/*"}
-
-    def url_for(self) -> URL:  # type: ignore[override]  # aiohttp's own resources narrow it too
-        return URL("/")
 
 
 async def _not_found(request: web.Request) -> web.StreamResponse:

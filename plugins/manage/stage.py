@@ -14,7 +14,7 @@ from aiohttp import web
 
 from plugins.auth import MenuEntry, add_menu_entry, user_directory
 from plugins.vkey import key_service
-from proxy_core import Next, Stage, StageContext
+from proxy_core import Next, Stage, StageContext, prefix_route
 from proxy_core.db import database
 
 from .api import Api, json_error
@@ -70,8 +70,8 @@ class ManageStage(Stage[ManageConfig]):
             *pages.routes(prefix),
             *api.routes(f"{prefix}/api"),
             # Everything else under the prefix is Manage's too: never handed on to a sandbox.
-            web.route("*", f"{prefix}/api/{{tail:.*}}", guard.protect(_nothing, json_error)),
-            web.route("*", f"{prefix}/{{tail:.*}}", guard.protect(_nothing, not_allowed)),
+            prefix_route(f"{prefix}/api", guard.protect(_nothing, json_error)),
+            prefix_route(prefix, guard.protect(_nothing, not_allowed)),
         ]
 
 

@@ -26,6 +26,7 @@ from proxy_core import (
     UpstreamError,
     UpstreamRequest,
     error_response,
+    prefix_route,
 )
 from proxy_core.db import BatchWriter, StoreError, database
 from proxy_core.tasks import BackgroundJobs
@@ -109,7 +110,7 @@ class VKeyStage(Stage[VKeyConfig]):
 
     def routes(self) -> Sequence[web.AbstractRouteDef]:
         """The gateway: answered here, behind the earlier stages only (nothing after it sees these)."""
-        return [web.route("*", self._prefix + "{tail:.*}", self._serve)]
+        return [prefix_route(self.config.path_prefix, self._serve)]
 
     async def _serve(self, request: web.Request) -> web.StreamResponse:
         started = time.perf_counter()

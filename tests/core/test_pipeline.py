@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 import pytest
 from aiohttp import web
 
-from proxy_core import STAGES, Next, Readiness, Stage, StageConfig, StageContext
+from proxy_core import STAGES, Next, Readiness, Stage, StageConfig, StageContext, prefix_route
 from proxy_core.registry import UnknownStageError, installed_stages, load_stage_class
 from proxy_core.stages.upstream import UpstreamStage
 from proxy_core.testing import echo_app, make_app, stage
@@ -129,6 +129,32 @@ async def test_a_stage_route_skips_its_own_stage_and_later_ones(aiohttp_client: 
     assert (await resp.json())["trail"] == ["a"]
     assert resp.headers.getall("X-Trail") == ["a"]
     assert (await client.get("/elsewhere")).status == 401  # unmatched paths still pass every stage
+
+
+class Subtree(Stage[StageConfig]):
+    """Answers a whole subtree through one prefix route, beside an exact route inside it."""
+
+    name = "subtree"
+
+    def routes(self) -> Sequence[web.AbstractRouteDef]:
+        return [prefix_route("/svc", self.rest), web.get("/svc/exact", self.exact)]
+
+    async def rest(self, request: web.Request) -> web.Response:
+        return web.json_response({"route": "prefix", "raw_path": request.raw_path})
+
+    async def exact(self, request: web.Request) -> web.Response:
+        return web.json_response({"route": "exact"})
+
+
+async def test_a_prefix_route_answers_its_subtree_and_nothing_beside_it(aiohttp_client: Any) -> None:
+    client = await aiohttp_client(make_app([stage(Mark, label="a"), stage(Subtree)]))
+    for path in ("/svc/", "/svc/a/b%2Fc?q=1", "/svc/exact/deeper"):
+        resp = await client.post(path)
+        assert await resp.json() == {"route": "prefix", "raw_path": path}
+        assert resp.headers.getall("X-Trail") == ["a"]  # behind the earlier stages
+    assert await (await client.get("/svc/exact")).json() == {"route": "exact"}  # the longer path wins
+    for beside in ("/svc", "/svcx/a", "/other/svc/a"):
+        assert (await client.get(beside)).status == 404, beside
 
 
 async def test_lifespans_start_and_stop_with_the_app(aiohttp_client: Any) -> None:
