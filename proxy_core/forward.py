@@ -129,12 +129,14 @@ class Forwarder:
         path: str | None = None,
         preserve_host: bool = False,
         forwarded: bool = True,
+        drop: frozenset[str] = frozenset(),
     ) -> UpstreamRequest:
         """The default upstream request for ``request``: same method, path (or ``path``), filtered headers
         plus the forwarded chain (unless ``forwarded`` is False: an upstream outside the network learns
-        no address inside it), minus the stages' own credentials. ``path`` is raw (percent-encoded)
+        no address inside it), minus the stages' own credentials and the client's headers named in
+        ``drop`` (lower case: what the stage replaces with its own). ``path`` is raw (percent-encoded)
         and may carry a query string; an absolute-form target is sent in origin form."""
-        headers = request_headers(request)
+        headers = request_headers(request, drop)
         if self.owned:
             self.owned.strip(headers)
         if forwarded:

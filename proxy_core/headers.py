@@ -71,16 +71,22 @@ def _connection_tokens(headers: CIMultiDictProxy[str] | CIMultiDict[str]) -> set
     return tokens
 
 
-def request_headers(request: web.BaseRequest) -> CIMultiDict[str]:
-    """The client's headers minus hop-by-hop ones and anything the proxy must set itself."""
+def request_headers(request: web.BaseRequest, also_drop: frozenset[str] = frozenset()) -> CIMultiDict[str]:
+    """The client's headers minus hop-by-hop ones, anything the proxy must set itself and the
+    (lower-case) names in ``also_drop``."""
     source = request.headers
     headers = CIMultiDict(source)  # a C-level copy; then drop the few names present (cheaper than a filter)
-    drop = _REQUEST_DROP
+    drop = _drop_set(also_drop) if also_drop else _REQUEST_DROP
     if "Connection" in source:
         drop = drop | _connection_tokens(source)
     for name in [name for name in headers if name.lower() in drop]:
         headers.popall(name, None)
     return headers
+
+
+@lru_cache(maxsize=256)
+def _drop_set(also: frozenset[str]) -> frozenset[str]:
+    return _REQUEST_DROP | also
 
 
 def response_header_items(raw: Iterable[tuple[bytes, bytes]]) -> list[tuple[str, str]]:

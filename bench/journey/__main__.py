@@ -28,6 +28,8 @@ from ..report import spread, table
 from ..starttime import Timing
 from . import gateway, idle_users, pipeline, resume
 
+PARTS = ("a", "b", "c", "d")
+
 
 def _load() -> str:
     return "load average " + " ".join(f"{v:.1f}" for v in os.getloadavg())
@@ -188,6 +190,12 @@ def main() -> None:
     parser.add_argument("--gateway-seconds", type=float, help="c=1 and c=20 run per row in (b) (default 3)")
     parser.add_argument("--resumes", type=int, help="paused -> first byte repetitions (default 7; quick 2)")
     parser.add_argument("--users", type=int, help="idle users in (d) (default 500; quick 10)")
+    parser.add_argument(
+        "--only",
+        action="append",
+        choices=PARTS,
+        help="run this part only (repeatable: --only a --only b); default all four",
+    )
     args = parser.parse_args()
     quick = args.quick
     rounds = args.rounds or (2 if quick else 5)
@@ -201,14 +209,18 @@ def main() -> None:
     env.ensure_tools()
     started = time.monotonic()
     print(f"journey benchmark, {os.cpu_count()} CPUs, {_load()} at the start", flush=True)
-    result_a = pipeline.run(rounds, duration, args.connections)
-    report_pipeline(result_a, rounds, duration, args.connections)
-    result_b = gateway.run(
-        gateway_rounds, gateway_seconds, gateway_seconds, 20 if quick else 200, 10 if quick else 100
-    )
-    report_gateway(result_b, gateway_rounds)
-    report_resume(resume.run(resumes))
-    report_idle(idle_users.run(users))
+    parts = set(args.only or PARTS)
+    if "a" in parts:
+        report_pipeline(pipeline.run(rounds, duration, args.connections), rounds, duration, args.connections)
+    if "b" in parts:
+        result_b = gateway.run(
+            gateway_rounds, gateway_seconds, gateway_seconds, 20 if quick else 200, 10 if quick else 100
+        )
+        report_gateway(result_b, gateway_rounds)
+    if "c" in parts:
+        report_resume(resume.run(resumes))
+    if "d" in parts:
+        report_idle(idle_users.run(users))
     print(f"\n  (journey: {time.monotonic() - started:.0f} s; {_load()} at the end)", flush=True)
 
 

@@ -57,7 +57,7 @@ _DROPPED_HEADERS = ("Cookie", "X-CSRF-Token", "Authorization", "x-mastra-auth-to
 class Route:
     upstream: Upstream
     headers: tuple[tuple[str, str], ...]
-    replaced: tuple[str, ...]  # what the client sent that must not reach the sandbox
+    replaced: frozenset[str]  # what the client sent that must not reach the sandbox (lower case)
     row: Sandbox
     expires: float
 
@@ -192,7 +192,7 @@ class SandboxRouterStage(Stage[SandboxRouterConfig]):
         route = Route(
             Upstream.from_url(endpoint.base_url),
             headers,
-            (*self._dropped, *endpoint.headers),
+            frozenset(name.lower() for name in (*self._dropped, *endpoint.headers)),
             row,
             read_at + self.config.route_cache_seconds,
         )
@@ -203,11 +203,8 @@ class SandboxRouterStage(Stage[SandboxRouterConfig]):
     def _outgoing(self, request: web.Request, route: Route) -> tuple[UpstreamRequest, ResponseTap | None]:
         """The request for the sandbox (its credentials in place of the client's) and the tap its
         answer goes through, if any (Studio's pages, and the cloud's script in every page)."""
-        outgoing = self.forwarder.build(request, route.upstream)
+        outgoing = self.forwarder.build(request, route.upstream, drop=route.replaced)
         headers = outgoing.headers
-        for name in route.replaced:
-            if name in headers:
-                del headers[name]
         headers.extend(route.headers)
         tap: ResponseTap | None = None
         if request.method == "GET" and "text/html" in request.headers.get("Accept", ""):  # a page

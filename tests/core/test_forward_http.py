@@ -104,23 +104,32 @@ async def test_forwarded_headers_from_an_untrusted_client_are_replaced(
     assert "X-Real-IP" not in headers
 
 
-async def test_a_request_built_without_the_forwarded_chain_names_no_address(aiohttp_server: Any) -> None:
+async def test_a_request_built_without_the_forwarded_chain_or_dropped_headers(aiohttp_server: Any) -> None:
     from proxy_core import FORWARDER, Upstream
 
     target = Upstream.from_url(str((await aiohttp_server(echo_app())).make_url("/")))
 
     async def handler(request: web.Request) -> web.StreamResponse:
         forwarder = request.app[FORWARDER]
-        return await forwarder.send(request, forwarder.build(request, target, forwarded=False))
+        dropped = frozenset({"x-replaced", "authorization"})
+        return await forwarder.send(request, forwarder.build(request, target, forwarded=False, drop=dropped))
 
     app = make_app([])
     app.router.add_get("/out", handler)
     async with run_proxy(app) as url, aiohttp.ClientSession() as session:
-        sent = {"X-Forwarded-For": "6.6.6.6", "Forwarded": "for=6.6.6.6", "X-Kept": "yes"}
+        sent = {
+            "X-Forwarded-For": "6.6.6.6",
+            "Forwarded": "for=6.6.6.6",
+            "X-Kept": "yes",
+            "X-REPLACED": "a",
+            "Authorization": "Bearer b",
+            "Connection": "close",
+        }
         async with session.get(url / "out", headers=sent) as resp:
             headers = (await resp.json())["headers"]
     assert headers["X-Kept"] == "yes"
     assert not {"X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host", "Forwarded"} & set(headers)
+    assert not {"X-Replaced", "X-REPLACED", "Authorization", "Connection"} & set(headers)
 
 
 async def test_forwarded_headers_from_a_trusted_proxy_extend_the_chain(
