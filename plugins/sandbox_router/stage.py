@@ -14,6 +14,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
+from functools import partial
 
 from aiohttp import web
 from yarl import URL
@@ -33,6 +34,7 @@ from proxy_core import (
     error_response,
     wants_html,
 )
+from proxy_core.cache import SingleFlight
 from proxy_core.db import ActivityWriter, StoreError, database
 from proxy_core.inject import offer_script, page_tap
 
@@ -91,6 +93,7 @@ class SandboxRouterStage(Stage[SandboxRouterConfig]):
         self.timeouts = Timeouts(config.connect_timeout, config.read_timeout, config.idle_stream_timeout)
         self.in_flight = InFlight(config.max_requests_per_user)
         self._routes: dict[uuid.UUID, Route] = {}
+        self._routing: SingleFlight[uuid.UUID, Route | Sandbox | None] = SingleFlight()
         self._extended: dict[uuid.UUID, float] = {}
         self._touched: dict[uuid.UUID, float] = {}
         self._dropped = _DROPPED_HEADERS[1:] if config.forward_cookies else _DROPPED_HEADERS
@@ -152,7 +155,8 @@ class SandboxRouterStage(Stage[SandboxRouterConfig]):
         route = self._routes.get(user_id)
         if route is None or route.expires < time.monotonic():
             try:
-                found = await self._route(user_id)
+                # every request of the user in flight now finds the route expired: one store read
+                found = await self._routing.run(user_id, partial(self._route, user_id))
             except StoreError as exc:
                 log.warning("sandbox_router: cannot read the store: %s", exc.message)
                 return error_response(request, 503, "The cloud cannot reach its database. Try again shortly.")
