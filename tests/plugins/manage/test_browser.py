@@ -42,7 +42,7 @@ async def seed_usage(c: Cloud, user_id: uuid.UUID) -> None:
                 status=200,
                 latency_ms=9,
                 created_at=now - timedelta(days=days),
-            ).values()
+            )
         )
     await c.app[USAGE_WRITER].flush()
 

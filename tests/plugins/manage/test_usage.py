@@ -42,7 +42,7 @@ async def record(
             status=200,
             latency_ms=5,
             created_at=at,
-        ).values()
+        )
     )
 
 
