@@ -25,7 +25,7 @@ class PublicPaths:
     def __contains__(self, path: str) -> bool:
         if path in self._exact:
             return _clean(path)
-        return any(path.startswith(prefix) for prefix in self._prefixes) and _clean(path)
+        return path.startswith(self._prefixes) and _clean(path)  # a tuple: one C-level call
 
 
 def _clean(path: str) -> bool:
