@@ -121,8 +121,15 @@ class SpendTracker:
 
     async def _read(self, user_id: uuid.UUID, now: datetime, previous: _Spend | None) -> _Spend:
         day_start = now.replace(hour=0, minute=0, second=0, microsecond=0)
+        day = now.strftime("%Y-%m-%d")
+        kept = (previous.tokens, previous.usd) if previous is not None else (0, 0.0)
         tokens, usd = await self.source.spend_since(user_id, day_start, day_start.replace(day=1))
-        fresh = _Spend(now.strftime("%Y-%m-%d"), tokens, usd, self._clock())
+        if previous is not None and previous.day == day:
+            # requests that finished while the sums were read: their rows may have missed the read.
+            # Counted here (twice, at worst, until the next read): a budget errs towards refusing.
+            tokens += previous.tokens - kept[0]
+            usd += previous.usd - kept[1]
+        fresh = _Spend(day, tokens, usd, self._clock())
         if previous is not None:  # what is running now is not in the sums yet
             fresh.running, fresh.last_tokens, fresh.last_usd = (
                 previous.running,

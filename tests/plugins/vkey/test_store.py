@@ -197,6 +197,43 @@ async def test_running_requests_count_toward_the_budget(db: Database, ada: User)
     await ledger.writer.close()
 
 
+async def test_a_request_finishing_during_a_re_read_stays_counted(db: Database, ada: User) -> None:
+    """A request that ends while the sums are being read again queues its row too late for that read:
+    its cost must not vanish from the kept sums when the read lands (it did: a budget held one request
+    late, and the refusal named a stale sum)."""
+    ledger = UsageLedger(db, BatchWriter(db, "usage", COLUMNS, interval=3600))
+    store_answers = asyncio.Event()
+    store_answers.set()
+
+    class SlowStore:
+        async def spend_since(self, user_id: uuid.UUID, day: datetime, month: datetime) -> tuple[int, float]:
+            sums = await ledger.spend_since(user_id, day, month)  # read now...
+            await store_answers.wait()  # ...answered later
+            return sums
+
+    clock = [0.0]
+    spend = SpendTracker(SlowStore(), refresh_seconds=5, clock=lambda: clock[0])
+    assert await spend.totals(ada.id) == (0, 0.0)
+    spend.started(ada.id)
+    store_answers.clear()
+    clock[0] = 6.0
+    assert await spend.totals(ada.id) == (0, 0.0)  # starts the re-read, which reads before the row
+    await asyncio.sleep(0.05)
+    spend.finished(ada.id, 41, 0.25)  # the request ends; its row (40 in, 1 out) is queued after the read
+    ledger.record(_row(ada.id, 40, 0.25, datetime.now(UTC)))
+    store_answers.set()
+    for _ in range(100):  # until the re-read lands
+        await asyncio.sleep(0.01)
+        if not spend._loading:
+            break
+    assert await spend.totals(ada.id) == (41, pytest.approx(0.25))
+    clock[0] = 12.0  # the next re-read finds the row and nothing finished meanwhile: the same sums
+    await spend.totals(ada.id)
+    await asyncio.sleep(0.05)
+    assert await spend.totals(ada.id) == (41, pytest.approx(0.25))
+    await ledger.writer.close()
+
+
 async def test_spend_is_re_read_in_the_background(db: Database, ada: User) -> None:
     """Past ``refresh_seconds`` a request goes on with the kept sums while the store is read again
     (here a slow one): only the first read of the day makes requests wait."""
