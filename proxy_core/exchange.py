@@ -118,7 +118,7 @@ class BodyLimit:
             body = content.read_nowait()
             return None if self.exceeded(len(body)) else body
         chunks, size = [], 0
-        while chunk := await request.content.readany():
+        while chunk := await content.readany():
             size += len(chunk)
             if self.exceeded(size):
                 return None

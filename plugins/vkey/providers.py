@@ -71,7 +71,7 @@ class Provider:
     key_env: str
     real_key: str | None  # None: the environment variable is not set, so the provider answers 503
     refused_headers: tuple[str, ...] = ()  # lower case
-    stripped_headers: tuple[str, ...] = ()  # lower case
+    stripped_headers: frozenset[str] = frozenset()  # lower case: dropped as the request is built
     rewrites_urls: bool = False
 
     def __repr__(self) -> str:  # never print the real key
@@ -108,7 +108,7 @@ def load_providers(
             key_env,
             real,
             tuple(h.lower() for h in refused),
-            tuple(h.lower() for h in stripped),
+            frozenset(h.lower() for h in stripped),
             rewrites,
         )
     return providers

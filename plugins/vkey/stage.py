@@ -174,10 +174,10 @@ class VKeyStage(Stage[VKeyConfig]):
         base = provider.upstream.prefix  # SDKs whose base URL is the host add ".../v1" themselves
         sent = path[len(base) :] if base and path.startswith(base + "/") else path
         target = f"{sent}?{new_query}" if new_query else sent
-        outgoing = self.forwarder.build(request, provider.upstream, path=target, forwarded=False)
+        outgoing = self.forwarder.build(
+            request, provider.upstream, path=target, forwarded=False, drop=provider.stripped_headers
+        )
         swap_headers(outgoing.headers, presented, provider.real_key)
-        for name in provider.stripped_headers:
-            outgoing.headers.popall(name, None)
         _offer_readable_encodings(outgoing)
         rewrite = None
         if provider.rewrites_urls:
