@@ -39,7 +39,9 @@ class PathPrefix(web.Resource):
         return False  # never reused for a route added later (aiohttp asks before making a resource)
 
     def add_prefix(self, prefix: str) -> None:
-        raise NotImplementedError("prefix routes belong to the top application")
+        """Mounted with a sub-application at ``prefix``: the subtree moves under it."""
+        self.prefix = prefix + self.prefix
+        self._under = self.prefix + "/"
 
     def get_info(self) -> _InfoDict:
         return {"prefix": self._under}

@@ -157,6 +157,20 @@ async def test_a_prefix_route_answers_its_subtree_and_nothing_beside_it(aiohttp_
         assert (await client.get(beside)).status == 404, beside
 
 
+async def test_a_prefix_route_moves_with_the_sub_application_it_is_mounted_in(aiohttp_client: Any) -> None:
+    async def rest(request: web.Request) -> web.Response:
+        return web.Response(text=request.raw_path)
+
+    sub = web.Application()
+    sub.router.add_routes([prefix_route("/svc", rest)])
+    app = web.Application()
+    app.add_subapp("/sub", sub)
+    client = await aiohttp_client(app)
+    assert await (await client.get("/sub/svc/a")).text() == "/sub/svc/a"
+    for elsewhere in ("/svc/a", "/sub/svc", "/sub/svcx/a"):
+        assert (await client.get(elsewhere)).status == 404, elsewhere
+
+
 async def test_lifespans_start_and_stop_with_the_app(aiohttp_client: Any) -> None:
     EVENTS.clear()
     client = await aiohttp_client(make_app([stage(Hello)]))
